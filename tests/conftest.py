@@ -1,0 +1,53 @@
+"""Shared fixtures: random rollout batches with unequal, shuffled prompt groups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+
+@dataclass
+class Batch:
+    logp: torch.Tensor
+    old_logp: torch.Tensor
+    mask: torch.Tensor
+    rewards: torch.Tensor
+    group_ids: torch.Tensor
+    ref_logp: torch.Tensor
+
+    def args(self):
+        return self.logp, self.old_logp, self.mask, self.rewards, self.group_ids
+
+
+def random_batch(
+    seed: int,
+    sizes=(4, 3, 5, 1, 2, 6),
+    max_len: int = 11,
+    s_scale: float = 0.2,
+    dtype=torch.float64,
+    shuffle: bool = True,
+) -> Batch:
+    """Groups of the given sizes, random binary rewards (each group of >= 2 mixes labels where possible),
+    response lengths 1..max_len, log-ratios of scale ``s_scale`` and NaN garbage on padding."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.cat([torch.full((n,), 100 + 7 * i) for i, n in enumerate(sizes)])
+    rewards = torch.cat([torch.randint(0, 2, (n,), generator=g) for n in sizes]).to(dtype)
+    b = len(ids)
+    lengths = torch.randint(1, max_len + 1, (b,), generator=g)
+    mask = torch.arange(max_len).unsqueeze(0) < lengths.unsqueeze(1)
+    old = -torch.rand(b, max_len, generator=g, dtype=dtype) * 4
+    logp = old + s_scale * torch.randn(b, max_len, generator=g, dtype=dtype)
+    ref = old + 0.1 * torch.randn(b, max_len, generator=g, dtype=dtype)
+    nan = torch.tensor(float("nan"), dtype=dtype)
+    logp, old, ref = (torch.where(mask, x, nan) for x in (logp, old, ref))
+    if shuffle:
+        perm = torch.randperm(b, generator=g)
+        ids, rewards, mask, old, logp, ref = (x[perm] for x in (ids, rewards, mask, old, logp, ref))
+    return Batch(logp.clone().requires_grad_(True), old, mask, rewards, ids, ref)
+
+
+@pytest.fixture
+def batch() -> Batch:
+    return random_batch(0)

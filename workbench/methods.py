@@ -1,0 +1,147 @@
+"""The six methods, their hyper-parameters and the paper's defaults, in one place.
+
+Objectives (``workbench.objectives``), closed forms (``workbench.closed_forms``), the trainer's flags and the app's
+sliders all resolve hyper-parameters here, so a default changes in one line.
+
+Paper defaults (Sec. 5.1): GRPO eps = 0.2 with a KL penalty beta = 0.001 to the reference model; DAPO clip-higher
+eps_low = 0.2, eps_high = 0.28 and token-mean aggregation; GSPO a sequence-level ratio with eps_low = 3e-4,
+eps_high = 4e-4; REAL tau = 0.5. REAL, DAPO and GSPO use no KL penalty.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+METHODS: tuple[str, ...] = ("grpo", "dapo", "gspo", "real", "real_bce", "real_no_anchor")
+CLIP_METHODS: tuple[str, ...] = ("grpo", "dapo", "gspo")
+REAL_METHODS: tuple[str, ...] = ("real", "real_bce", "real_no_anchor")
+
+CLIP_MODES = ("vanilla", "bidirectional", "none")
+LOSS_AGGS = ("token-mean", "seq-mean-token-mean")
+KL_TARGETS = ("ref", "old")
+GROUP_FILTERS = ("mixed", "all")
+NORMALIZATIONS = ("prompts", "used", "sum")
+
+LABELS: dict[str, str] = {
+    "grpo": "GRPO",
+    "dapo": "DAPO",
+    "gspo": "GSPO",
+    "real": "REAL",
+    "real_bce": "REAL w/ BCE",
+    "real_no_anchor": "REAL w/o anchor",
+}
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of {', '.join(choices)}")
+
+
+def _check_nonneg(name: str, value: float) -> None:
+    if not isinstance(value, int | float) or not value >= 0 or value != value or value == float("inf"):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ClipHParams:
+    """PPO-clip family (GRPO, DAPO, GSPO).
+
+    - ``eps_low``, ``eps_high``: the ratio is clipped to ``[1 - eps_low, 1 + eps_high]``.
+    - ``clip_mode``: ``vanilla`` (PPO: zero the gradient of A>0 tokens with ratio > 1+eps_high and of A<0
+      tokens with ratio < 1-eps_low), ``bidirectional`` (zero every token whose ratio leaves the interval, the
+      paper's Fig. 2 ablation) or ``none``.
+    - ``dual_clip``: if set (verl's ``clip_ratio_c``, e.g. 3.0), A<0 tokens with ratio > dual_clip get no gradient.
+    - ``loss_agg``: ``seq-mean-token-mean`` (mean over a rollout's tokens, then over rollouts; GRPO, GSPO) or
+      ``token-mean`` (mean over all tokens of the mini-batch; DAPO).
+    - ``kl_beta``, ``kl_target``: k3 KL penalty ``e^{q-p} - (q-p) - 1`` to the reference (``ref``) or old
+      (``old``) policy, aggregated like the policy loss.
+    - ``adv_eps``: ``A = (r - mean) / (std + adv_eps)`` within a group (unbiased std; a group of one gets A = 0).
+    - ``log_ratio_cap``: the log-ratio is clamped to ``[-cap, cap]`` before ``exp`` (verl uses 20 for tokens and
+      10 for GSPO's sequence ratio); tokens beyond it get no gradient. ``None`` disables the clamp.
+    """
+
+    eps_low: float = 0.2
+    eps_high: float = 0.2
+    clip_mode: Literal["vanilla", "bidirectional", "none"] = "vanilla"
+    dual_clip: float | None = None
+    loss_agg: Literal["token-mean", "seq-mean-token-mean"] = "seq-mean-token-mean"
+    kl_beta: float = 0.001
+    kl_target: Literal["ref", "old"] = "ref"
+    adv_eps: float = 1e-6
+    log_ratio_cap: float | None = 20.0
+
+    def __post_init__(self) -> None:
+        _check_nonneg("eps_low", self.eps_low)
+        _check_nonneg("eps_high", self.eps_high)
+        if self.eps_low >= 1:
+            raise ValueError(f"eps_low must be < 1 (the lower clip bound is 1 - eps_low), got {self.eps_low}")
+        _check_choice("clip_mode", self.clip_mode, CLIP_MODES)
+        if self.dual_clip is not None and not (self.dual_clip > 1):
+            raise ValueError(f"dual_clip must be > 1 or None, got {self.dual_clip!r}")
+        _check_choice("loss_agg", self.loss_agg, LOSS_AGGS)
+        _check_nonneg("kl_beta", self.kl_beta)
+        _check_choice("kl_target", self.kl_target, KL_TARGETS)
+        _check_nonneg("adv_eps", self.adv_eps)
+        if self.log_ratio_cap is not None and not (self.log_ratio_cap > 0):
+            raise ValueError(f"log_ratio_cap must be > 0 or None, got {self.log_ratio_cap!r}")
+
+
+@dataclass(frozen=True)
+class RealHParams:
+    """REAL family (REAL, REAL w/ BCE, REAL w/o anchor).
+
+    - ``tau``: temperature of the logits ``s_bar / tau``; weights are bounded by ``1 / tau``.
+    - ``group_filter``: ``mixed`` (the authors' code: only groups holding a correct and a wrong rollout
+      contribute) or ``all`` (every group; with the anchor a single-label group still has a loss).
+    - ``normalize``: the summed group losses are divided by the number of prompts in the mini-batch
+      (``prompts``, the authors' code, dropped groups counted), by the number of groups used (``used``), or not
+      at all (``sum``).
+    - ``kl_beta``, ``kl_target``: optional k3 KL penalty (Table 4), token-mean over the mini-batch.
+    """
+
+    tau: float = 0.5
+    group_filter: Literal["mixed", "all"] = "mixed"
+    normalize: Literal["prompts", "used", "sum"] = "prompts"
+    kl_beta: float = 0.0
+    kl_target: Literal["ref", "old"] = "ref"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tau, int | float) or not (0 < self.tau < float("inf")):
+            raise ValueError(f"tau must be a finite number > 0, got {self.tau!r}")
+        _check_choice("group_filter", self.group_filter, GROUP_FILTERS)
+        _check_choice("normalize", self.normalize, NORMALIZATIONS)
+        _check_nonneg("kl_beta", self.kl_beta)
+        _check_choice("kl_target", self.kl_target, KL_TARGETS)
+
+
+HParams = ClipHParams | RealHParams
+
+DEFAULTS: dict[str, HParams] = {
+    "grpo": ClipHParams(),
+    "dapo": ClipHParams(eps_low=0.2, eps_high=0.28, loss_agg="token-mean", kl_beta=0.0),
+    "gspo": ClipHParams(eps_low=3e-4, eps_high=4e-4, kl_beta=0.0, log_ratio_cap=10.0),
+    "real": RealHParams(),
+    "real_bce": RealHParams(),
+    "real_no_anchor": RealHParams(),
+}
+
+
+def check_method(method: str) -> str:
+    if method not in DEFAULTS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    return method
+
+
+def resolve_hparams(method: str, overrides: dict[str, Any] | None = None) -> HParams:
+    """The paper's defaults for ``method`` with ``overrides`` applied; unknown names or bad values raise ValueError."""
+    base = DEFAULTS[check_method(method)]
+    overrides = dict(overrides or {})
+    names = {f.name for f in fields(base)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(
+            f"unknown hyper-parameter(s) {', '.join(unknown)} for {method}; valid: {', '.join(sorted(names))}"
+        )
+    return dataclasses.replace(base, **overrides)
