@@ -428,9 +428,12 @@ class Trainer:
         metrics.update(final)
 
         # checkpoint
+        # checkpoint, after the step's logs (a checkpoint never points past a logged step); its time is an event
         if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.steps:
+            t = time.perf_counter()
             save_checkpoint(self.out, step, self.model, self.opt, keep=cfg.keep_checkpoints)
             self.writer.set_status("running", last_step=step, last_checkpoint=step)
+            self.writer.event("checkpoint", step=step, seconds=time.perf_counter() - t)
         return metrics
 
     def _minibatches(self, step: int, epoch: int) -> list[np.ndarray]:

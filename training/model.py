@@ -12,6 +12,7 @@ Prompts are left-padded to a common width P, responses right-padded to T. Positi
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,11 +86,16 @@ def max_positions(model: PreTrainedModel) -> int | None:
     return getattr(model.config, "max_position_embeddings", None)
 
 
-def _forward_kwargs(model: PreTrainedModel) -> tuple[str, bool]:
-    """(name of the cache argument, whether ``logits_to_keep`` exists) for this transformers version."""
-    params = inspect.signature(model.forward).parameters
+@functools.cache
+def _forward_kwargs_of(cls: type) -> tuple[str, bool]:
+    params = inspect.signature(cls.forward).parameters
     cache_arg = "cache" if "cache" in params else "past_key_values"
     return cache_arg, "logits_to_keep" in params
+
+
+def _forward_kwargs(model: PreTrainedModel) -> tuple[str, bool]:
+    """(name of the cache argument, whether ``logits_to_keep`` exists) for this transformers version."""
+    return _forward_kwargs_of(type(model))
 
 
 def forward_logits(

@@ -21,10 +21,13 @@ from __future__ import annotations
 import atexit
 import multiprocessing as mp
 import os
+import subprocess
+import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 
 OK, TIMEOUT, ERROR = "ok", "timeout", "error"
 
@@ -112,21 +115,53 @@ def _worker_main(conn: Connection, memory_limit_mb: int) -> None:
 # ------------------------------------------------------------------------------------------------ parent side
 
 
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
 class _Worker:
-    def __init__(self, ctx, memory_limit_mb: int):
-        self.conn, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=_worker_main, args=(child, memory_limit_mb), daemon=True)
-        self.proc.start()
+    """A fresh interpreter running ``_worker_main`` (a plain subprocess: unlike multiprocessing's spawn, it does
+    not re-import the parent's ``__main__``, so it starts with math-verify only, not torch), talking over a
+    socket pair. The parent holds no copy of the child's end, so a dead worker reads as end-of-file."""
+
+    def __init__(self, memory_limit_mb: int):
+        self.conn, child = mp.Pipe(duplex=True)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        code = "import sys; from training.rewards import _worker_entry; _worker_entry(sys.argv[1:])"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(child.fileno()), str(memory_limit_mb)],
+            pass_fds=[child.fileno()],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            close_fds=True,
+        )
         child.close()
         self.ready = False
         self.task: int | None = None
         self.deadline = 0.0
 
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
     def kill(self) -> None:
-        if self.proc.is_alive():
+        if self.alive():
             self.proc.kill()
-        self.proc.join(timeout=5)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
         self.conn.close()
+
+
+def _worker_entry(argv: list[str]) -> None:
+    """Entry point of a worker interpreter: ``argv = [socket fd, memory limit in MiB]``."""
+    from multiprocessing.connection import Connection
+
+    _worker_main(Connection(int(argv[0])), int(argv[1]))
 
 
 class Grader:
@@ -154,19 +189,20 @@ class Grader:
         self.memory_limit_mb = memory_limit_mb
         self.start_timeout = start_timeout
         self.soft_fraction = soft_fraction  # the worker's own timer, as a share of the deadline (None: off)
-        self._ctx = mp.get_context("spawn")  # never fork a process that holds torch threads
-        self._workers: list[_Worker] = [_Worker(self._ctx, memory_limit_mb) for _ in range(workers)]
+        self._workers: list[_Worker] = [_Worker(memory_limit_mb) for _ in range(workers)]
         self._cache: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._cache_size = cache_size
         self.replaced = 0  # workers killed or dead and replaced, over the grader's life
+        self._startup_failures = 0
 
     # -- lifecycle
     def close(self) -> None:
         for w in self._workers:
             try:
-                if w.proc.is_alive() and w.task is None:
-                    w.conn.send(None)
-            except OSError:
+                if w.alive() and w.task is None:
+                    w.conn.send(None)  # ask it to exit
+                    w.proc.wait(timeout=2)
+            except (OSError, subprocess.TimeoutExpired):
                 pass
             w.kill()
         self._workers = []
@@ -179,7 +215,7 @@ class Grader:
 
     def _replace(self, i: int) -> None:
         self._workers[i].kill()
-        self._workers[i] = _Worker(self._ctx, self.memory_limit_mb)
+        self._workers[i] = _Worker(self.memory_limit_mb)
         self.replaced += 1
 
     # -- grading
@@ -237,7 +273,9 @@ class Grader:
                         w.conn.send((k, resp, ans, soft))
                     except (OSError, ValueError):
                         queue.append(k)
-                        w.ready = False  # dead pipe: its sentinel will fire
+                        w.ready = (
+                            False  # dead pipe: reading it gives end of file, then the worker is replaced
+                        )
                         continue
                     w.task, w.deadline = k, now + timeout
             busy = [w for w in self._workers if w.task is not None]
@@ -247,8 +285,7 @@ class Grader:
             if any(not w.ready for w in self._workers):
                 waits.append(now + 0.5)
             wait_for = max(0.0, min(waits) - now) if waits else 0.5
-            handles = [w.conn for w in self._workers] + [w.proc.sentinel for w in self._workers]
-            ready = set(wait(handles, timeout=wait_for))
+            ready = set(wait([w.conn for w in self._workers], timeout=wait_for))
             now = time.monotonic()
             for i, w in enumerate(list(self._workers)):
                 if w.conn in ready:
@@ -256,18 +293,30 @@ class Grader:
                         msg = w.conn.recv()
                     except (EOFError, OSError):
                         msg = None
-                    if msg is None:
-                        self._fail(i, results, ERROR, "worker died")
+                    if msg is None:  # end of file: the worker is gone
+                        try:
+                            w.proc.wait(timeout=5)
+                        except subprocess.TimeoutExpired:
+                            pass
+                        if not w.ready:
+                            self._startup_failures += 1
+                            if self._startup_failures > 3:
+                                raise RuntimeError(
+                                    "grader workers exit before they start (exit code "
+                                    f"{w.proc.returncode}; their error is printed above): is math-verify installed?"
+                                )
+                        self._fail(i, results, ERROR, f"worker died (exit code {w.proc.returncode})")
                         continue
                     if msg[0] == "ready":
                         w.ready = True
+                        self._startup_failures = 0
                         continue
                     k, reward, st, detail = msg
                     if k == w.task:
                         results[k] = (float(reward), st, detail)
                         w.task = None
-                elif w.proc.sentinel in ready or not w.proc.is_alive():
-                    self._fail(i, results, ERROR, f"worker exited with code {w.proc.exitcode}")
+                elif not w.alive():
+                    self._fail(i, results, ERROR, f"worker exited with code {w.proc.returncode}")
                 elif w.task is not None and now >= w.deadline:
                     self._fail(i, results, TIMEOUT, f"no answer within {timeout:g} s: worker killed")
                 elif not w.ready and now - started > self.start_timeout:

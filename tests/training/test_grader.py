@@ -92,3 +92,11 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_workers_that_cannot_start_stop_the_grader_with_a_reason():
+    """A worker whose memory cap is too small to import math-verify dies before it is ready: after a few
+    replacements the grader gives up with an error instead of respawning forever."""
+    with Grader(workers=1, timeout=1.0, memory_limit_mb=48) as g:
+        with pytest.raises(RuntimeError, match="exit before they start"):
+            g.grade(["\\boxed{1}"], ["1"])

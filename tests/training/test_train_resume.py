@@ -66,3 +66,16 @@ def test_killed_and_resumed_run_logs_the_same_as_an_uninterrupted_one(ws_cache, 
     assert not [
         f for t in ("metrics", "rollouts", "tokens") for f in (killed / t).iterdir() if f.name.startswith(".")
     ]
+
+
+def test_resume_can_extend_a_finished_run(ws_cache, tmp_path, capsys):
+    from training.cli import main
+
+    out = tmp_path / "run"
+    settings = {**SMALL, "steps": 2, "val_every": 0, "cache_dir": str(ws_cache)}
+    assert main(["train", "--method", "dapo", *cli_flags(settings), "--out", str(out)]) == 0
+    assert main(["train", "--out", str(out), "--resume", "--steps", "3"]) == 0
+    run = open_run(out)
+    assert run.steps() == [1, 2, 3] and run.config["steps"] == 3 and run.status()["state"] == "finished"
+    assert run.method == "dapo" and run.config["hparams"]["eps_high"] == 0.28
+    assert "from step 2" in capsys.readouterr().err
