@@ -14,7 +14,7 @@ loss on the micro-batch and ``scale`` the factor the engine multiplies it by (it
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +143,7 @@ def assemble_step(
     text: Mapping[str, Sequence[Any]],
     updates: Sequence[tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]],
     metrics: Mapping[str, Any],
-    token_text: Sequence[str] | None = None,
+    decode: Callable[[Sequence[int]], list[str]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Join sampler-side rollouts with the update records of one step into ``(metrics, rollouts, tokens)``.
 
@@ -151,8 +151,8 @@ def assemble_step(
     ``updates``: ``update_records`` outputs; a rollout used by several updates (several PPO epochs) keeps its
     first. A rollout no update used (e.g. a padded or skipped one) gets ``s_bar = weight = 0``, ``used = False``.
     ``metrics``: engine metrics; ``loss``, ``grad_norm`` and ``entropy_mean`` must be given (the writer names a
-    missing one), the other required ones default to ``METRIC_DEFAULTS`` (``val_pass1`` null, times 0). ``token_text``: decoded
-    text per token row of the joined tokens table, in its final order (optional; else empty strings).
+    missing one), the other required ones default to ``METRIC_DEFAULTS`` (``val_pass1`` null, times 0).
+    ``decode``: maps the tokens' ids to their texts (``tokens.token``); without it, or without ids, texts are empty.
     """
     n = len(info["rollout"])
     roll: dict[str, Any] = {k: np.asarray(v) for k, v in info.items()}
@@ -198,9 +198,12 @@ def assemble_step(
     tokens.setdefault("token_id", np.full(m, -1, dtype=np.int64))
     tokens.setdefault("entropy", np.full(m, np.nan))
     tokens["entropy"] = np.nan_to_num(np.asarray(tokens["entropy"], dtype=np.float64), nan=0.0)
-    tokens["token"] = list(token_text) if token_text is not None else [""] * m
+    ids = np.asarray(tokens["token_id"], dtype=np.int64)
+    tokens["token"] = (
+        list(decode(ids.tolist())) if decode is not None and m and (ids >= 0).all() else [""] * m
+    )
     if len(tokens["token"]) != m:
-        raise ValueError(f"token_text has {len(tokens['token'])} entries for {m} token rows")
+        raise ValueError(f"decode returned {len(tokens['token'])} texts for {m} tokens")
     met = {**METRIC_DEFAULTS, **rollout_metrics(info), **dict(metrics)}
     return met, roll, tokens
 

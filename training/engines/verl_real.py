@@ -55,6 +55,7 @@ REWARD_KEYS = ("rm_scores", "token_level_scores")
 SHARD_DIR_KEY = "workbench_shard_dir"  # non-tensor key: where workers write their update records
 ROLLOUT_KEY = "wb_rollout"  # per-row int: the rollout's index within the step (set by the trainer)
 MINIBATCH_KEY = "wb_minibatch"  # per-row int: the mini-batch update that uses the row
+LOG_TOKENS_KEY = "wb_log_tokens"  # per-row bool: write the row's token records (rollout records always)
 
 
 class GroupSplitError(ValueError):
@@ -111,6 +112,7 @@ class MicroBatch:
     token_ids: Tensor | None = None
     rollout_index: Tensor | None = None
     minibatch: Tensor | None = None
+    log_tokens: Tensor | None = None
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -178,6 +180,7 @@ def micro_batch_from_verl(data: TensorDict, log_prob: Tensor, group_size: int) -
         token_ids=pick("responses"),
         rollout_index=per_row(ROLLOUT_KEY),
         minibatch=per_row(MINIBATCH_KEY),
+        log_tokens=per_row(LOG_TOKENS_KEY),
     )
 
 
@@ -307,6 +310,9 @@ def write_update_shard(shard_dir: str, method: str, result: Any, scale: float, m
         entropy=mb.entropy,
         token_ids=mb.token_ids,
     )
+    if mb.log_tokens is not None:
+        keep = np.isin(tokens["rollout"], rollout_index[mb.log_tokens.bool()].numpy())
+        tokens = {k: v[keep] for k, v in tokens.items()}
     name = f"{os.getpid()}_{uuid_lib.uuid4().hex}.parquet"
     for table, cols in (("rollouts", rollouts), ("tokens", tokens)):
         atomic_write_table(Path(shard_dir) / table / name, _table(cols))
