@@ -141,7 +141,9 @@ def make_trainer(tiny: Path, tmp: Path, method: str, **hp) -> Probe:
     return trainer
 
 
-@pytest.mark.parametrize(("method", "hp"), [("real", {}), ("grpo", {}), ("dapo", {}), ("real_bce", {})])
+@pytest.mark.parametrize(
+    ("method", "hp"), [("real", {}), ("grpo", {}), ("dapo", {}), ("real_bce", {}), ("real_no_anchor", {})]
+)
 def test_trains_with_workbench_objective_and_writes_the_run(tiny, tmp_path, method, hp):
     trainer = make_trainer(tiny, tmp_path, method, **hp)
     before = [p.detach().clone() for p in trainer.model.parameters()]
@@ -171,6 +173,7 @@ def test_trains_with_workbench_objective_and_writes_the_run(tiny, tmp_path, meth
     assert set(rollouts.groupby(["step", "group"]).size()) == {G}
     tokens = run.tokens()
     assert len(tokens) == int(rollouts["length"].sum())
+    assert (tokens["token"].str.len() > 0).all()  # decoded token texts
     assert tokens["grad"].abs().sum() > 0 or not rollouts["used"].any()
     metrics = run.metrics()
     assert metrics["loss"].notna().all() and metrics["grad_norm"].notna().all()

@@ -453,3 +453,27 @@ def test_worker_shards_make_a_run_that_opens(tmp_path):
     grad[rows, pos] = torch.as_tensor(tokens["grad"].to_numpy().copy(), dtype=DT)
     torch.testing.assert_close(grad, ro.logp.grad, rtol=1e-5, atol=1e-7)  # float32 in the file
     assert set(run.rollouts()["used"]) <= {True, False}
+
+
+def test_documented_differences_gspo_clamp_and_singleton_advantage():
+    """verl's GSPO clamps the sequence log-ratio at +10 only; its GRPO advantage of a group of one is r."""
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    old = torch.zeros(2, 3, dtype=DT)
+    logp = torch.tensor([[-11.0, -11.0, -11.0], [-0.1, 0.0, 0.1]], dtype=DT, requires_grad=True)
+    rewards, ids = torch.tensor([1.0, 0.0], dtype=DT), torch.tensor([0, 0])
+    adv = group_advantages(rewards, GroupLayout.from_ids(ids)).unsqueeze(1).expand(2, 3)
+    cfg = actor_config(clip_ratio_low=3e-4, clip_ratio_high=4e-4, loss_agg_mode="seq-mean-token-mean")
+    loss_v, _ = core_algos.get_policy_loss_fn("gspo")(
+        old, logp, adv, mask, loss_agg_mode=cfg.loss_agg_mode, config=cfg
+    )
+    res = OBJECTIVES["gspo"](logp, old, mask, rewards, ids)
+    g_v, g_w = grad_of(loss_v, logp), grad_of(res.loss, logp)
+    assert float(g_w[0].abs().sum()) == 0.0  # workbench: clamped at -10, no gradient
+    assert 0 < float(g_v[0].abs().max()) < np.exp(-10)  # verl: e^{s_bar} A / |o|, tiny
+    torch.testing.assert_close(g_v[1], g_w[1])
+    scores = torch.tensor([[0.0, 1.0], [0.0, 0.0], [0.0, 1.0]], dtype=DT)
+    adv_v, _ = core_algos.compute_grpo_outcome_advantage(
+        token_level_rewards=scores, response_mask=torch.ones_like(scores), index=np.array(["a", "b", "b"])
+    )
+    ours = group_advantages(scores.sum(1), GroupLayout.from_ids(torch.tensor([0, 1, 1])))
+    assert float(adv_v[0, 0]) == pytest.approx(1.0, rel=1e-5) and float(ours[0]) == 0.0

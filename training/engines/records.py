@@ -43,7 +43,7 @@ def update_records(
     ``rollout_index[b]``: the rollout's index within the step (``rollouts.rollout``); ``minibatch``: the update's
     index (one value or one per row). ``entropy`` and ``token_ids`` (``[B, T]``, optional) are copied onto the
     token rows. Returns ``(rollouts, tokens)`` column dicts; rollouts hold ``rollout, minibatch, s_bar,
-    advantage, weight, log_c, used``; tokens hold ``rollout, pos, old_logp, logp, s, ratio, weight, grad`` (plus
+    advantage, weight, log_c, used`` (an infinite ``log C`` of the no-anchor variant is stored as null); tokens hold ``rollout, pos, old_logp, logp, s, ratio, weight, grad`` (plus
     ``entropy`` and ``token_id`` when given).
     """
     batch, hp = result.batch, result.hparams
@@ -56,13 +56,15 @@ def update_records(
         raise ValueError(f"rollout_index has {rollout.shape[0]} entries for {n} rollouts")
     mb = np.broadcast_to(np.asarray(minibatch, dtype=np.int64), (n,))
     nan = np.full(n, np.nan)
+    log_c = _np(bd.log_c) if method not in CLIP_METHODS else nan.copy()
+    log_c[~np.isfinite(log_c)] = np.nan  # no anchor, one-label group: C = inf (weight 0); stored as null
     rollouts = {
         "rollout": rollout,
         "minibatch": mb.copy(),
         "s_bar": _np(bd.s_bar),
         "advantage": _np(bd.advantage) if method in CLIP_METHODS else nan,
         "weight": _np(bd.rollout_weight),
-        "log_c": _np(bd.log_c) if method not in CLIP_METHODS else nan.copy(),
+        "log_c": log_c,
         "used": _np(bd.used).astype(bool),
     }
     mask = batch.mask
@@ -230,3 +232,9 @@ def read_update_shards(shard_dir: Any) -> list[tuple[dict[str, np.ndarray], dict
         t = pq.read_table(tok_path).to_pydict()
         pairs.append(({k: np.asarray(v) for k, v in r.items()}, {k: np.asarray(v) for k, v in t.items()}))
     return pairs
+
+
+def token_texts(tokenizer: Any, ids: Sequence[int]) -> list[str]:
+    """The decoded text of each token id (``tokenizer.decode([id])``), decoding each distinct id once."""
+    cache = {i: tokenizer.decode([i]) for i in set(ids)}
+    return [cache[i] for i in ids]

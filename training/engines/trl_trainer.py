@@ -39,7 +39,7 @@ from accelerate.utils import gather_object
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
-from training.engines.records import assemble_step, rollout_info, update_records
+from training.engines.records import assemble_step, rollout_info, token_texts, update_records
 from workbench.methods import METHODS, ClipHParams, RealHParams, resolve_hparams
 from workbench.objectives import get_objective
 from workbench.runlog import RunWriter
@@ -361,7 +361,7 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
         }
         self._wb_step_start = now
         met, roll, tok = assemble_step(
-            step, info, text, updates, metrics, decode=self.processing_class.convert_ids_to_tokens
+            step, info, text, updates, metrics, decode=lambda ids: token_texts(self.processing_class, ids)
         )
         met["time_log"] = time.perf_counter() - start
         if self.wb_writer is None:

@@ -413,7 +413,7 @@ def _needs_trainer(name: str):
     def loss(*args: Any, **kwargs: Any):
         raise RuntimeError(
             f"policy loss {name!r} is a group objective: verl's policy-loss interface carries no uid or rewards. "
-            "Run it with the workbench trainer (trainer.v1.trainer_mode=workbench, see scripts/verl/README.md), "
+            "Run it with the workbench trainer (trainer.v1.trainer_mode=workbench, see README, 'Scaling out'), "
             "which installs training.engines.verl_real.workbench_actor_loss on the actor"
         )
 

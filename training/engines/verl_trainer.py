@@ -45,7 +45,7 @@ from verl.utils.seqlen_balancing import log_seqlen_unbalance
 from verl.utils.transferqueue_utils import tq
 
 from training.engines import verl_real
-from training.engines.records import assemble_step, read_update_shards, rollout_info
+from training.engines.records import assemble_step, read_update_shards, rollout_info, token_texts
 from workbench.methods import METHODS
 from workbench.runlog import RunWriter
 
@@ -232,7 +232,7 @@ class WorkbenchTrainer(PPOTrainerSync):
             entropy_mean = float((ent.float() * mask).sum() / mask.sum().clamp(min=1))
         met = self._run_metrics(metrics, timing_raw, int(lengths.sum()), entropy_mean)
         met, roll, tokens = assemble_step(
-            global_steps, info, text, updates, met, decode=lambda ids: tok.convert_ids_to_tokens(ids)
+            global_steps, info, text, updates, met, decode=lambda ids: token_texts(tok, ids)
         )
         met["time_log"] = time.perf_counter() - start
         self.wb_writer.write_step(global_steps, met, roll, tokens)
