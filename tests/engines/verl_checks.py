@@ -247,12 +247,19 @@ def test_grpo_with_kl_equals_verl_ppo_loss():
 # ------------------------------------------------------------------------------- the plugin's actor loss
 
 
+@pytest.mark.parametrize("fields", ["verl", "trainer"])
 @pytest.mark.parametrize("method", ["real", "real_bce", "real_no_anchor", "grpo", "dapo", "gspo"])
-def test_plugin_loss_equals_objective_on_one_micro_batch(method):
-    """``workbench_actor_loss`` on verl's micro-batch == ``workbench.objectives[method]`` on the same rollouts."""
+def test_plugin_loss_equals_objective_on_one_micro_batch(method, fields):
+    """``workbench_actor_loss`` on verl's micro-batch == ``workbench.objectives[method]`` on the same rollouts,
+    with groups and rewards from verl's ``uid`` and scores, or from the per-row fields the trainer stores."""
     ro = make_rollouts(11, s_scale=0.4)
     b = len(ro.uids)
     td = ro.tensordict(dp_size=1, global_batch_size=b, batch_num_tokens=int(ro.response_mask.sum()))
+    if fields == "trainer":
+        td[verl_real.GROUP_KEY] = ro.group_ids.flip(0)  # any labelling of the same groups
+        td[verl_real.REWARD_KEY] = ro.rewards.float()
+        del td["uid"]
+        del td["token_level_scores"]
     spec = verl_real.LossSpec(method=method, group_size=4)
     loss, metrics = verl_real.workbench_actor_loss(
         None, {"log_probs": nested_log_probs(ro, td, ro.logp)}, td, spec=spec

@@ -56,6 +56,10 @@ SHARD_DIR_KEY = "workbench_shard_dir"  # non-tensor key: where workers write the
 ROLLOUT_KEY = "wb_rollout"  # per-row int: the rollout's index within the step (set by the trainer)
 MINIBATCH_KEY = "wb_minibatch"  # per-row int: the mini-batch update that uses the row
 LOG_TOKENS_KEY = "wb_log_tokens"  # per-row bool: write the row's token records (rollout records always)
+GROUP_KEY = "wb_group"  # per-row int: the prompt group (set by the trainer; else derived from ``uid``)
+REWARD_KEY = (
+    "wb_reward"  # per-row float: the rollout's reward (set by the trainer; else summed from the scores)
+)
 
 
 class GroupSplitError(ValueError):
@@ -136,42 +140,53 @@ def check_groups_whole(uids: Sequence[Any], group_size: int) -> None:
 
 
 def micro_batch_from_verl(data: TensorDict, log_prob: Tensor, group_size: int) -> MicroBatch:
-    """Collect what an objective needs from verl's micro-batch ``data`` and the padded ``log_prob [b, T]``."""
-    reward_key = next((k for k in REWARD_KEYS if k in data.keys()), None)
+    """Collect what an objective needs from verl's micro-batch ``data`` and the padded ``log_prob [b, T]``.
+
+    Groups: the per-row ``wb_group`` the trainer stores, else verl's ``uid``. Rewards: ``wb_reward``, else the sum
+    over response tokens of ``rm_scores`` (V1 trainer) or ``token_level_scores`` (legacy trainer)."""
+    keys = set(data.keys())
+    reward_key = next((k for k in (REWARD_KEY, *REWARD_KEYS) if k in keys), None)
     if reward_key is None:
-        raise KeyError(f"the micro-batch holds none of {REWARD_KEYS}: no rewards to build the loss from")
-    if "uid" not in data.keys():
-        raise KeyError("the micro-batch holds no 'uid': group ids are needed for a group objective")
-    keys = ["response_mask", "old_log_probs", reward_key]
-    optional = [k for k in ("ref_log_prob", "entropy", "responses") if k in data.keys()]
-    padded = data.select(*keys, *optional).to_padded_tensor()
+        raise KeyError(f"the micro-batch holds none of {(REWARD_KEY, *REWARD_KEYS)}: no rewards for the loss")
+    if GROUP_KEY not in keys and "uid" not in keys:
+        raise KeyError(
+            f"the micro-batch holds neither {GROUP_KEY!r} nor 'uid': a group objective needs group ids"
+        )
+    optional = [k for k in ("ref_log_prob", "entropy", "responses") if k in keys]
+    token_keys = ["response_mask", "old_log_probs", *optional]
+    if reward_key != REWARD_KEY:
+        token_keys.append(reward_key)
+    padded = data.select(*token_keys).to_padded_tensor()
     mask = padded["response_mask"].bool()
     width = log_prob.shape[1]
     if mask.shape[1] != width:
         raise ValueError(f"response_mask has width {mask.shape[1]}, log_probs {width}")
-    keep = mask.any(1)
-    rows = torch.nonzero(keep).flatten()
-    uids_all = [str(u) for u in _as_list(tu.get(data, "uid"))]
-    uids = [uids_all[i] for i in rows.tolist()]
+    rows = torch.nonzero(mask.any(1)).flatten()  # rows without response tokens are verl's padding samples
+    if GROUP_KEY in keys:
+        uids = [str(int(u)) for u in data[GROUP_KEY][rows].tolist()]
+    else:
+        uids_all = [str(u) for u in _as_list(tu.get(data, "uid"))]
+        uids = [uids_all[i] for i in rows.tolist()]
     check_groups_whole(uids, group_size)
     index: dict[str, int] = {}
     group_ids = torch.tensor([index.setdefault(u, len(index)) for u in uids], dtype=torch.long)
-    scores = padded[reward_key].to(log_prob.dtype)
-    rewards = (scores * mask.to(scores.dtype)).sum(-1)
+    if reward_key == REWARD_KEY:
+        rewards = data[REWARD_KEY][rows].to(log_prob.dtype)
+    else:
+        scores = padded[reward_key].to(log_prob.dtype)
+        rewards = (scores * mask.to(scores.dtype)).sum(-1)[rows]
 
     def pick(name: str) -> Tensor | None:
-        if name not in padded.keys():
-            return None
-        return padded[name][rows]
+        return padded[name][rows] if name in padded.keys() else None
 
     def per_row(name: str) -> Tensor | None:
-        return data[name][rows].long() if name in data.keys() else None
+        return data[name][rows].long() if name in keys else None
 
     return MicroBatch(
         logp=log_prob[rows],
         old_logp=padded["old_log_probs"][rows].to(log_prob.dtype),
         mask=mask[rows],
-        rewards=rewards[rows],
+        rewards=rewards,
         group_ids=group_ids,
         uids=uids,
         rows=rows,

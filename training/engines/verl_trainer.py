@@ -67,6 +67,11 @@ def _prompt_id(extra: Any, fallback: int) -> int:
         return zlib.crc32(str(index).encode())
 
 
+def _padded(x: torch.Tensor) -> torch.Tensor:
+    """A TransferQueue field as a right-padded tensor (nested jagged tensors are padded with 0)."""
+    return torch.nested.to_padded_tensor(x, 0.0) if x.is_nested else x
+
+
 @register_trainer("workbench")
 class WorkbenchTrainer(PPOTrainerSync):
     """``PPOTrainerSync`` with a workbench objective, group-whole batches and the workbench's run directory."""
@@ -135,15 +140,27 @@ class WorkbenchTrainer(PPOTrainerSync):
         every = int(_select(self.config, "workbench.tokens_every", 10) or 0)
         if every > 0 and self.global_steps % every == 0:
             log_tokens[: int(_select(self.config, "workbench.token_groups", 16)) * n] = True
+        # group ids and rewards as per-row tensors, so the actor sees them whatever fields it fetches
+        data = tq.kv_batch_get(
+            keys=batch.keys,
+            partition_id=batch.partition_id,
+            select_fields=["uid", "rm_scores", "response_mask"],
+        )
+        mask = _padded(data["response_mask"]).bool()
+        rewards = (_padded(data["rm_scores"]).float() * mask).sum(-1)
+        index: dict[str, int] = {}
+        groups = [index.setdefault(str(u), len(index)) for u in data["uid"].tolist()]
         fields = TensorDict(
             {
                 verl_real.ROLLOUT_KEY: torch.arange(rows),
                 verl_real.MINIBATCH_KEY: torch.as_tensor(minibatch),
                 verl_real.LOG_TOKENS_KEY: torch.as_tensor(log_tokens),
+                verl_real.GROUP_KEY: torch.as_tensor(groups),
+                verl_real.REWARD_KEY: rewards,
             },
             batch_size=rows,
         )
-        tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
+        batch = tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
         shard_dir = self.wb_dir / ".verl_shards" / f"step_{self.global_steps:06d}"
         shutil.rmtree(shard_dir, ignore_errors=True)
         batch.extra_info.update({"force_group_size": n, verl_real.SHARD_DIR_KEY: str(shard_dir)})
@@ -202,15 +219,11 @@ class WorkbenchTrainer(PPOTrainerSync):
         present = [f for f in wanted if f in set(batch.fields or wanted)]
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=present)
         uids = [str(u) for u in data["uid"].tolist()]
-        mask = data["response_mask"].to_padded_tensor().bool() if data["response_mask"].is_nested else None
-        mask = data["response_mask"].bool() if mask is None else mask
-        scores = data["rm_scores"]
-        scores = scores.to_padded_tensor() if scores.is_nested else scores
-        rewards = (scores.float() * mask).sum(-1)
+        mask = _padded(data["response_mask"]).bool()
+        rewards = (_padded(data["rm_scores"]).float() * mask).sum(-1)
         lengths = mask.sum(-1)
         info = rollout_info(rewards.tolist(), uids, lengths.tolist())
-        responses = data["responses"]
-        response_ids = [t.tolist() for t in responses.unbind()] if responses.is_nested else responses.tolist()
+        response_ids = [t.tolist() for t in data["responses"].unbind()]  # nested: exact lengths
         prompt_ids = [t.tolist() for t in data["prompts"].unbind()]
         reward_model = data["reward_model"].tolist() if "reward_model" in present else [{}] * len(uids)
         extra = data["extra_info"].tolist() if "extra_info" in present else [{}] * len(uids)
@@ -227,8 +240,7 @@ class WorkbenchTrainer(PPOTrainerSync):
         updates = read_update_shards(shard_dir) if shard_dir.is_dir() else []
         entropy_mean = metrics.get("actor/entropy", math.nan)
         if "entropy" in present:
-            ent = data["entropy"]
-            ent = ent.to_padded_tensor() if ent.is_nested else ent
+            ent = _padded(data["entropy"])
             entropy_mean = float((ent.float() * mask).sum() / mask.sum().clamp(min=1))
         met = self._run_metrics(metrics, timing_raw, int(lengths.sum()), entropy_mean)
         met, roll, tokens = assemble_step(
