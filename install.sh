@@ -20,7 +20,7 @@ PYTHON=${PYTHON:-python3}
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "install.sh: needs Python >= 3.11 (set PYTHON=...)" >&2; exit 1; }
 
 # The engines' CPU test environments. Versions are pinned to the releases the adapters were written against.
-VERL_ENV=(verl==0.9.1 "transformers>=5.5.3,<5.11,!=5.6.0" tensordict==0.10.0 omegaconf ray codetiming datasets pillow peft
+VERL_ENV=(verl==0.9.1 "transformers>=5.5.3,<5.11,!=5.6.0" tensordict==0.10.0 hydra-core ray codetiming datasets pillow peft
   numpy pandas pyarrow pytest pytest-timeout)
 TRL_ENV=(trl==1.16.0 numpy pandas pyarrow pytest pytest-timeout)
 

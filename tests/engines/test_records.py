@@ -93,3 +93,12 @@ def test_assemble_keeps_first_update_and_writes_an_openable_step(tmp_path):
     with pytest.raises(ValueError, match="rollout 12"):
         bad = ({**first[0], "rollout": np.arange(1, 13)}, first[1])
         assemble_step(5, info, text, [bad], {"loss": 1.0, "grad_norm": 2.0, "entropy_mean": 0.3})
+
+
+def test_core_side_imports_no_engine():
+    import subprocess
+    import sys
+
+    code = "import training.engines, training.engines.records, sys; print('verl' in sys.modules, 'trl' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

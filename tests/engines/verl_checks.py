@@ -422,6 +422,37 @@ def test_launch_config_is_group_safe_and_uses_verl_keys():
     assert any("shuffle" in p for p in problems) and any("ppo_mini_batch_size=12" in p for p in problems)
 
 
+def test_launch_config_composes_with_hydra_and_passes_verl_validation(monkeypatch):
+    """The launch's hydra composition (our yaml on verl's ppo_trainer, the script's overrides) passes verl's own
+    validate_config and the group-safety check for one node of 8 GPUs."""
+    from hydra import compose, initialize_config_dir
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    for var in ("REAL_REPO", "REAL_TRAIN_FILE", "REAL_VAL_FILE"):
+        monkeypatch.setenv(var, str(REPO))
+    overrides = [
+        "+ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES=training.engines.verl_trainer",
+        f"+ray_kwargs.ray_init.runtime_env.env_vars.PYTHONPATH={REPO}",
+    ]
+    with initialize_config_dir(config_dir=str(REPO / "scripts/verl"), version_base=None):
+        cfg = compose("real_1p5b", overrides=overrides)
+    validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
+    dp = int(cfg.trainer.n_gpus_per_node) * int(cfg.trainer.nnodes)
+    assert dp == 8 and verl_real.verl_config_problems(cfg, dp_size=dp) == []
+    assert not need_reference_policy(cfg) and not need_critic(cfg)  # REAL: no KL, no critic
+    assert cfg.trainer.v1.trainer_mode == "workbench" and cfg.workbench.method == "real"
+    assert Path(cfg.reward.custom_reward_function.path).is_file()
+
+
+def test_binary_reward():
+    from training.engines.verl_reward import compute_score
+
+    assert compute_score("aime", "so \\boxed{204}.", "204") == 1.0
+    assert compute_score("aime", "so \\boxed{205}.", "204") == 0.0
+    assert compute_score("aime", "no box", "204") == 0.0
+
+
 def test_worker_shards_make_a_run_that_opens(tmp_path):
     """Workers write update shards from the plugin loss; the driver side joins them into a run directory."""
     ro = make_rollouts(8, n_prompts=4)
