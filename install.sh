@@ -21,7 +21,7 @@ PYTHON=${PYTHON:-python3}
 
 # The engines' CPU test environments. Versions are pinned to the releases the adapters were written against.
 VERL_ENV=(verl==0.9.1 "transformers>=5.5.3,<5.11,!=5.6.0" tensordict==0.10.0 hydra-core ray codetiming datasets pillow peft
-  numpy pandas pyarrow pytest pytest-timeout)
+  TransferQueue==0.1.11 cachetools fastapi uvicorn torchdata numpy pandas pyarrow pytest pytest-timeout)
 TRL_ENV=(trl==1.16.0 numpy pandas pyarrow pytest pytest-timeout)
 
 cpu_torch() {  # $1: a venv's python. Installs the CPU torch first where there is no GPU (never a CUDA build here).
@@ -41,9 +41,8 @@ engine_env() {  # $1: verl or trl. Builds .venv-$1 for tests/engines; the engine
   cpu_torch "$py"
   local pip=("$py" -m pip --disable-pip-version-check install -q)
   if [ "$name" = verl ]; then
-    # verl's own requirements pull vLLM-era extras (wandb, tensorboard, ray[default], ...) that its core algorithms
-    # do not import: install verl without them and add what `verl.trainer.ppo.core_algos`, `verl.workers.utils`
-    # and `verl.workers.engine.utils` import on a CPU.
+    # verl's own requirements pull extras (wandb, tensorboard, ...) that its code does not import on a CPU:
+    # install verl without them and add what its core algorithms, data path and V1 trainer import.
     "${pip[@]}" "${VERL_ENV[@]:1}"
     "${pip[@]}" --no-deps "${VERL_ENV[0]}"
   else
