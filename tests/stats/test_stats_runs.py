@@ -181,3 +181,25 @@ def test_collect_refuses_two_runs_of_one_name(tmp_path, make_run):
     with pytest.raises(ValueError, match="named 'same'"):
         collect(training_dynamics, [a, other / "same"])
     assert isinstance(collect(training_dynamics, [a]), pd.DataFrame)
+
+
+def test_shared_read_is_refreshed_when_the_run_grows(make_run, tmp_path):
+    """The cached joined table is keyed by the step files: a new step is seen, cached arrays are read-only."""
+    from workbench.stats.load import clear_cache, read_tokens_joined
+
+    from .conftest import rollout_rows, token_rows
+
+    clear_cache()
+    rows = [{"reward": 1.0, "advantage": 1.0, "tokens": [(math.log(1.5), 1.0)] * 2}]
+    run = make_run("grow", "grpo", {1: rows})
+    first = token_intervals(run)
+    assert token_intervals(run).equals(first)
+    tok, _, _ = read_tokens_joined(run, ["s"], ["sign"], "all")
+    with pytest.raises(ValueError):
+        tok["s"][0] = 0.0
+    w = RunWriter(run)
+    rol, toks = rollout_rows([dict(r) for r in rows]), token_rows(rows)
+    rol["step"], toks["step"] = [2], [2, 2]
+    rol["minibatch"] = [0]  # the new step's only mini-batch is its first
+    w.write_step(2, metric_row(), rol, toks)
+    assert sorted(token_intervals(run, minibatches="all")["step"].unique()) == [1, 2]

@@ -58,16 +58,8 @@ def gradient_allocation(
     """
     run = as_run(run)
     tok, rol, row = read_tokens_joined(
-        run, ["s", "weight"], ["used", "correct", "weight", "s_bar"], minibatches
+        run, ["s", "weight"], ["correct", "weight", "s_bar"], minibatches, used_only=used_only
     )
-    if used_only:
-        keep_r = rol["used"].astype(bool)
-        new_row = np.cumsum(keep_r) - 1
-        keep_t = keep_r[row]
-        tok = tok.take(keep_t)
-        row = new_row[row[keep_t]]
-        rol = rol.take(keep_r)
-
     nt = len(tok.steps)
     t_gini, t_top = seg_gini_top(tok.step_code, nt, tok["weight"], top)
     t_correct = rol["correct"][row].astype(np.int64)

@@ -78,7 +78,7 @@ def token_intervals(
     lo, hi = run_eps(run, eps_low, eps_high)
     tok, rol, row = read_tokens_joined(run, ["s"], ["sign"], minibatches)
     n_steps = len(tok.steps)
-    cell = tok.step_code * 12 + _sign_code(rol["sign"][row]) * 4 + interval_code(tok["s"], lo, hi)
+    cell = tok.step_code * 12 + _sign_code(rol["sign"])[row] * 4 + interval_code(tok["s"], lo, hi)
     counts = seg_sum(cell, n_steps * 12).reshape(n_steps, 3, 4)
     per_step = counts.sum(axis=(1, 2))
     step_idx, sign_idx, int_idx = np.meshgrid(np.arange(n_steps), np.arange(3), np.arange(4), indexing="ij")
