@@ -203,3 +203,14 @@ def test_shared_read_is_refreshed_when_the_run_grows(make_run, tmp_path):
     rol["minibatch"] = [0]  # the new step's only mini-batch is its first
     w.write_step(2, metric_row(), rol, toks)
     assert sorted(token_intervals(run, minibatches="all")["step"].unique()) == [1, 2]
+
+
+def test_a_run_without_steps_gives_empty_frames(make_run):
+    from workbench.stats import c_by_composition, clip_discards, gradient_allocation, real_weights
+
+    run = make_run("empty", "grpo")
+    for stat in (token_intervals, clip_discards, gradient_allocation, real_weights, training_dynamics):
+        df = stat(run)
+        assert df.empty and "run" in df.columns, stat.__name__
+    assert c_by_composition(real_weights(run)).empty
+    assert math.isnan(final_metric(run).iloc[0]["value"])

@@ -179,6 +179,10 @@ def c_by_composition(values: pd.DataFrame, *, per_step: bool = False, used_only:
         )
     df = values[values["used"]] if used_only else values
     keys = ["run", *(["step"] if per_step else []), "group_size", "group_correct", "correct"]
+    order = ["rollouts", "log_c_mean", "log_c_q25", "log_c_median", "log_c_q75"]
+    order += ["weight_mean", "weight_q25", "weight_median", "weight_q75", "logged_weight_mean"]
+    if df.empty:
+        return pd.DataFrame({c: pd.Series(dtype=df[c].dtype if c in df else float) for c in [*keys, *order]})
     g = df.groupby(keys, observed=True, sort=True)
     out = g.agg(
         rollouts=("log_c", "size"),
@@ -190,6 +194,4 @@ def c_by_composition(values: pd.DataFrame, *, per_step: bool = False, used_only:
     for col in ("log_c", "weight"):
         for level, name in ((0.25, "q25"), (0.5, "median"), (0.75, "q75")):
             out[f"{col}_{name}"] = q[(col, level)]
-    order = ["rollouts", "log_c_mean", "log_c_q25", "log_c_median", "log_c_q75"]
-    order += ["weight_mean", "weight_q25", "weight_median", "weight_q75", "logged_weight_mean"]
     return out[order].reset_index()
