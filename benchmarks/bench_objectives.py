@@ -22,9 +22,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workbench.closed_forms import token_gradient  # noqa: E402
-from workbench.methods import METHODS  # noqa: E402
-from workbench.objectives import OBJECTIVES  # noqa: E402
+from workbench.closed_forms import token_gradient
+from workbench.methods import METHODS
+from workbench.objectives import OBJECTIVES
 
 
 def make_batch(n: int, t: int, g: int, seed: int = 0):
