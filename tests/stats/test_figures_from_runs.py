@@ -35,6 +35,7 @@ def test_figure_builds_from_runs(cli, suite, tmp_path, capsys):
     assert (tmp_path / f"{fig.name}.pdf").read_bytes().startswith(b"%PDF")
     meta = json.loads((tmp_path / f"{fig.name}.json").read_text())
     assert meta["figure"] == fig.name and meta["caption"]
+    assert meta["command"].startswith(f"python -m workbench.figures {cli} --runs ")
     labels = [v["label"] for v in meta["variants"]]
     assert labels == [s.label for s in fig.specs]
     for v in meta["variants"]:

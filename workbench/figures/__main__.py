@@ -9,7 +9,7 @@ import typing
 from dataclasses import fields
 from pathlib import Path
 
-from workbench.figures.common import DEFAULT_OUT, save_figure
+from workbench.figures.common import DEFAULT_OUT, command_line, save_figure
 from workbench.figures.fig1 import NAME as FIG1_NAME
 from workbench.figures.fig1 import Fig1Params, build_fig1, fig1_meta
 from workbench.figures.registry import PARAM_CHOICES, PARAM_HELP, RUN_FIGURES, RunFigure
@@ -60,7 +60,7 @@ def _add_fig1(sub: argparse._SubParsersAction) -> None:
 
 def run_fig1(args: argparse.Namespace) -> list[Path]:
     params = Fig1Params(**{f.name: getattr(args, f.name) for f in fields(Fig1Params)})
-    return save_figure(build_fig1(params), FIG1_NAME, args.out_dir, fig1_meta(params))
+    return save_figure(build_fig1(params), FIG1_NAME, args.out_dir, fig1_meta(params), args.command)
 
 
 def _field_type(params: type, name: str) -> type:
@@ -114,14 +114,16 @@ def _params_from(args: argparse.Namespace, params: type):
 
 
 def run_all(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
-    paths = save_figure(build_fig1(Fig1Params()), FIG1_NAME, args.out_dir, fig1_meta(Fig1Params()))
+    paths = save_figure(
+        build_fig1(Fig1Params()), FIG1_NAME, args.out_dir, fig1_meta(Fig1Params()), args.command
+    )
     for path in paths:
         print(f"wrote {path}", flush=True)
     runs = expand_run_paths(args.runs)
     failed = []
     for cli, fig in RUN_FIGURES.items():
         try:
-            new = fig.make(runs, _params_from(args, fig.params), args.out_dir)
+            new = fig.make(runs, _params_from(args, fig.params), args.out_dir, args.command)
         except USER_ERRORS as e:
             print(f"{cli}: not built: {e}", file=sys.stderr)
             failed.append(cli)
@@ -147,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         _add_run_figure(sub, fig)
     _add_all(sub)
     args = parser.parse_args(argv)
+    args.command = command_line(argv)
     try:
         if args.figure == "fig1":
             paths = run_fig1(args)
@@ -158,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         else:
             fig = RUN_FIGURES[args.figure]
-            paths = fig.make(expand_run_paths(args.runs), _params_from(args, fig.params), args.out_dir)
+            paths = fig.make(
+                expand_run_paths(args.runs), _params_from(args, fig.params), args.out_dir, args.command
+            )
     except USER_ERRORS as e:
         print(f"python -m workbench.figures {args.figure}: error: {e}", file=sys.stderr)
         return 2

@@ -27,11 +27,14 @@ class RunFigure:
     build: Callable[[RunFigureData, Any], Figure]
     extra_files: Callable[[RunFigureData, Path], list[Path]] | None = None
 
-    def make(self, runs: Sequence[RunLike], params: Any, out_dir: Path) -> list[Path]:
-        """Read the runs, draw, and write PNG + PDF + JSON sidecar (and any extra files) into ``out_dir``."""
+    def make(self, runs: Sequence[RunLike], params: Any, out_dir: Path, command: str) -> list[Path]:
+        """Read the runs, draw, and write PNG + PDF + JSON sidecar (and any extra files) into ``out_dir``.
+
+        ``command`` is the command line recorded in the sidecar.
+        """
         data = self.data(runs, params)
         paths = list(self.extra_files(data, out_dir)) if self.extra_files else []
-        return save_figure(self.build(data, params), self.name, out_dir, data.meta(params)) + paths
+        return save_figure(self.build(data, params), self.name, out_dir, data.meta(params), command) + paths
 
 
 # help text of every parameter field of the run figures
