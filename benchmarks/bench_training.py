@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from training.config import build_config
 from training.loop import Trainer
 from training.rollout import TransformersBackend
-from training.warmstart import encode_prompt
+from training.task import encode_prompt
 from workbench.runlog import open_run
 
 PHASES = ("time_sample", "time_grade", "time_logp", "time_update", "time_val", "time_log")

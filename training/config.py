@@ -388,7 +388,7 @@ _PAPER = {
     "val_k": 8,
     "save_every": 50,
     "keep_checkpoints": 1,
-    "micro_batch_rollouts": 8,
+    "micro_batch_rollouts": 1,  # one 8K-token rollout's float32 logits over a 152K vocabulary are ~5 GB
     "warmstart": False,
 }
 

@@ -11,9 +11,9 @@ Per step k (1-based):
    reference log-probs when a KL term to the reference is on) -- all at the sampling temperature;
 5. for each epoch and mini-batch: recompute log-probs with gradient, take the objective
    ``workbench.objectives.OBJECTIVES[method]`` (this package holds no objective math), back-propagate, clip the
-   gradient norm, AdamW step, then sync the rollout back end's weights. The closed-form breakdown of the same
-   batch (``workbench.closed_forms.breakdown_from_batch``) is logged: s_bar, advantage or log C, token and
-   rollout weights, and the exact dL/dlogp;
+   gradient norm, AdamW step. The closed-form breakdown of the same batch
+   (``workbench.closed_forms.breakdown_from_batch``) is logged: s_bar, advantage or log C, token and rollout
+   weights, and the exact dL/dlogp. After the step's updates the rollout back end's weights are synced;
 6. validate every ``val_every`` steps (Pass@1 = mean accuracy of ``val_k`` samples per held-out prompt), write
    the step's three tables (metrics last), and checkpoint every ``save_every`` steps.
 
@@ -59,9 +59,9 @@ from training.rewards import Grader
 from training.rollout import RolloutBackend, TransformersBackend, VLLMBackend, check_backend
 from training.seeding import SAMPLE, SHUFFLE, VALIDATE, derive_seed, prompt_indices, rng
 from training.steplog import RolloutFacts, UpdateRecord, rollout_columns, token_columns
-from training.task import Problem, make_splits
+from training.task import Problem, encode_prompt, make_splits
 from training.tokenizer import build_tokenizer, token_texts
-from training.warmstart import encode_prompt, load_or_train
+from training.warmstart import load_or_train
 from workbench.closed_forms import breakdown_from_batch
 from workbench.objectives import OBJECTIVES
 from workbench.runlog import RunWriter, atomic_write_json, read_meta
@@ -189,8 +189,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------ setup
     def setup(self) -> None:
         cfg = self.cfg
-        torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-        torch.use_deterministic_algorithms(False)
+        torch.set_num_threads(cfg.threads or os.cpu_count() or 1)  # part of the config: sums depend on it
         self.device = torch.device(cfg.resolved_device())
         check_backend(cfg.backend)
         if self.splits is None:
@@ -246,7 +245,9 @@ class Trainer:
                 raise ValueError(
                     "--backend vllm needs weights in a folder: pass --model PATH or keep --warmstart"
                 )
-            backend = VLLMBackend(self.policy.path, dtype=self.cfg.dtype, seed=self.cfg.seed)
+            backend = VLLMBackend(
+                self.policy.path, eos_id=tok.eos_token_id, dtype=self.cfg.dtype, seed=self.cfg.seed
+            )
             backend.sync_weights(self.model)
             return backend
         return TransformersBackend(self.model, tok.pad_token_id, tok.eos_token_id)
@@ -257,13 +258,10 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------ run
     def run(self) -> Path:
         """Set up, train to ``cfg.steps``, and close; the run's status says finished, failed or stopped."""
-        last = 0
         try:
             self.setup()
-            last = self.start_step
             self._train_loop()
-            last = self.cfg.steps
-            self.writer.set_status("finished", last_step=last)
+            self.writer.set_status("finished", last_step=self.cfg.steps)
         except KeyboardInterrupt:
             if hasattr(self, "writer"):
                 self.writer.set_status("stopped", last_step=self._last_done, error="interrupted")
@@ -279,7 +277,7 @@ class Trainer:
             self.close()
         return self.out
 
-    _last_done = 0
+    _last_done = 0  # last step whose logs are complete
 
     def close(self) -> None:
         if getattr(self, "backend", None) is not None:
@@ -320,6 +318,7 @@ class Trainer:
     def step(self, step: int) -> dict[str, Any]:
         """Run step ``step`` end to end and write its logs; returns its metrics."""
         cfg = self.cfg
+        self._step = step
         t_start = time.perf_counter()
         times: dict[str, float] = {}
 
@@ -409,7 +408,8 @@ class Trainer:
             metrics[name] = float(np.mean(vals)) if vals else 0.0
         for key in MEAN_METRICS:
             metrics.setdefault(key, 0.0)  # e.g. clip fractions of the REAL family, which clips nothing
-        metrics["grad_norm_max"] = max((m["grad_norm"] for m in update_metrics), default=0.0)
+        norms = [m["grad_norm"] for m in update_metrics if math.isfinite(m["grad_norm"])]
+        metrics["grad_norm_max"] = max(norms, default=0.0)
 
         # logs: tokens and rollouts, then metrics (complete step)
         t = time.perf_counter()
@@ -417,17 +417,14 @@ class Trainer:
         rollouts = rollout_columns(step, records, facts)
         tokens = token_columns(step, records if cfg.log_tokens else [], self.token_text)
 
-        def late() -> dict[str, float]:
-            t_log = time.perf_counter() - t
-            return {"time_log": t_log, "time_step": time.perf_counter() - t_start}
+        def late() -> dict[str, float]:  # called by the writer just before the metrics file
+            now = time.perf_counter()
+            metrics.update(time_log=now - t, time_step=now - t_start)
+            return {"time_log": metrics["time_log"], "time_step": metrics["time_step"]}
 
-        metrics["time_log"] = 0.0
-        metrics["time_step"] = 0.0
+        metrics.update(time_log=0.0, time_step=0.0)  # placeholders: the writer checks the columns up front
         self.writer.write_step(step, metrics, rollouts, tokens, late_metrics=late)
-        final = late()
-        metrics.update(final)
 
-        # checkpoint
         # checkpoint, after the step's logs (a checkpoint never points past a logged step); its time is an event
         if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.steps:
             t = time.perf_counter()
@@ -527,7 +524,7 @@ class Trainer:
         skipped = not math.isfinite(grad_norm)
         if skipped:  # never let a NaN/inf gradient reach the weights
             self.opt.zero_grad(set_to_none=True)
-            self.writer.event("skipped_update", update=update, grad_norm=str(grad_norm))
+            self.writer.event("skipped_update", step=self._step, update=update, grad_norm=str(grad_norm))
         else:
             self.opt.step()
         breakdown = breakdown_from_batch(cfg.method, result.batch, result.hparams)

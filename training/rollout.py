@@ -1,8 +1,9 @@
 """Rollouts: one interface, two back ends.
 
 ``RolloutBackend.generate(prompts, n, temperature=..., max_new_tokens=..., seed=...)`` draws ``n`` completions
-per prompt; rollout ``r`` answers prompt ``r // n``. ``sync_weights(model)`` is called after every optimizer update
-so the next ``generate`` samples from the current policy.
+per prompt; rollout ``r`` answers prompt ``r // n``. ``sync_weights(model)`` is called after each step's optimizer
+updates (before validation and the next step's sampling, the only times the back end samples), so every
+``generate`` samples from the current policy.
 
 - ``transformers`` (default, CPU or GPU): a batched sampler over the policy module itself (so syncing is free).
   It prefills each distinct prompt once, copies the key/value cache ``n`` times, then decodes all rollouts
@@ -10,12 +11,13 @@ so the next ``generate`` samples from the current policy.
   ``argmax(p / E)`` with ``E ~ Exp(1)`` drawn from a generator seeded per call, which is an exact draw from
   ``p = softmax(z / T)`` and reproducible for a given seed.
 - ``vllm`` (optional extra ``real-workbench[vllm]``, GPU): imported only when chosen; weights are pushed from the
-  policy after each update.
+  policy at every ``sync_weights``.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -177,19 +179,25 @@ VLLM_MISSING = (
 
 
 class VLLMBackend:
-    """vLLM engine in the trainer's process, colocated on the same GPU; weights pushed after each update.
+    """vLLM engine in the trainer's process, colocated on the same GPU; weights pushed at ``sync_weights``.
 
-    Untested on this project's CPU machines (vLLM is a GPU extra); follows vLLM's offline ``LLM`` API.
+    Untested on this project's machines (vLLM is a GPU extra; none was available): it follows vLLM's offline
+    ``LLM`` API and TRL's colocate mode (in-process engine, ``load_weights`` on the engine's model, then
+    ``reset_prefix_cache``).
     """
 
     name = "vllm"
 
-    def __init__(self, model_path: str, *, dtype: str, gpu_memory_utilization: float = 0.4, seed: int = 0):
+    def __init__(
+        self, model_path: str, *, eos_id: int, dtype: str, gpu_memory_utilization: float = 0.4, seed: int = 0
+    ):
         if not vllm_available():
             raise BackendUnavailable(VLLM_MISSING)
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # keep the engine in this process
         import vllm
 
         self._vllm = vllm
+        self.eos_id = eos_id
         self.llm = vllm.LLM(
             model=model_path,
             dtype=dtype,
@@ -207,22 +215,32 @@ class VLLMBackend:
         responses, finished = [], []
         for o in outputs:
             for c in o.outputs:
-                responses.append(torch.as_tensor(list(c.token_ids), dtype=torch.long))
-                finished.append(c.finish_reason == "stop")
+                ids = list(c.token_ids)
+                stopped = c.finish_reason == "stop"
+                if stopped and (not ids or ids[-1] != self.eos_id):
+                    ids.append(self.eos_id)  # the sampled EOS is part of the response the loss sees
+                responses.append(torch.as_tensor(ids, dtype=torch.long))
+                finished.append(stopped)
         return Generations(
             [list(p) for p in prompts], n, responses, torch.as_tensor(finished, dtype=torch.bool)
         )
 
+    def _engine_model(self):
+        executor = self.llm.llm_engine.model_executor
+        worker = executor.driver_worker
+        worker = getattr(worker, "worker", worker)  # V1 wraps the worker
+        return worker.model_runner.model
+
     def sync_weights(self, model: torch.nn.Module) -> None:
         state = model.state_dict()
-
-        def load(worker_model):
-            worker_model.load_weights(state.items())
-
-        if hasattr(self.llm, "apply_model"):  # vLLM >= 0.9
-            self.llm.apply_model(load)
-        else:  # older in-process engines
-            load(self.llm.llm_engine.model_executor.driver_worker.model_runner.model)
+        try:
+            engine_model = self._engine_model()
+        except AttributeError:
+            engine_model = None
+        if engine_model is not None:
+            engine_model.load_weights(state.items())
+        else:  # engines that only expose apply_model
+            self.llm.apply_model(lambda m: m.load_weights(state.items()))
         self.llm.reset_prefix_cache()
 
     def close(self) -> None:

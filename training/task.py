@@ -24,6 +24,7 @@ import hashlib
 import itertools
 import json
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -82,6 +83,14 @@ class ArithmeticSpec:
     def key(self) -> str:
         """A short hash of the spec (names the splits in caches)."""
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def encode_prompt(tokenizer: Any, template: str, problem: Problem) -> list[int]:
+    """Token ids of ``template`` with ``{prompt}`` replaced by the problem's text (other braces kept as written);
+    the tokenizer adds no special tokens."""
+    return list(
+        tokenizer(template.replace("{prompt}", problem.prompt), add_special_tokens=False)["input_ids"]
+    )
 
 
 def solve(operands: list[int], ops: list[str]) -> tuple[int, list[str]]:

@@ -34,7 +34,7 @@ from training.config import TrainConfig
 from training.model import build_tiny_model
 from training.rewards import Grader
 from training.rollout import TransformersBackend
-from training.task import Problem
+from training.task import Problem, encode_prompt
 from training.tokenizer import TOKENIZER_VERSION, build_tokenizer
 
 WARMSTART_VERSION = "ws-v1"
@@ -60,10 +60,6 @@ def warmstart_key(cfg: TrainConfig) -> str:
         "torch": ".".join(torch.__version__.split(".")[:2]),
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def encode_prompt(tokenizer: PreTrainedTokenizerBase, template: str, problem: Problem) -> list[int]:
-    return list(tokenizer(template.format(prompt=problem.prompt), add_special_tokens=False)["input_ids"])
 
 
 def pass_rate(

@@ -177,3 +177,24 @@ def test_micro_batches_give_the_same_update_and_epochs_log_every_pass(ws_cache, 
     assert (ro.groupby("rollout").size() == 2).all()
     assert sorted(set(ro.minibatch)) == list(range(2 * cfg.n_minibatches)) and set(ro.epoch) == {0, 1}
     assert not math.isnan(logs["epochs"].metrics().loss.iloc[0])
+
+
+def test_a_local_model_folder_trains_through_the_same_loop(ws_cache, grader, tmp_path):
+    """``--model PATH`` loads any local causal-LM folder with its tokenizer (here the cached warm start, which is
+    a ``save_pretrained`` folder); the paper presets validate with it."""
+    from training.warmstart import load_or_train
+
+    base = small_config("gspo", ws_cache)
+    _, _, info = load_or_train(base, make_splits(base.task_spec()), grader, log=lambda _: None)
+    cfg = small_config("gspo", ws_cache, model=info["path"], warmstart=False, steps=1, val_every=0)
+    cfg.validate()
+    Trainer(cfg, tmp_path / "r", grader=grader, log=lambda _: None).run()
+    run = open_run(tmp_path / "r")
+    assert run.steps() == [1] and run.config["model"] == info["path"] and "warmstart" not in run.env
+    tok = run.read("tokens", columns=["token", "token_id"]).to_pandas()
+    assert len(tok) and (tok.token.str.len() > 0).all()
+    from training.config import build_config
+
+    paper = build_config("paper-1.5b", {"method": "real", "model": info["path"], "device": "cpu"})
+    paper.validate()
+    assert paper.batch_prompts == 128 and paper.hparams().kl_beta == 0
