@@ -80,6 +80,17 @@ def _parse_optional(kind: type) -> Callable[[str], Any]:
     return parse
 
 
+def _method_defaults(name: str) -> str:
+    """The paper defaults of an objective field per method, from ``workbench.methods.DEFAULTS``."""
+    from workbench.methods import DEFAULTS
+
+    by_value: dict[str, list[str]] = {}
+    for method, hp in DEFAULTS.items():
+        if hasattr(hp, name):
+            by_value.setdefault(str(getattr(hp, name)), []).append(method)
+    return "; ".join(f"{v} for {', '.join(ms)}" for v, ms in by_value.items())
+
+
 def _preset_note(name: str) -> str:
     values = [f"{p}={preset.values[name]}" for p, preset in PRESETS.items() if name in preset.values]
     return f" [{', '.join(values)}]" if values else ""
@@ -102,9 +113,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         group = groups.setdefault(meta["group"], parser.add_argument_group(GROUP_TITLES[meta["group"]]))
         kind, optional = _base_type(f.type)
         default = f.default
-        shown = meta.get(
-            "shown", "method default" if default is None and meta["group"] == "objective" else default
-        )
+        if meta["group"] == "objective":
+            default = _method_defaults(f.name)
+        shown = meta.get("shown", default)
         if (isinstance(shown, str) and shown != shown.strip()) or "\n" in str(shown):
             shown = repr(shown)
         help_text = f"{meta['help']} (default: {shown}){_preset_note(f.name)}"
@@ -221,7 +232,7 @@ def run_train(args: argparse.Namespace) -> int:
     except (UsageError, ConfigError, BackendUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    from training.loop import Trainer, update_logged_config
+    from training.loop import SetupError, Trainer, update_logged_config
 
     if changed:
         update_logged_config(Path(args.out), changed)
@@ -230,7 +241,7 @@ def run_train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"stopped; continue with: python -m training train --out {args.out} --resume", file=sys.stderr)
         return 130
-    except BackendUnavailable as e:
+    except (BackendUnavailable, SetupError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     print(f"done: {args.out}", file=sys.stderr)

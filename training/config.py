@@ -150,7 +150,7 @@ class TrainConfig:
     clip_mode: str | None = _f(None, "clip family: " + ", ".join(CLIP_MODES), "objective", choices=CLIP_MODES)
     dual_clip: float | None = _f(None, "clip family: dual-clip constant c > 1 for A < 0", "objective")
     loss_agg: str | None = _f(None, "clip family: " + ", ".join(LOSS_AGGS), "objective", choices=LOSS_AGGS)
-    kl_beta: float | None = _f(None, "KL penalty weight (GRPO's default 0.001, others 0)", "objective")
+    kl_beta: float | None = _f(None, "KL penalty weight", "objective")
     kl_target: str | None = _f(None, "KL to the reference ('ref') or old ('old') policy", "objective",
                                choices=KL_TARGETS)  # fmt: skip
     adv_eps: float | None = _f(None, "clip family: std epsilon of the group advantage", "objective")

@@ -69,6 +69,10 @@ from workbench.runlog import RunWriter, atomic_write_json, read_meta
 MEAN_METRICS = ("loss", "grad_norm", "clip_frac_low", "clip_frac_high", "approx_kl")
 
 
+class SetupError(ValueError):
+    """The settings do not fit the loaded model or data; found during setup, before the run directory exists."""
+
+
 @dataclass
 class Policy:
     model: PreTrainedModel
@@ -205,7 +209,7 @@ class Trainer:
         limit = max_positions(self.model)
         longest = max(len(self.encode(p)) for p in self.train_set + self.val_set)
         if limit is not None and longest + cfg.max_new_tokens > limit:
-            raise ValueError(
+            raise SetupError(
                 f"prompts of up to {longest} tokens plus --max-new-tokens {cfg.max_new_tokens} exceed the model's "
                 f"{limit} positions: lower --max-new-tokens"
             )
@@ -220,10 +224,11 @@ class Trainer:
         )
         self.token_text = token_texts(self.tokenizer)
         self.start_step = 0
+        found = latest_checkpoint(self.out) if self.resume else None
+        if found is not None:
+            self.start_step = load_checkpoint(found[1], self.model, self.opt)
+        self.backend = self._make_backend()
         if self.resume:
-            found = latest_checkpoint(self.out)
-            if found is not None:
-                self.start_step = load_checkpoint(found[1], self.model, self.opt)
             self.writer = RunWriter.resume(self.out, last_step=self.start_step)
             self.log(f"resuming {self.out} from step {self.start_step}")
         else:
@@ -236,13 +241,12 @@ class Trainer:
             )
             if self.policy.warmstart is not None:
                 self.writer.event("warmstart", **self.policy.warmstart)
-        self.backend = self._make_backend()
 
     def _make_backend(self) -> RolloutBackend:
         tok = self.tokenizer
         if self.cfg.backend == "vllm":
             if self.policy.path is None:
-                raise ValueError(
+                raise SetupError(
                     "--backend vllm needs weights in a folder: pass --model PATH or keep --warmstart"
                 )
             backend = VLLMBackend(

@@ -113,3 +113,17 @@ def test_vllm_backend_absent_is_one_clear_line_and_exit_2(tmp_path):
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "pip install 'real-workbench[vllm]'" in lines[0], proc.stderr
+
+
+def test_settings_that_do_not_fit_the_model_fail_before_the_run_exists(capsys, tmp_path, ws_cache):
+    from tests.training.conftest import SMALL, cli_flags
+
+    out = tmp_path / "run"
+    settings = {**SMALL, "cache_dir": str(ws_cache), "max_new_tokens": 300}
+    _fails(
+        capsys,
+        ["train", "--method", "real", *cli_flags(settings), "--out", str(out)],
+        "256 positions",
+        "--max-new-tokens",
+    )
+    assert not out.exists()
