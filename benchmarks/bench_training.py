@@ -148,10 +148,8 @@ def main() -> int:
     print(f"logging share of a step: {log_share:.2%}  (target <= 5%)")
     print(f"peak memory: trainer {peak_self:,.0f} MiB, largest grader worker {peak_children:,.0f} MiB")
     if args.steps >= 100:
-        t100, label = (
-            t_loop * 100 / args.steps,
-            f"measured ({args.steps} steps, loop wall time, scaled to 100)",
-        )
+        t100 = t_loop * 100 / args.steps
+        label = "measured" if args.steps == 100 else f"measured over {args.steps} steps, scaled to 100"
     else:
         t100 = t_preval + (t_loop - t_preval) * 100 / args.steps
         label = f"extrapolated from {args.steps} measured steps"
