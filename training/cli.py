@@ -248,6 +248,64 @@ def run_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------------------------------------ check-data
+
+
+def add_check_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="data files (.json, .jsonl, .parquet) or benchmark names (aime, aime25, amc, math, minerva, "
+        "olympiad_bench; 'benchmarks' for all six), read from $REAL_DATA_DIR or ../shared/data",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="grader worker processes (default: 2)")
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds per graded answer before its worker is killed"
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, help="check only the first N problems of each file"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the cross-check's pairing (default: 0)")
+    parser.add_argument("--json", dest="json_out", default=None, help="also write the results to this file")
+
+
+def _data_paths(specs: list[str]) -> list[str]:
+    from training.datasets import BENCHMARKS, benchmark_path
+
+    out = []
+    for spec in specs:
+        for item in spec.split(","):
+            item = item.strip()
+            if item == "benchmarks":
+                out += [str(benchmark_path(b)) for b in BENCHMARKS]
+            elif item:
+                out.append(str(benchmark_path(item)) if item in BENCHMARKS else item)
+    return out
+
+
+def run_check_data(args: argparse.Namespace) -> int:
+    from training.datacheck import format_results, run_check
+
+    if args.workers < 1 or not args.timeout > 0 or (args.limit is not None and args.limit < 2):
+        print("error: --workers must be >= 1, --timeout > 0 and --limit >= 2", file=sys.stderr)
+        return EXIT_USAGE
+    paths = _data_paths(args.paths)
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    results, unreadable = run_check(
+        paths, workers=args.workers, timeout=args.timeout, seed=args.seed, limit=args.limit,
+        json_out=args.json_out, log=log,
+    )  # fmt: skip
+    if results:
+        print(format_results(results))
+    for e in unreadable:
+        print(f"unreadable: {e}")
+    failed = [r.path for r in results if not r.self_ok]
+    if failed:
+        print(f"self-check failed in: {', '.join(failed)}")
+    return EXIT_FAILED if failed or unreadable else EXIT_OK
+
+
 COMMANDS: dict[str, Command] = {
     "train": Command(
         name="train",
@@ -257,6 +315,20 @@ COMMANDS: dict[str, Command] = {
         description="Train with GRPO, DAPO, GSPO or a REAL variant (paper Algorithm 1) and log every step, "
         "rollout and token to --out in the run format of workbench.runlog.",
         epilog=presets_epilog(),
+    ),
+    "check-data": Command(
+        name="check-data",
+        help="grade every gold answer against itself and against another problem's answer, per file",
+        add_arguments=add_check_data_arguments,
+        run=run_check_data,
+        description="Load each data file (bad rows are skipped and listed) and grade, with the trainer's "
+        "math-verify grader, every accepted gold answer written as \\boxed{answer} against itself "
+        "(self-check: must pass for every problem, else training and evaluation would score that problem 0) "
+        "and each problem's answer against another problem's gold answers (cross-check: accepted pairs are "
+        "counted; distinct problems can share an answer). Exit code 1 when a self-check fails or a file "
+        "cannot be read.",
+        epilog="examples:\n  python -m training check-data benchmarks\n"
+        "  python -m training check-data ../shared/data/train/math.json --limit 500",
     ),
 }
 
