@@ -142,6 +142,12 @@ class TrainConfig:
         "appended to each --train-data/--val-data problem unless it already ends with it ('' for none)",
         "data",
     )
+    max_prompt_tokens: int = _f(
+        0,
+        "drop --train-data/--val-data problems whose prompt is longer than N tokens (counted and logged; "
+        "0: keep all)",
+        "data",
+    )
     chat_template: bool = _f(
         True,
         "wrap each prompt in the tokenizer's chat template when it has one (e.g. a --model folder)",
@@ -219,6 +225,12 @@ class TrainConfig:
     save_every: int = _f(10, "checkpoint every N steps (and at the last step)", "checkpoint")
     keep_checkpoints: int = _f(2, "checkpoints kept (older ones are deleted)", "checkpoint")
     log_tokens: bool = _f(True, "log every response token (the tokens table)", "checkpoint")
+    save_final_model: bool = _f(
+        True,
+        "at the end, save the policy as a model folder <out>/final_model (bf16 weights for --dtype bfloat16) "
+        "that --model and `python -m training eval` load",
+        "checkpoint",
+    )
 
     # -- system
     backend: str = _f("transformers", "rollout back end: transformers or vllm (optional extra)", "system",
@@ -296,7 +308,7 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{flag(name)} must be >= 1, got {getattr(self, name)}")
         for name in ("val_every", "save_every", "micro_batch_rollouts", "lr_warmup_steps", "threads",
-                     "logit_chunk_tokens"):  # fmt: skip
+                     "logit_chunk_tokens", "max_prompt_tokens"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ConfigError(f"{flag(name)} must be >= 0, got {getattr(self, name)}")
         for name in ("lr", "temperature", "grader_timeout", "warmstart_lr"):

@@ -109,9 +109,7 @@ def _strip_dollars(text: str) -> str:
     answers); escaped dollars (``\\$18.90``, MATH) are text and stay."""
     text = text.strip()
     if len(_DOLLAR.findall(text)) >= 2:
-        stripped = _DOLLAR.sub("", text).strip()
-        if stripped:
-            text = stripped
+        text = _DOLLAR.sub("", text).strip()  # '$$' alone is empty
     return text
 
 

@@ -222,12 +222,14 @@ class Trainer:
         self.model.config.use_cache = True
         if cfg.gradient_checkpointing and not enable_gradient_checkpointing(self.model):
             self.log("warning: this model does not support gradient checkpointing; training without it")
+        if cfg.max_prompt_tokens:
+            self._drop_long_prompts()
         limit = max_positions(self.model)
         longest = max(len(self.encode(p)) for p in self.train_set + self.val_set)
         if limit is not None and longest + cfg.max_new_tokens > limit:
             raise SetupError(
                 f"prompts of up to {longest} tokens plus --max-new-tokens {cfg.max_new_tokens} exceed the model's "
-                f"{limit} positions: lower --max-new-tokens"
+                f"{limit} positions: lower --max-new-tokens, or drop long prompts with --max-prompt-tokens"
             )
         self.ref = None
         if cfg.needs_reference():
@@ -264,6 +266,42 @@ class Trainer:
             for split, info in self.data_info.items():
                 if info["skipped"]:
                     self.writer.event("data_skipped", split=split, **info)
+
+    def _save_final_model(self) -> None:
+        """``<out>/final_model``: the policy and its tokenizer as a ``save_pretrained`` folder (written under a
+        temporary name, then renamed), in bf16 when the run computes in bf16."""
+        import shutil
+
+        final, tmp = self.out / "final_model", self.out / ".final_model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        state = self.model.state_dict()
+        if self.cfg.dtype == "bfloat16":
+            state = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state.items()}
+        self.model.save_pretrained(tmp, state_dict=state)
+        self.tokenizer.save_pretrained(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        self.writer.event("final_model", path=str(final))
+
+    def _drop_long_prompts(self) -> None:
+        """Drop problems whose encoded prompt exceeds ``--max-prompt-tokens``; counted in the data info."""
+        cap = self.cfg.max_prompt_tokens
+        for split in ("train", "val"):
+            kept = [p for p in getattr(self, f"{split}_set") if len(self.encode(p)) <= cap]
+            dropped = len(getattr(self, f"{split}_set")) - len(kept)
+            if dropped:
+                self.log(
+                    f"{split}: dropped {dropped} problems with prompts over {cap} tokens (--max-prompt-tokens)"
+                )
+                self.data_info.setdefault(split, {})["dropped_long_prompts"] = dropped
+            if not kept:
+                raise SetupError(f"every {split} prompt is longer than --max-prompt-tokens {cap}")
+            setattr(self, f"{split}_set", kept)
+        if self.cfg.batch_prompts > len(self.train_set):
+            raise SetupError(
+                f"--batch-prompts {self.cfg.batch_prompts} exceeds the {len(self.train_set)} training problems "
+                f"left under --max-prompt-tokens {cap}"
+            )
 
     def _make_backend(self) -> RolloutBackend:
         tok = self.tokenizer
@@ -306,6 +344,8 @@ class Trainer:
         try:
             self.setup()
             self._train_loop()
+            if self.cfg.save_final_model:
+                self._save_final_model()
             self.writer.set_status("finished", last_step=self.cfg.steps)
         except KeyboardInterrupt:
             if hasattr(self, "writer"):

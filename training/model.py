@@ -320,5 +320,8 @@ def enable_gradient_checkpointing(model: PreTrainedModel) -> bool:
     does not support it."""
     if not getattr(model, "supports_gradient_checkpointing", False):
         return False
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x: the new name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return True
