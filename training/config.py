@@ -521,7 +521,8 @@ PRESETS: dict[str, Preset] = {  # keys: PRESET_NAMES
     ),
     "paper-7b": Preset(
         "GPU: the paper's 7B setting (needs --model PATH and --train-data PATH); KL 0.001 to the reference for "
-        "GRPO only; float32 AdamW state alone is 112 GB: one 141 GB GPU (H200) at least, or scale out (verl)",
+        "GRPO only; float32 weights, gradients and AdamW state alone are ~122 GB: too large for one GPU with this "
+        "trainer, scale out (verl)",
         {**_PAPER, "steps": 1000, "lr": 1e-6},
         needs_model=True,
     ),

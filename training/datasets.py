@@ -152,13 +152,15 @@ def normalize_answer(value: Any) -> tuple[str, ...]:
         return (text,)
     if isinstance(value, list | tuple) or type(value).__name__ == "ndarray":
         out: list[str] = []
-        for item in list(value):
+        for j, item in enumerate(list(value)):
             if isinstance(item, list | tuple):
                 raise ValueError(f"nested list in an answer: {value!r}"[:200])
+            if isinstance(item, str) and not _strip_dollars(item):
+                continue  # an empty alternative next to real ones; an all-empty list fails below
             try:
                 alternatives = normalize_answer(item)
-            except ValueError:
-                continue  # an empty alternative next to real ones; an all-empty list still fails below
+            except ValueError as e:
+                raise ValueError(f"alternative {j}: {e}") from None
             for alt in alternatives:
                 if alt not in out:
                     out.append(alt)

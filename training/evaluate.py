@@ -236,19 +236,16 @@ def run_eval(
     from training.task import encode_prompt
 
     problems_of = {}
-    for name in settings.benchmarks:
+    for name, path in benchmark_files(settings.benchmarks).items():
         report = load_problems(
-            benchmark_path(name),
-            on_error=bad_rows,
-            limit=settings.limit,
-            prompt_suffix=settings.prompt_suffix,
+            path, on_error=bad_rows, limit=settings.limit, prompt_suffix=settings.prompt_suffix, source=name
         )
         if report.skipped:
             log(report.summary())
         problems_of[name] = report.problems
     total = sum(len(p) for p in problems_of.values())
     done: dict[str, list[dict[str, Any]]] = {}
-    for name in settings.benchmarks:
+    for name in problems_of:
         path = out / "samples" / f"{name}.jsonl"
         records = _read_records(path)
         if path.is_file():
@@ -261,8 +258,7 @@ def run_eval(
                dynamic_ncols=True, file=sys.stderr)  # fmt: skip
     results = []
     try:
-        for name in settings.benchmarks:
-            problems = problems_of[name]
+        for name, problems in problems_of.items():
             finished_ids = {r["id"] for r in done[name]}
             path = out / "samples" / f"{name}.jsonl"
             for start in range(0, len(problems), settings.batch_prompts):
@@ -405,10 +401,21 @@ def write_csv(
                 )
 
 
+def benchmark_files(specs: list[str]) -> dict[str, Path]:
+    """Benchmark names or data files -> {name: path}; a file's name is its stem (``x.jsonl`` -> ``x``)."""
+    out: dict[str, Path] = {}
+    for spec in specs:
+        path = benchmark_path(spec)
+        name = spec if spec in BENCHMARKS else path.stem
+        if name in out:
+            raise EvalError(f"--benchmarks names {name!r} twice")
+        out[name] = path
+    return out
+
+
 def data_fingerprints(benchmarks: list[str]) -> dict[str, str]:
     out = {}
-    for name in benchmarks:
-        path = benchmark_path(name)
+    for name, path in benchmark_files(benchmarks).items():
         if not path.is_file():
             raise EvalError(
                 f"benchmark {name}: no such file {path} (set REAL_DATA_DIR or run from the repository)"

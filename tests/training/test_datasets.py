@@ -120,7 +120,22 @@ def test_normalize_answer(value, expected):
 
 
 @pytest.mark.parametrize(
-    "value", ["", "   ", "$$", [], ["", "\n"], None, True, math.nan, math.inf, {"a": 1}, [["1"]]]
+    "value",
+    [
+        "",
+        "   ",
+        "$$",
+        [],
+        ["", "\n"],
+        None,
+        True,
+        math.nan,
+        math.inf,
+        {"a": 1},
+        [["1"]],
+        [{"a": 1}, "3"],
+        [None, "3"],
+    ],
 )
 def test_normalize_answer_rejects_empty_and_foreign_values(value):
     with pytest.raises(ValueError):

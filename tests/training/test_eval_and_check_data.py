@@ -131,3 +131,16 @@ def test_pass_at_1_is_the_mean_over_k_samples_then_questions():
     header = next(line for line in md.splitlines() if line.startswith("| Model"))
     assert header == "| Model | AIME24 | AIME25 | MATH500 | AMC23 | Minerva | O-Bench | Avg. |"
     assert "| m | 0.250 | – | – | 0.417 | – | – | 0.333 |" in md and "Table 3" in md and "Table 1" not in md
+
+
+def test_eval_on_a_data_file(chat_model, tmp_path):
+    data = tmp_path / "mine.jsonl"
+    data.write_text('{"problem": "1+1=?", "answer": ["2", "two"]}\n{"problem": "2+2=?", "answer": 4}\n')
+    out = tmp_path / "ev"
+    r = run_cli(["eval", "--model", str(chat_model), "--benchmarks", str(data), "--k", "2", "--max-new-tokens", "4",
+                 "--out", str(out), "--no-progress", "--paper-tables", "none"])  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert (out / "samples" / "mine.jsonl").is_file() and "| mine |" in (out / "results.md").read_text()
+    assert "Reference only" not in r.stdout
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 1 and rows[0]["questions"] == "2" and "mine" in rows[0]

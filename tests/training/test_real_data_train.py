@@ -95,7 +95,7 @@ def test_paper_presets_are_the_papers_settings(preset, lr, steps, chat_model, tm
         assert cfg.dtype == "bfloat16" and cfg.gradient_checkpointing and cfg.logit_chunk_tokens > 0
         assert cfg.backend == "vllm" and cfg.val_data == "aime" and cfg.val_k == 8
         assert cfg.hparams().kl_beta == (0.001 if method == "grpo" else 0.0)  # no KL for REAL, DAPO, GSPO
-    assert "80 GB" in PRESETS["paper-1.5b"].description and "H200" in PRESETS["paper-7b"].description
+    assert "80 GB" in PRESETS["paper-1.5b"].description and "verl" in PRESETS["paper-7b"].description
     with pytest.raises(ConfigError, match="--train-data PATH"):
         build_config(
             preset, {"method": "real", "model": str(chat_model), "device": "cpu", "backend": "transformers"}
