@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +123,20 @@ def chat_model(tmp_path_factory) -> Path:
 
 def data_env(shared: Path) -> dict[str, str]:
     return {"REAL_DATA_DIR": str(shared)}
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_main(args: list[str], capsys) -> CliResult:
+    """``python -m training ARGS`` in this process (no interpreter start-up: the same ``main``)."""
+    from training.cli import main
+
+    capsys.readouterr()
+    code = main(args)
+    captured = capsys.readouterr()
+    return CliResult(code, captured.out, captured.err)

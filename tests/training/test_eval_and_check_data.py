@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.training.conftest import data_env, run_cli
+from tests.training.conftest import data_env, run_cli, run_main
 from training.datacheck import check_problems, derangement
 from training.datasets import BENCHMARKS
 from training.evaluate import COLUMNS, PAPER_TABLES, EvalSettings, average, markdown, summarize
@@ -34,7 +34,7 @@ def test_check_data_passes_the_self_check_on_all_six_benchmarks(shared_data, tmp
     assert "self-check" in r.stdout and "cross-check" in r.stdout
 
 
-def test_check_data_reports_failures_and_unreadable_files(grader, tmp_path):
+def test_check_data_reports_failures_and_unreadable_files(grader, tmp_path, capsys):
     problems = [Problem(0, "p", "7"), Problem(1, "q", "7"), Problem(2, "r", "\\frac{1}{2}", alternatives=("0.5",)),
                 Problem(3, "s", "\\text{}")]  # fmt: skip
     res = check_problems("x.jsonl", problems, grader)
@@ -47,7 +47,7 @@ def test_check_data_reports_failures_and_unreadable_files(grader, tmp_path):
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"problem": "a", "answer": "1"}\n{"problem": "b", "answer": "2"}\n{"problem": "c"}\n')
-    r = run_cli(["check-data", str(bad), str(tmp_path / "absent.json")])
+    r = run_main(["check-data", str(bad), str(tmp_path / "absent.json")], capsys)
     assert r.returncode == 1
     assert "2/2 (100.0%)" in r.stdout and f"skipped: {bad}, row 2, field 'answer'" in r.stdout
     assert f"unreadable: {tmp_path / 'absent.json'}: no such file" in r.stdout
@@ -58,7 +58,9 @@ def _eval_args(model, out, *extra):
             "--max-new-tokens", "6", "--batch-prompts", "1", "--out", str(out), "--no-progress", *extra]  # fmt: skip
 
 
-def test_eval_end_to_end_resumes_and_lays_out_the_paper_table(shared_data, chat_model, tmp_path):
+def test_eval_end_to_end_resumes_and_lays_out_the_paper_table(
+    shared_data, chat_model, tmp_path, capsys, monkeypatch
+):
     out = tmp_path / "ev"
     env = data_env(shared_data)
     r = run_cli(_eval_args(chat_model, out), env=env)
@@ -91,7 +93,8 @@ def test_eval_end_to_end_resumes_and_lays_out_the_paper_table(shared_data, chat_
     path = out / "samples" / "minerva.jsonl"
     lines = path.read_text().splitlines(keepends=True)
     path.write_text(lines[0] + '{"id": 1, "corr')
-    r2 = run_cli(_eval_args(chat_model, out), env=env)
+    monkeypatch.setenv("REAL_DATA_DIR", str(shared_data))
+    r2 = run_main(_eval_args(chat_model, out), capsys)
     assert r2.returncode == 0, r2.stderr
     assert "resuming" in r2.stderr and "3 of 4 questions already evaluated" in r2.stderr
     redone = [json.loads(x) for x in path.read_text().splitlines()]
@@ -102,19 +105,21 @@ def test_eval_end_to_end_resumes_and_lays_out_the_paper_table(shared_data, chat_
     assert (out / "results.csv").read_text().splitlines()[1] == (",".join([rows[0][k] for k in rows[0]]))
 
     # other settings in the same folder are refused before anything runs
-    r3 = run_cli([*_eval_args(chat_model, out)[:-1], "--k", "3", "--no-progress"], env=env)
+    r3 = run_main([*_eval_args(chat_model, out)[:-1], "--k", "3", "--no-progress"], capsys)
     assert r3.returncode == 2 and "other settings" in r3.stderr and "k: 2 there, 3 now" in r3.stderr
 
 
-def test_eval_rejects_bad_input_before_loading_anything(shared_data, chat_model, tmp_path):
-    env = data_env(shared_data)
+def test_eval_rejects_bad_input_before_loading_anything(
+    shared_data, chat_model, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("REAL_DATA_DIR", str(shared_data))
     for args, message in [
         (["--model", str(tmp_path)], "not a local model folder"),
         (["--model", str(chat_model), "--benchmarks", "aime24"], "unknown benchmark 'aime24'"),
         (["--model", str(chat_model), "--k", "0"], "--k must be >= 1"),
         (["--model", str(chat_model), "--paper-tables", "4"], "no table 4"),
     ]:
-        r = run_cli(["eval", *args, "--out", str(tmp_path / "o")], env=env)
+        r = run_main(["eval", *args, "--out", str(tmp_path / "o")], capsys)
         assert r.returncode == 2 and message in r.stderr, (args, r.stderr)
 
 
@@ -133,12 +138,12 @@ def test_pass_at_1_is_the_mean_over_k_samples_then_questions():
     assert "| m | 0.250 | – | – | 0.417 | – | – | 0.333 |" in md and "Table 3" in md and "Table 1" not in md
 
 
-def test_eval_on_a_data_file(chat_model, tmp_path):
+def test_eval_on_a_data_file(chat_model, tmp_path, capsys):
     data = tmp_path / "mine.jsonl"
     data.write_text('{"problem": "1+1=?", "answer": ["2", "two"]}\n{"problem": "2+2=?", "answer": 4}\n')
     out = tmp_path / "ev"
-    r = run_cli(["eval", "--model", str(chat_model), "--benchmarks", str(data), "--k", "2", "--max-new-tokens", "4",
-                 "--out", str(out), "--no-progress", "--paper-tables", "none"])  # fmt: skip
+    r = run_main(["eval", "--model", str(chat_model), "--benchmarks", str(data), "--k", "2", "--max-new-tokens", "4",
+                  "--out", str(out), "--no-progress", "--paper-tables", "none"], capsys)  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert (out / "samples" / "mine.jsonl").is_file() and "| mine |" in (out / "results.md").read_text()
     assert "Reference only" not in r.stdout

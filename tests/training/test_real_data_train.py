@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from tests.training.conftest import data_env, run_cli
+from tests.training.conftest import run_main
 from training.config import PRESETS, ConfigError, build_config
 from training.loop import Trainer
 from training.model import load_local_model
@@ -102,8 +102,8 @@ def test_paper_presets_are_the_papers_settings(preset, lr, steps, chat_model, tm
         ).validate()
 
 
-def test_bad_data_flags_stop_before_any_work(shared_data, chat_model, tmp_path):
-    env = data_env(shared_data)
+def test_bad_data_flags_stop_before_any_work(shared_data, chat_model, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("REAL_DATA_DIR", str(shared_data))
     base = ["train", "--method", "real", "--model", str(chat_model), "--out", str(tmp_path / "r")]
     for extra, message in [
         (["--train-data", str(tmp_path / "absent.jsonl")], "no such file"),
@@ -111,6 +111,6 @@ def test_bad_data_flags_stop_before_any_work(shared_data, chat_model, tmp_path):
         (["--val-data", "aime24"], "unknown benchmark 'aime24'"),
         (["--train-data", str(_data(tmp_path)), "--bad-rows", "raise"], "row 2, field 'answer'"),
     ]:
-        r = run_cli([*base, *extra], env=env)
-        assert r.returncode in (1, 2) and message in r.stderr, (extra, r.stderr[-2000:])
-        assert "Traceback" not in r.stderr or message in r.stderr
+        r = run_main([*base, *extra], capsys)
+        assert r.returncode == 2 and message in r.stderr, (extra, r.stderr[-2000:])
+        assert not (tmp_path / "r" / "run.json").exists()

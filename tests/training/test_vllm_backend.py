@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tests.training.conftest import run_cli
+from tests.training.conftest import run_main
 from training.model import TinyModelSpec, build_tiny_model
 from training.rollout import VLLM_MISSING, BackendUnavailable, VLLMBackend, vllm_available
 
@@ -153,11 +153,11 @@ def test_a_sleeping_engine_without_a_pushed_policy_is_an_error():
 
 
 @pytest.mark.skipif(vllm_available(), reason="vLLM is installed here")
-def test_missing_vllm_is_one_clear_message(tmp_path, chat_model):
+def test_missing_vllm_is_one_clear_message(tmp_path, chat_model, capsys):
     with pytest.raises(BackendUnavailable, match="optional vLLM package"):
         VLLMBackend(str(chat_model), eos_id=1)
-    r = run_cli(["train", "--method", "real", "--backend", "vllm", "--out", str(tmp_path / "r")])
+    r = run_main(["train", "--method", "real", "--backend", "vllm", "--out", str(tmp_path / "r")], capsys)
     assert r.returncode == 2 and VLLM_MISSING in r.stderr and "Traceback" not in r.stderr
-    r = run_cli(["eval", "--model", str(chat_model), "--backend", "vllm", "--benchmarks", str(tmp_path / "x.json"),
-                 "--out", str(tmp_path / "e")])  # fmt: skip
+    r = run_main(["eval", "--model", str(chat_model), "--backend", "vllm", "--benchmarks", str(tmp_path / "x.json"),
+                  "--out", str(tmp_path / "e")], capsys)  # fmt: skip
     assert r.returncode == 2 and "error:" in r.stderr and "Traceback" not in r.stderr
