@@ -191,9 +191,8 @@ class Trainer:
         self.grader = grader
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.env_extra = env_extra or {}
-        self.splits = (
-            splits  # None: from cfg (data files or the embedded task); else "train", "val" (and "sft")
-        )
+        # None: from cfg (data files or the embedded task); else "train", "val" (and "sft") lists of problems
+        self.splits = splits
         self._encoded: dict[str, list[int]] = {}  # prompt text -> token ids
         self.hp = cfg.hparams()
         self.objective = OBJECTIVES[cfg.method]
