@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import asdict
 
 import pandas as pd
@@ -21,30 +22,48 @@ st.markdown(
 )
 
 
-def _render(fig: Figure) -> tuple[bytes, bytes]:
+def _deferred_downloads() -> bool:
+    """Whether this Streamlit builds a download's bytes only when it is clicked (a callable ``data``)."""
+    try:
+        from streamlit.elements.widgets import button
+    except ImportError:
+        return False
+    return "Callable" in str(getattr(button, "DownloadButtonDataType", ""))
+
+
+DEFERRED = _deferred_downloads()
+
+
+def _save(fig: Figure, fmt: str) -> bytes:
     import matplotlib.pyplot as plt
 
-    png, pdf = io.BytesIO(), io.BytesIO()
-    fig.savefig(png, format="png", dpi=150)
-    fig.savefig(pdf, format="pdf", metadata={"CreationDate": None})
+    buf = io.BytesIO()
+    if fmt == "png":
+        fig.savefig(buf, format="png", dpi=150)
+    else:
+        fig.savefig(buf, format="pdf", metadata={"CreationDate": None})
     plt.close(fig)
-    return png.getvalue(), pdf.getvalue()
+    return buf.getvalue()
 
 
 @st.cache_data(max_entries=64, show_spinner="Drawing Fig. 1…")
-def _fig1(params: dict) -> tuple[bytes, bytes, bytes]:
-    p = Fig1Params(**params)
-    png, pdf = _render(build_fig1(p))
-    csv = pd.DataFrame(curves(p)).to_csv(index=False).encode()
-    return png, pdf, csv
+def _fig1(params: dict, fmt: str) -> bytes:
+    return _save(build_fig1(Fig1Params(**params)), fmt)
 
 
-def _downloads(stem: str, png: bytes, pdf: bytes, csv: bytes, key: str) -> None:
+@st.cache_data(max_entries=64, show_spinner=False)
+def _fig1_csv(params: dict) -> bytes:
+    return pd.DataFrame(curves(Fig1Params(**params))).to_csv(index=False).encode()
+
+
+def _downloads(stem: str, png: bytes, pdf: Callable[[], bytes], csv: bytes, key: str) -> None:
+    """PNG, PDF and CSV buttons; the PDF is drawn on click where Streamlit allows it (it takes ~1 s)."""
     a, b, c, _ = st.columns([1, 1, 1, 7])
     a.download_button("PNG", png, f"{stem}.png", "image/png", key=f"{key}_png", icon=":material/download:")
     b.download_button(
-        "PDF", pdf, f"{stem}.pdf", "application/pdf", key=f"{key}_pdf", icon=":material/download:"
-    )
+        "PDF", pdf if DEFERRED else pdf(), f"{stem}.pdf", "application/pdf", key=f"{key}_pdf",
+        icon=":material/download:",
+    )  # fmt: skip
     c.download_button("CSV", csv, f"{stem}.csv", "text/csv", key=f"{key}_csv", icon=":material/download:")
 
 
@@ -65,10 +84,11 @@ with tabs[0]:
     p = Fig1Params(
         eps_low=eps_low, eps_high=eps_high, advantage=adv, clip_mode=mode, tau=tau, c_pos=c_pos, c_neg=c_neg
     )
-    png, pdf, csv = _fig1(asdict(p))
+    params = asdict(p)
+    png = _fig1(params, "png")
     st.image(png, caption=f"Fig. 1 · {p.clip_mode} clipping, eps [{p.eps_low:g}, {p.eps_high:g}], |A| {p.advantage:g}, "
              f"tau {p.tau:g}, C+ {p.c_pos:g}, C- {p.c_neg:g}")  # fmt: skip
-    _downloads("fig1_gradient_magnitude", png, pdf, csv, "f1")
+    _downloads("fig1_gradient_magnitude", png, lambda: _fig1(params, "pdf"), _fig1_csv(params), "f1")
     st.caption(
         "Same as `python -m workbench.figures fig1 "
         f"--eps-low {p.eps_low:g} --eps-high {p.eps_high:g} --advantage {p.advantage:g} --clip-mode {p.clip_mode} "

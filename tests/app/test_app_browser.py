@@ -16,6 +16,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -97,7 +98,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def driver() -> Iterator[object]:
+def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("browser_downloads")
+
+
+@pytest.fixture(scope="module")
+def driver(downloads: Path) -> Iterator[object]:
     chromium, chromedriver = _browser()
     try:
         from selenium import webdriver
@@ -112,6 +118,9 @@ def driver() -> Iterator[object]:
         opts.add_argument(flag)
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
     opts.add_argument(f"--user-data-dir={profile}")
+    opts.add_experimental_option(
+        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    )
     drv = webdriver.Chrome(service=Service(executable_path=chromedriver), options=opts)
     drv.set_page_load_timeout(60)
     try:
@@ -161,3 +170,25 @@ def test_page_renders_without_errors(server: str, driver, path: str, title: str)
         problems.append("a traceback is shown")
     assert not problems, f"page {title!r} shows errors (screenshot {shot}): {problems}"
     assert shot.stat().st_size > 10_000, "the screenshot is suspiciously small (blank page?)"
+
+
+def test_fig1_downloads_png_pdf_and_csv(server: str, driver, downloads: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{server}/figures")
+    _wait_rendered(driver, "Paper figures")
+    labels = [
+        b.text.split()[-1]
+        for b in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stDownloadButton'] button")
+    ]
+    assert labels == ["PNG", "PDF", "CSV"]
+    magic = {"png": b"\x89PNG", "pdf": b"%PDF", "csv": b"s,grpo_pos"}
+    for i, ext in enumerate(magic):  # one at a time: a click reruns the page, which redraws the buttons
+        _wait_rendered(driver, "Paper figures")
+        driver.find_elements(By.CSS_SELECTOR, "[data-testid='stDownloadButton'] button")[i].click()
+        target = downloads / f"fig1_gradient_magnitude.{ext}"
+        deadline = time.time() + 60
+        while not target.exists() and time.time() < deadline:
+            time.sleep(0.3)
+        assert target.exists(), f"no {ext} download; got {sorted(p.name for p in downloads.iterdir())}"
+        assert target.read_bytes().startswith(magic[ext]), ext

@@ -206,3 +206,46 @@ def test_paper_figures_lists_runs_for_run_figures(good_root: Path, monkeypatch: 
     picks = [m for m in at.multiselect if m.key and m.key.startswith("pick_")]
     assert picks and sorted(picks[0].value) == ["grpo-s0", "real-s0"]
     pd.testing.assert_index_equal(pd.Index(sorted(picks[0].options)), pd.Index(sorted(picks[0].value)))
+
+
+# ----------------------------------------------------------------------------------------------- live runs
+
+
+def _copy_step(src: Path, dst: Path, step: int) -> None:
+    """Land one more step in a run being 'trained': tokens and rollouts first, metrics (completion) last."""
+    for table in ("tokens", "rollouts", "metrics"):
+        name = f"step_{step:06d}.parquet"
+        (dst / table / name).write_bytes((src / table / name).read_bytes())
+
+
+def test_a_run_being_trained_shows_its_complete_steps_and_refreshes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workbench.synthetic_run import write_synthetic_run
+
+    root = tmp_path / "runs"
+    kw = {"method": "real", "prompts": 3, "group_size": 4, "mean_len": 8, "seed": 5}
+    write_synthetic_run(root / "live", steps=2, state="running", **kw)  # status pid: this (alive) process
+    later = write_synthetic_run(tmp_path / "later", steps=3, **kw)
+    (root / "live" / "tokens" / "step_000003.parquet").write_bytes(b"")  # step 3 in flight: no metrics yet
+
+    at = open_app(root, monkeypatch, "runs")
+    assert "At step 2" in [h.value for h in at.subheader]
+    assert "still training" in texts(at)
+    at = open_app(root, monkeypatch, "inspector")
+    assert at.select_slider(key="insp_step").options[-1] == "2"
+
+    _copy_step(later, root / "live", 3)
+    at.switch_page("app_pages/runs.py").run()
+    assert not at.exception
+    assert "At step 3" in [h.value for h in at.subheader]  # cached reads were keyed on the folder's mtime
+
+
+def test_inspector_reports_a_step_whose_files_are_missing(
+    mixed_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = open_app(mixed_root, monkeypatch, "inspector")
+    at.selectbox(key="insp_run").set_value("partial").run()
+    at.select_slider(key="insp_step").set_value(2).run()
+    assert not at.exception
+    assert any("missing" in e.value for e in at.error)
