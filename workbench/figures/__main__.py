@@ -7,7 +7,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from workbench.figures.common import DEFAULT_OUT, save_figure
+from workbench.figures.common import DEFAULT_OUT, command_line, save_figure
 from workbench.figures.fig1 import NAME as FIG1_NAME
 from workbench.figures.fig1 import Fig1Params, build_fig1, fig1_meta
 
@@ -49,7 +49,7 @@ def _add_fig1(sub: argparse._SubParsersAction) -> None:
 
 def run_fig1(args: argparse.Namespace) -> list[Path]:
     params = Fig1Params(**{f.name: getattr(args, f.name) for f in fields(Fig1Params)})
-    return save_figure(build_fig1(params), FIG1_NAME, args.out_dir, fig1_meta(params))
+    return save_figure(build_fig1(params), FIG1_NAME, args.out_dir, fig1_meta(params), args.command)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="figure", required=True, metavar="NAME")
     _add_fig1(sub)
     args = parser.parse_args(argv)
+    args.command = command_line(argv)
     try:
         paths = {"fig1": run_fig1}[args.figure](args)
     except ValueError as e:

@@ -45,8 +45,19 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def command_line(argv: list[str] | None) -> str:
+    """The command that made a figure, for its sidecar."""
+    args = sys.argv[1:] if argv is None else argv
+    return "python -m workbench.figures " + " ".join(shlex.quote(a) for a in args)
+
+
 def save_figure(
-    fig: Figure, name: str, out_dir: Path, meta: Mapping[str, Any], formats: tuple[str, ...] = ("png", "pdf")
+    fig: Figure,
+    name: str,
+    out_dir: Path,
+    meta: Mapping[str, Any],
+    command: str,
+    formats: tuple[str, ...] = ("png", "pdf"),
 ) -> list[Path]:
     """Write ``out_dir/name.{png,pdf}`` and ``out_dir/name.json`` (command, parameters, inputs, commit)."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -59,7 +70,7 @@ def save_figure(
         paths.append(path)
     sidecar = {
         "figure": name,
-        "command": "python -m workbench.figures " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "command": command,
         "commit": git_commit(),
         **meta,
     }

@@ -1,0 +1,101 @@
+"""Forward+backward time of every objective as a ratio to ``grpo``, and closed-form throughput, in one run.
+
+    python benchmarks/bench_objectives.py                 # paper size: 1,024 rollouts x 8,192 tokens
+    python benchmarks/bench_objectives.py --rollouts 256 --tokens 2048 --repeats 5
+
+Each objective gets the same batch (groups of G = 8, response lengths uniform in [T/4, T], float32) and is timed
+as ``loss = OBJECTIVES[m](...).loss; loss.backward()`` after a warm-up, median of ``--repeats``. Target: every REAL
+variant within 1.2x of grpo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from workbench.closed_forms import token_gradient
+from workbench.methods import METHODS
+from workbench.objectives import OBJECTIVES
+
+
+def make_batch(n: int, t: int, g: int, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(t // 4, t + 1, (n,), generator=gen)
+    mask = torch.arange(t).unsqueeze(0) < lengths.unsqueeze(1)
+    old = -torch.rand(n, t, generator=gen) * 3
+    logp = old + 0.05 * torch.randn(n, t, generator=gen)
+    rewards = torch.randint(0, 2, (n,), generator=gen).float()
+    ids = torch.arange(n) // g
+    return logp, old, mask, rewards, ids
+
+
+def time_method(method: str, batch, repeats: int) -> float:
+    logp, old, mask, rewards, ids = batch
+    hp = {"kl_beta": 0.0} if method == "grpo" else {}
+    times = []
+    for i in range(repeats + 1):
+        x = logp.clone().requires_grad_(True)
+        t0 = time.perf_counter()
+        OBJECTIVES[method](x, old, mask, rewards, ids, **hp).loss.backward()
+        dt = time.perf_counter() - t0
+        if i:
+            times.append(dt)
+    return statistics.median(times)
+
+
+def time_closed_form(method: str, batch, repeats: int) -> float:
+    logp, old, mask, rewards, ids = batch
+    hp = {"kl_beta": 0.0} if method == "grpo" else {}
+    times = []
+    for i in range(repeats + 1):
+        t0 = time.perf_counter()
+        token_gradient(method, logp, old, mask, rewards, ids, **hp)
+        if i:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rollouts", type=int, default=1024)
+    ap.add_argument("--tokens", type=int, default=8192, help="max response length T")
+    ap.add_argument("--group-size", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    batch = make_batch(args.rollouts, args.tokens, args.group_size)
+    n_tok = int(batch[2].sum())
+    print(
+        f"# objectives forward+backward, {datetime.date.today()}, {platform.processor() or platform.machine()}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"# batch: {args.rollouts} rollouts x {args.tokens} positions ({n_tok:,} response tokens), float32, G={args.group_size}"
+    )
+    print(f"{'method':<16}{'fwd+bwd s':>11}{'vs grpo':>9}{'closed form s':>15}{'Mtok/s':>9}")
+    base = None
+    worst = 0.0
+    for m in METHODS:
+        t = time_method(m, batch, args.repeats)
+        base = base or t
+        cf = time_closed_form(m, batch, args.repeats)
+        ratio = t / base
+        if m.startswith("real"):
+            worst = max(worst, ratio)
+        print(f"{m:<16}{t:>11.3f}{ratio:>9.2f}{cf:>15.3f}{n_tok / cf / 1e6:>9.1f}")
+    print(
+        f"# worst REAL-family ratio to grpo: {worst:.2f} (target <= 1.2): {'met' if worst <= 1.2 else 'MISSED'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
