@@ -151,6 +151,20 @@ def fmt(x: float, digits: int = 4) -> str:
     return f"{x:.{digits}g}"
 
 
+DASHES = [[1, 0], [6, 3], [2, 2], [8, 3, 2, 3], [1, 3]]
+
+
+def series_scales(series: Sequence[str], methods: Sequence[str]) -> tuple[alt.Scale, alt.Scale]:
+    """Colour each series by its method (the figures' colours) and tell apart series of one method by dashes."""
+    seen: dict[str, int] = {}
+    dashes = []
+    for m in methods:
+        dashes.append(DASHES[seen.get(m, 0) % len(DASHES)])
+        seen[m] = seen.get(m, 0) + 1
+    colors = [METHOD_COLORS.get(m, "#555") for m in methods]
+    return alt.Scale(domain=list(series), range=colors), alt.Scale(domain=list(series), range=dashes)
+
+
 def line_chart(
     df: pd.DataFrame,
     x: str,
@@ -160,7 +174,7 @@ def line_chart(
     rule_x: float | None = None,
     height: int = 240,
     y_title: str | None = None,
-    color_scale: alt.Scale | None = None,
+    scales: tuple[alt.Scale, alt.Scale] | None = None,
 ) -> alt.LayerChart:
     """A small multi-series line chart with tooltips and an optional vertical rule (the selected step).
 
@@ -169,11 +183,13 @@ def line_chart(
         "x": alt.X(f"{x}:Q", title=x, axis=alt.Axis(format="d", tickMinStep=1)),
         "y": alt.Y(f"{y}:Q", title=y_title or y, scale=alt.Scale(zero=False)),
         "color": alt.Color(
-            f"{color}:N", title=None, scale=color_scale or alt.Scale(scheme="tableau10"),
-            legend=alt.Legend(orient="top", labelLimit=260),
+            f"{color}:N", title=None, scale=scales[0] if scales else alt.Scale(scheme="tableau10"),
+            legend=alt.Legend(orient="top", labelLimit=260, symbolStrokeWidth=2.5),
         ),
         "tooltip": [alt.Tooltip(f"{color}:N"), alt.Tooltip(f"{x}:Q"), alt.Tooltip(f"{y}:Q", format=".4g")],
     }  # fmt: skip
+    if scales:
+        enc["strokeDash"] = alt.StrokeDash(f"{color}:N", title=None, scale=scales[1])
     chart = alt.Chart(df).mark_line(point=len(df) < 60).encode(**enc)
     layers: list[alt.Chart] = [chart]
     if rule_x is not None:

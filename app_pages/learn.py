@@ -83,6 +83,8 @@ with tab_derive:
         "*appendix* column of the worked example).",
         icon=":material/report:",
     )
+    st.caption("The same derivation, with the no-anchor and BCE variants and the group conventions, is in "
+               "`docs/derivation.md`.")  # fmt: skip
 
 DEFAULT_GROUP = [(0.30, True), (-0.60, True), (0.50, False), (-0.20, False), (0.10, False)]
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from app_lib import data
-from app_lib.ui import line_chart, offer_demo_run, render_cards, runs_root_and_cards
+from app_lib.ui import DASHES, line_chart, offer_demo_run, render_cards, runs_root_and_cards, series_scales
 from workbench.methods import REAL_METHODS
 from workbench.runlog import RunFormatError
 
@@ -91,6 +92,9 @@ def _body() -> None:
     )
 
     st.subheader("Dynamics")
+    st.caption("Colour: method (as in the figures); dashes tell apart runs of one method.")
+    shown = [c for c in chosen if c.ok and c.name in set(met["run"])]
+    scales = series_scales([c.name for c in shown], [c.method for c in shown])
     grid = st.columns(2)
     for i, (key, title) in enumerate(METRICS):
         d = met[["step", "run", key]].dropna()
@@ -99,7 +103,7 @@ def _body() -> None:
             if d.empty:
                 st.caption("not logged yet")
                 continue
-            st.altair_chart(line_chart(d, "step", key, "run", rule_x=step, y_title=key))
+            st.altair_chart(line_chart(d, "step", key, "run", rule_x=step, y_title=key, scales=scales))
 
     st.subheader("C+ and C- of REAL-family runs")
     real_runs = [c for c in chosen if c.ok and c.method in REAL_METHODS]
@@ -122,9 +126,16 @@ def _body() -> None:
         if rows:
             cdf = pd.concat(rows, ignore_index=True)
             cdf["series"] = cdf["run"] + " · " + cdf["which"]
-            st.markdown("**Median C over the rollouts of groups that entered the loss**")
+            series = sorted(cdf["series"].unique())
+            c_scales = (
+                alt.Scale(domain=series, range=["#2ca02c" if "C+" in s else "#d62728" for s in series]),
+                alt.Scale(domain=series, range=[DASHES[i // 2 % len(DASHES)] for i in range(len(series))]),
+            )
+            st.markdown("**Median C over the rollouts of groups that entered the loss** (green C+, red C-)")
             st.altair_chart(
-                line_chart(cdf, "step", "C", "series", rule_x=step, y_title="C (median)", height=260)
+                line_chart(
+                    cdf, "step", "C", "series", rule_x=step, y_title="C (median)", height=260, scales=c_scales
+                )
             )
 
     st.subheader("Gradient allocation")
