@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+import types
+import typing
 from dataclasses import fields
 from pathlib import Path
 
 from workbench.figures.common import DEFAULT_OUT, command_line, save_figure
 from workbench.figures.fig1 import NAME as FIG1_NAME
 from workbench.figures.fig1 import Fig1Params, build_fig1, fig1_meta
+from workbench.figures.registry import PARAM_CHOICES, PARAM_HELP, RUN_FIGURES, RunFigure
+from workbench.runlog import RunFormatError
+from workbench.stats import expand_run_paths
 
 FIG1_HELP = {
     "eps_low": "GRPO lower clip: ratio below 1 - eps_low is clipped for A < 0",
@@ -23,6 +28,12 @@ FIG1_HELP = {
     "s_max": "right end of the s axis",
     "points": "grid points per curve",
 }
+RUNS_HELP = (
+    "run directories, or folders holding run directories (e.g. runs/paper-tiny/* or runs/paper-tiny); runs are "
+    "grouped into variants by method + hparams and averaged over their config seed"
+)
+# Errors a user can fix: printed as one message, no traceback.
+USER_ERRORS = (ValueError, RunFormatError, FileNotFoundError)
 
 
 def _add_fig1(sub: argparse._SubParsersAction) -> None:
@@ -52,20 +63,110 @@ def run_fig1(args: argparse.Namespace) -> list[Path]:
     return save_figure(build_fig1(params), FIG1_NAME, args.out_dir, fig1_meta(params), args.command)
 
 
+def _field_type(params: type, name: str) -> type:
+    hint = typing.get_type_hints(params)[name]
+    if isinstance(hint, types.UnionType):  # e.g. int | None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
+
+
+def _add_params(p: argparse.ArgumentParser, params: type) -> None:
+    for f in fields(params):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name in PARAM_CHOICES:
+            p.add_argument(flag, default=f.default, choices=PARAM_CHOICES[f.name], help=PARAM_HELP[f.name])
+        else:
+            p.add_argument(flag, type=_field_type(params, f.name), default=f.default, help=PARAM_HELP[f.name])
+
+
+def _add_run_figure(sub: argparse._SubParsersAction, fig: RunFigure) -> None:
+    p = sub.add_parser(
+        fig.cli,
+        help=fig.summary,
+        description=fig.description + f" Writes {fig.name}.png, .pdf and .json into --out-dir.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--runs", nargs="+", required=True, metavar="DIR", help=RUNS_HELP)
+    p.add_argument("--out-dir", type=Path, default=DEFAULT_OUT, help="folder for the figure files")
+    _add_params(p, fig.params)
+
+
+def _add_all(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "all",
+        help="every figure: fig1 from the closed forms and " + ", ".join(RUN_FIGURES) + " from --runs",
+        description="Build fig1 (closed forms, paper defaults) and every run figure ("
+        + ", ".join(RUN_FIGURES)
+        + ") from the runs given, with each figure's defaults. A figure whose runs are missing is reported "
+        "and skipped; the others are still written. Exit status 1 if any figure failed.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--runs", nargs="+", required=True, metavar="DIR", help=RUNS_HELP)
+    p.add_argument("--out-dir", type=Path, default=DEFAULT_OUT, help="folder for the figure files")
+    p.add_argument("--band", default="minmax", choices=PARAM_CHOICES["band"], help=PARAM_HELP["band"])
+    p.add_argument(
+        "--minibatches", default="later", choices=PARAM_CHOICES["minibatches"], help=PARAM_HELP["minibatches"]
+    )
+
+
+def _params_from(args: argparse.Namespace, params: type):
+    return params(**{f.name: getattr(args, f.name) for f in fields(params) if hasattr(args, f.name)})
+
+
+def run_all(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
+    paths = save_figure(
+        build_fig1(Fig1Params()), FIG1_NAME, args.out_dir, fig1_meta(Fig1Params()), args.command
+    )
+    for path in paths:
+        print(f"wrote {path}", flush=True)
+    runs = expand_run_paths(args.runs)
+    failed = []
+    for cli, fig in RUN_FIGURES.items():
+        try:
+            new = fig.make(runs, _params_from(args, fig.params), args.out_dir, args.command)
+        except USER_ERRORS as e:
+            print(f"{cli}: not built: {e}", file=sys.stderr)
+            failed.append(cli)
+            continue
+        for path in new:
+            print(f"wrote {path}", flush=True)
+        paths += new
+    return paths, failed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m workbench.figures",
         description="Regenerate the paper's figures from closed forms and from run directories. "
-        "Each figure is written as PNG and PDF with a JSON sidecar naming the command, parameters and runs.",
+        "Each figure is written as PNG and PDF with a JSON sidecar naming the command, parameters and runs. "
+        "Run figures: python -m workbench.figures NAME --runs DIR... [--out-dir figures]; "
+        "everything at once: python -m workbench.figures all --runs runs/paper-tiny/*. "
+        "NAME --help lists the runs each figure needs.",
     )
     sub = parser.add_subparsers(dest="figure", required=True, metavar="NAME")
     _add_fig1(sub)
+    for fig in RUN_FIGURES.values():
+        _add_run_figure(sub, fig)
+    _add_all(sub)
     args = parser.parse_args(argv)
     args.command = command_line(argv)
     try:
-        paths = {"fig1": run_fig1}[args.figure](args)
-    except ValueError as e:
-        parser.error(str(e))
+        if args.figure == "fig1":
+            paths = run_fig1(args)
+        elif args.figure == "all":
+            paths, failed = run_all(args)
+            if failed:
+                print(f"not built: {', '.join(failed)} (see the messages above)", file=sys.stderr)
+                return 1
+            return 0
+        else:
+            fig = RUN_FIGURES[args.figure]
+            paths = fig.make(
+                expand_run_paths(args.runs), _params_from(args, fig.params), args.out_dir, args.command
+            )
+    except USER_ERRORS as e:
+        print(f"python -m workbench.figures {args.figure}: error: {e}", file=sys.stderr)
+        return 2
     for path in paths:
         print(f"wrote {path}")
     return 0

@@ -1,0 +1,116 @@
+"""Gradient allocation over training (not in the paper): how concentrated each method's gradient is.
+
+(a) share of a step's total token weight held by its top ``top`` (1%) tokens, (b) the same for rollouts,
+(c) and (d) correlation of the rollout weight with ``s_bar`` among correct and among wrong rollouts
+(``workbench.stats.gradient_allocation``). GRPO's domination shows as a high top share; its misassignment as
+a positive correlation for correct rollouts, where REAL's is negative.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from matplotlib.figure import Figure
+
+from workbench.figures.common import new_figure
+from workbench.figures.from_runs import (
+    RunFigureData,
+    add_caption,
+    attach_specs,
+    band_over_seeds,
+    plot_band,
+    runs_caption,
+    select,
+    smooth_runs,
+)
+from workbench.stats import (
+    BAND_CHOICES,
+    MINIBATCH_CHOICES,
+    MINIBATCH_NOTE,
+    collect,
+    gradient_allocation,
+    spec,
+)
+
+NAME = "fig_gradient_allocation"
+SPECS = (spec("GRPO", "grpo"), spec("DAPO", "dapo"), spec("GSPO", "gspo"), spec("REAL", "real"))
+PANELS = {
+    "top_token_share": "(a) weight share of the top {pct} tokens",
+    "top_rollout_share": "(b) weight share of the top {pct} rollouts",
+    "corr_rollout_correct": r"(c) corr(weight, $\bar{{s}}$), correct rollouts",
+    "corr_rollout_wrong": r"(d) corr(weight, $\bar{{s}}$), wrong rollouts",
+}
+
+
+@dataclass(frozen=True)
+class AllocationParams:
+    """Options of the gradient-allocation figure."""
+
+    top: float = 0.01  # fraction of tokens / rollouts whose weight share is shown
+    band: str = "minmax"
+    minibatches: str = "later"
+    smooth: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 < self.top <= 1:
+            raise ValueError(f"top must be in (0, 1], got {self.top}")
+        if self.band not in BAND_CHOICES:
+            raise ValueError(f"band={self.band!r} is not one of {', '.join(BAND_CHOICES)}")
+        if self.minibatches not in MINIBATCH_CHOICES:
+            raise ValueError(f"minibatches={self.minibatches!r} is not one of {', '.join(MINIBATCH_CHOICES)}")
+        if self.smooth < 1:
+            raise ValueError(f"smooth must be >= 1, got {self.smooth}")
+
+
+def allocation_data(runs, p: AllocationParams | None = None) -> RunFigureData:
+    p = p or AllocationParams()
+    selected = select(NAME, runs, SPECS)
+    alloc = collect(
+        gradient_allocation, [r for s in selected for r in s.runs], top=p.top, minibatches=p.minibatches
+    )
+    alloc = attach_specs(alloc, selected)
+    long = alloc.melt(id_vars=["run", "label", "seed", "step"], value_vars=list(PANELS), var_name="stat")
+    long = smooth_runs(long.dropna(subset=["value"]), "value", p.smooth, by=("run", "stat"))
+    agg, notes = band_over_seeds(long, "value", selected, p.band, by=("stat",))
+    if agg.empty:
+        raise ValueError(
+            f"figure {NAME}: no step of the runs has gradient weight in "
+            f"{'later mini-batches (pass --minibatches all)' if p.minibatches == 'later' else 'any mini-batch'}"
+        )
+    pct = f"{100 * p.top:g}%"
+    extra = (
+        f"Top share: weight held by the largest max(1, ceil({pct} of n)) of a step's n tokens / rollouts of groups "
+        f"in the loss; weights are the logged per-token |W| with per-rollout length normalisation. "
+        f"Correlations: Pearson, per step. {MINIBATCH_NOTE[p.minibatches]}; steps where a value is undefined "
+        f"(no weight, constant s) are left out."
+    )
+    if p.smooth > 1:
+        extra += f" Each run smoothed by a trailing mean over {p.smooth} logged steps."
+    caption = f"Gradient allocation over training. {runs_caption(selected, p.band, extra)}"
+    return RunFigureData(NAME, selected, {"allocation": alloc, "band": agg}, caption, notes)
+
+
+def build_allocation(data: RunFigureData, p: AllocationParams | None = None) -> Figure:
+    p = p or AllocationParams()
+    fig, axes = new_figure(ncols=2, nrows=2, width=5.0, height=3.2)
+    colors = data.colors()
+    agg = data.frames["band"]
+    pct = f"{100 * p.top:g}%"
+    for ax, (stat, title) in zip(axes.ravel(), PANELS.items(), strict=True):
+        part = agg[agg["stat"] == stat]
+        for sel in data.selected:
+            rows = part[part["label"] == sel.spec.label]
+            if not rows.empty:
+                plot_band(ax, rows, colors[sel.spec.label], sel.spec.label)
+        ax.set_title(title.format(pct=pct), fontsize=10)
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.25)
+        if stat.startswith("corr"):
+            ax.axhline(0, color="0.4", lw=0.8)
+            ax.set_ylim(-1.05, 1.05)
+        else:
+            ax.set_ylim(0, 1.02)
+            ax.set_ylabel("share of total weight")
+    axes[0, 0].legend(fontsize=8, frameon=False)
+    add_caption(fig, data.caption)
+    return fig

@@ -1,0 +1,132 @@
+"""The figures drawn from run directories, by CLI name: parameters, data step, drawing step, extra files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from workbench.figures import allocation, c_dynamics, dynamics, fig2, table4
+from workbench.figures.common import save_figure
+from workbench.figures.from_runs import RunFigureData
+from workbench.stats.variants import RunLike, VariantSpec
+
+
+@dataclass(frozen=True)
+class RunFigure:
+    cli: str
+    name: str
+    summary: str
+    description: str
+    specs: tuple[VariantSpec, ...]
+    params: type
+    data: Callable[[Sequence[RunLike], Any], RunFigureData]
+    build: Callable[[RunFigureData, Any], Figure]
+    extra_files: Callable[[RunFigureData, Path], list[Path]] | None = None
+
+    def make(self, runs: Sequence[RunLike], params: Any, out_dir: Path, command: str) -> list[Path]:
+        """Read the runs, draw, and write PNG + PDF + JSON sidecar (and any extra files) into ``out_dir``.
+
+        ``command`` is the command line recorded in the sidecar.
+        """
+        data = self.data(runs, params)
+        paths = list(self.extra_files(data, out_dir)) if self.extra_files else []
+        return save_figure(self.build(data, params), self.name, out_dir, data.meta(params), command) + paths
+
+
+# help text of every parameter field of the run figures
+PARAM_HELP = {
+    "band": "band around the mean over seeds: minmax (min to max) or sd (±1 sample sd)",
+    "minibatches": "later: only each step's later mini-batches (s = 0 in the first); all: every mini-batch",
+    "smooth": "trailing rolling mean over this many logged points of each run before averaging (1: none)",
+    "step": "panel (a) at this training step (the paper shows step 200); default: mean over all logged steps",
+    "top": "fraction of tokens / rollouts whose share of the weight is shown (0.01: top 1%%)",
+    "tau": "tau of REAL recomputed on GRPO's logged s_bar",
+    "metric": "metrics column whose last logged value is the final score",
+}
+PARAM_CHOICES = {"band": ("minmax", "sd"), "minibatches": ("later", "all")}
+
+
+def _needs(specs: Sequence[VariantSpec]) -> str:
+    return "Needs runs of: " + "; ".join(s.describe() for s in specs) + "."
+
+
+RUN_FIGURES: dict[str, RunFigure] = {
+    f.cli: f
+    for f in (
+        RunFigure(
+            "fig2",
+            fig2.NAME,
+            "Fig. 2: GRPO token shares per ratio interval, clip discards, Pass@1 vanilla vs bidirectional",
+            "Fig. 2 from runs: (a) share of GRPO's tokens per ratio interval split by the sign of A, (b) share "
+            "each clip mode (vanilla, bidirectional) discards on those tokens, (c) validation Pass@1 of GRPO "
+            "with vanilla against bidirectional clipping. " + _needs(fig2.SPECS),
+            fig2.SPECS,
+            fig2.Fig2Params,
+            fig2.fig2_data,
+            fig2.build_fig2,
+        ),
+        RunFigure(
+            "fig4",
+            dynamics.FIG4_NAME,
+            "Fig. 4: entropy, val Pass@1, reward, 100%% solved ratio for GRPO, DAPO, GSPO, REAL",
+            "Fig. 4 from runs: training dynamics (entropy, validation Pass@1, reward, 100% solved ratio) over "
+            "steps, mean over seeds with a band. " + _needs(dynamics.FIG4_SPECS),
+            dynamics.FIG4_SPECS,
+            dynamics.DynamicsParams,
+            dynamics.fig4_data,
+            dynamics.build_dynamics,
+        ),
+        RunFigure(
+            "fig5",
+            dynamics.FIG5_NAME,
+            "Fig. 5: the same dynamics for DAPO, REAL w/ BCE, REAL w/o anchor, REAL",
+            "Fig. 5 from runs: training dynamics of DAPO, REAL w/ BCE, REAL w/o anchor logits and REAL. "
+            + _needs(dynamics.FIG5_SPECS),
+            dynamics.FIG5_SPECS,
+            dynamics.DynamicsParams,
+            dynamics.fig5_data,
+            dynamics.build_dynamics,
+        ),
+        RunFigure(
+            "table4",
+            table4.NAME,
+            "Table 4: final Pass@1 of REAL's ablations, the paper's values in a separate column",
+            "Table 4 from runs: the last logged validation Pass@1 of each run, mean ± sd over seeds, per REAL "
+            "ablation, with the paper's reported values in a separate, labelled column. Writes CSV, Markdown, "
+            "PNG, PDF and a JSON sidecar. " + _needs(table4.ROWS),
+            table4.ROWS,
+            table4.Table4Params,
+            table4.table4_data,
+            table4.build_table4,
+            table4.write_table4_files,
+        ),
+        RunFigure(
+            "allocation",
+            allocation.NAME,
+            "new: top-1%% share of the gradient weight and weight-s correlations over training per method",
+            "Gradient allocation over training (not in the paper): share of each step's gradient weight held by "
+            "the top 1% of tokens and of rollouts, and the correlation of rollout weight with s_bar for correct "
+            "and wrong rollouts. " + _needs(allocation.SPECS),
+            allocation.SPECS,
+            allocation.AllocationParams,
+            allocation.allocation_data,
+            allocation.build_allocation,
+        ),
+        RunFigure(
+            "c-dynamics",
+            c_dynamics.NAME,
+            "new: REAL's C+/C- and weights against group composition; REAL recomputed on GRPO's s_bar",
+            "C+/C- against group composition (not in the paper): REAL's logged log C and weights by the number "
+            "of correct rollouts in the group, what REAL would give on GRPO's logged s_bar (closed forms), "
+            "GRPO's own weights, and log C over training. " + _needs(c_dynamics.SPECS),
+            c_dynamics.SPECS,
+            c_dynamics.CDynamicsParams,
+            c_dynamics.c_dynamics_data,
+            c_dynamics.build_c_dynamics,
+        ),
+    )
+}

@@ -1,0 +1,71 @@
+"""Statistics over run directories (docs/run_format.md), vectorised over whole runs, returning tidy DataFrames.
+
+Every statistic takes one run (a ``workbench.runlog.Run`` or a run directory path) plus keyword options of
+plain types, and returns a pandas DataFrame with a ``run`` column. ``collect(stat, runs, **kw)`` runs it over
+many runs and adds ``variant, label, method, seed``; ``seed_band`` averages over seeds with a band.
+
+- Hard-token intervals (Fig. 2): ``token_intervals``, ``clip_discards``.
+- Gradient allocation: ``gradient_allocation``.
+- C+/C- dynamics: ``real_weights`` (logged, or recomputed with the closed forms), ``c_by_composition``.
+- Training dynamics: ``training_dynamics``, ``final_metric``.
+- Runs and variants: ``describe_runs``, ``variant_of``, ``group_runs``, ``select_variants``, ``expand_run_paths``.
+
+Ratio statistics use only each step's later mini-batches by default (``minibatches="later"``): ``s`` is 0 in
+the first one.
+"""
+
+from workbench.stats.allocation import ALLOCATION_COLUMNS, gradient_allocation
+from workbench.stats.c_dynamics import c_by_composition, real_weights, recompute_real
+from workbench.stats.dynamics import DYNAMICS_METRICS, final_metric, training_dynamics
+from workbench.stats.intervals import INTERVALS, SIGNS, clip_discards, run_eps, token_intervals
+from workbench.stats.load import MINIBATCH_CHOICES, MINIBATCH_NOTE
+from workbench.stats.seeds import BAND_CHOICES, BAND_NOTE, collect, describe_runs, seed_band
+from workbench.stats.variants import (
+    POSITIVE,
+    MissingVariantsError,
+    Selected,
+    Variant,
+    VariantSpec,
+    as_run,
+    expand_run_paths,
+    group_runs,
+    seed_of,
+    select_variants,
+    spec,
+    variant_of,
+)
+
+__all__ = [
+    "ALLOCATION_COLUMNS",
+    "BAND_CHOICES",
+    "BAND_NOTE",
+    "DYNAMICS_METRICS",
+    "INTERVALS",
+    "MINIBATCH_CHOICES",
+    "MINIBATCH_NOTE",
+    "POSITIVE",
+    "SIGNS",
+    "MissingVariantsError",
+    "Selected",
+    "Variant",
+    "VariantSpec",
+    "as_run",
+    "c_by_composition",
+    "clip_discards",
+    "collect",
+    "describe_runs",
+    "expand_run_paths",
+    "final_metric",
+    "gradient_allocation",
+    "group_runs",
+    "real_weights",
+    "recompute_real",
+    "run_eps",
+    "seed_band",
+    "seed_of",
+    "select_variants",
+    "spec",
+    "token_intervals",
+    "training_dynamics",
+    "variant_of",
+]
