@@ -136,6 +136,12 @@ def _mtime(path: Path) -> int:
         return 0
 
 
+def run_signature(card: RunCard) -> int:
+    """Changes whenever a step lands in (or is removed from) the run: the metrics folder's mtime."""
+    assert card.path is not None
+    return _mtime(card.path / "metrics")
+
+
 def _check_files(run_dir: Path, table: str, steps: list[int]) -> None:
     for s in steps:
         f = step_file(run_dir, table, s)
@@ -184,3 +190,35 @@ def step_tables(card: RunCard, step: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     assert card.path is not None
     sig = _mtime(step_file(card.path, "tokens", step)) + _mtime(step_file(card.path, "metrics", step))
     return _step_tables(str(card.path), step, sig)
+
+
+# ----------------------------------------------------------------------------------------------- statistics
+# Computed by workbench.stats, cached here until a step lands.
+
+
+@st.cache_data(max_entries=32, show_spinner="Computing gradient allocation…")
+def _allocation(run_dir: str, sig: int) -> pd.DataFrame:
+    from workbench.stats import gradient_allocation
+
+    return gradient_allocation(run_dir)
+
+
+def gradient_allocation(card: RunCard) -> pd.DataFrame:
+    """``workbench.stats.gradient_allocation`` of a run (one row per step)."""
+    assert card.path is not None
+    return _allocation(str(card.path), run_signature(card))
+
+
+@st.cache_data(max_entries=32, show_spinner="Computing C+ and C-…")
+def _c_composition(run_dir: str, sig: int) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    from workbench.stats import c_by_composition, real_weights
+
+    values = real_weights(run_dir)  # REAL family: logged; clip family: REAL recomputed on the logged s_bar
+    source = str(values["source"].iloc[0]) if len(values) else ""
+    return c_by_composition(values, per_step=True), c_by_composition(values), source
+
+
+def c_composition(card: RunCard) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """``c_by_composition`` of ``real_weights`` per step and pooled over steps, and where ``log C`` comes from."""
+    assert card.path is not None
+    return _c_composition(str(card.path), run_signature(card))

@@ -175,16 +175,19 @@ def line_chart(
     height: int = 240,
     y_title: str | None = None,
     scales: tuple[alt.Scale, alt.Scale] | None = None,
+    x_title: str | None = None,
 ) -> alt.LayerChart:
     """A small multi-series line chart with tooltips and an optional vertical rule (the selected step).
 
     No chart title: pages put a heading above it (a Vega title gets clipped in narrow columns)."""
     enc = {
-        "x": alt.X(f"{x}:Q", title=x, axis=alt.Axis(format="d", tickMinStep=1)),
+        "x": alt.X(f"{x}:Q", title=x_title or x, axis=alt.Axis(format="d", tickMinStep=1)),
         "y": alt.Y(f"{y}:Q", title=y_title or y, scale=alt.Scale(zero=False)),
         "color": alt.Color(
             f"{color}:N", title=None, scale=scales[0] if scales else alt.Scale(scheme="tableau10"),
-            legend=alt.Legend(orient="top", labelLimit=260, symbolStrokeWidth=2.5),
+            legend=alt.Legend(
+                orient="top", labelLimit=260, symbolStrokeWidth=2.5, columns=2 if df[color].nunique() > 4 else 0
+            ),
         ),
         "tooltip": [alt.Tooltip(f"{color}:N"), alt.Tooltip(f"{x}:Q"), alt.Tooltip(f"{y}:Q", format=".4g")],
     }  # fmt: skip
@@ -195,7 +198,9 @@ def line_chart(
     if rule_x is not None:
         rule = pd.DataFrame({x: [rule_x]})
         layers.append(alt.Chart(rule).mark_rule(color="#888", strokeDash=[4, 3]).encode(x=f"{x}:Q"))
-    return alt.layer(*layers).properties(height=height)
+    n = df[color].nunique()
+    legend_rows = (n + 1) // 2 if n > 4 else 1
+    return alt.layer(*layers).properties(height=height + 22 * (legend_rows - 1))
 
 
 DEMO_RUN = "demo-real-tiny"

@@ -11,13 +11,14 @@ import streamlit as st
 
 from app_lib import data
 from app_lib.ui import DASHES, line_chart, offer_demo_run, render_cards, runs_root_and_cards, series_scales
-from workbench.methods import REAL_METHODS
 from workbench.runlog import RunFormatError
 
-try:  # the studies' statistics (gradient allocation, C+/C- dynamics) live in workbench.stats
-    from workbench import stats as wstats
-except ImportError:  # pragma: no cover - depends on the checkout
-    wstats = None
+ALLOCATION_PANELS = [
+    ("top_token_share", "Share of the step's gradient held by its top 1% of tokens"),
+    ("top_rollout_share", "Share held by the top 1% of rollouts"),
+    ("corr_rollout_correct", "corr(weight, s̄), correct rollouts (> 0: misassignment)"),
+    ("corr_rollout_wrong", "corr(weight, s̄), wrong rollouts"),
+]
 
 st.title("Runs")
 root, cards = runs_root_and_cards()
@@ -91,61 +92,104 @@ def _body() -> None:
         at[["method", *cols]], column_config={k: st.column_config.NumberColumn(format="%.4g") for k in cols}
     )
 
-    st.subheader("Dynamics")
-    st.caption("Colour: method (as in the figures); dashes tell apart runs of one method.")
-    shown = [c for c in chosen if c.ok and c.name in set(met["run"])]
-    scales = series_scales([c.name for c in shown], [c.method for c in shown])
-    grid = st.columns(2)
-    for i, (key, title) in enumerate(METRICS):
-        d = met[["step", "run", key]].dropna()
-        with grid[i % 2]:
-            st.markdown(f"**{title}**")
-            if d.empty:
-                st.caption("not logged yet")
-                continue
-            st.altair_chart(line_chart(d, "step", key, "run", rule_x=step, y_title=key, scales=scales))
+    tab_dyn, tab_alloc, tab_c = st.tabs(["Dynamics", "Gradient allocation", "C+ and C-"])
+    with tab_dyn:
+        st.caption("Colour: method (as in the figures); dashes tell apart runs of one method.")
+        shown = [c for c in chosen if c.ok and c.name in set(met["run"])]
+        scales = series_scales([c.name for c in shown], [c.method for c in shown])
+        grid = st.columns(2)
+        for i, (key, title) in enumerate(METRICS):
+            d = met[["step", "run", key]].dropna()
+            with grid[i % 2]:
+                st.markdown(f"**{title}**")
+                if d.empty:
+                    st.caption("not logged yet")
+                    continue
+                st.altair_chart(line_chart(d, "step", key, "run", rule_x=step, y_title=key, scales=scales))
 
-    st.subheader("C+ and C- of REAL-family runs")
-    real_runs = [c for c in chosen if c.ok and c.method in REAL_METHODS]
-    if not real_runs:
-        st.caption("None of the chosen runs is a REAL-family run (C+ and C- are REAL's group constants).")
-    else:
-        rows = []
-        for c in real_runs:
+    with tab_alloc:
+        st.caption(
+            "`workbench.stats.gradient_allocation`, per step, over rollouts of groups in the loss and each step's later "
+            "mini-batches (s = 0 in the first). *Domination*: a few tokens carry the gradient. *Misassignment*: for "
+            "correct rollouts the weight grows with s̄ (a positive correlation)."
+        )
+        allocs = []
+        for c in shown:
             try:
-                r = data.rollouts_all_steps(c, ("step", "reward", "log_c", "used"))
-            except RunFormatError as e:
-                st.error(f"**{c.name}**: {e}")
+                allocs.append(data.gradient_allocation(c))
+            except (RunFormatError, ValueError) as e:
+                st.error(f"**{c.name}**: gradient allocation cannot be computed: {e}")
+        alloc = pd.concat(allocs, ignore_index=True) if allocs else pd.DataFrame()
+        grid = st.columns(2)
+        for i, (key, title) in enumerate(ALLOCATION_PANELS):
+            with grid[i % 2]:
+                st.markdown(f"**{title}**")
+                d = alloc[["step", "run", key]].dropna() if key in alloc else pd.DataFrame()
+                if d.empty:
+                    st.caption("no value yet (needs steps with more than one mini-batch)")
+                    continue
+                st.altair_chart(line_chart(d, "step", key, "run", rule_x=step, y_title=key, scales=scales))
+
+    with tab_c:
+        st.caption(
+            "REAL's group constants by group composition (`workbench.stats.real_weights` → `c_by_composition`; medians "
+            "over the rollouts of groups in the loss, later mini-batches). REAL-family runs show their logged C; "
+            "clip-family runs show what REAL (tau 0.5) would give on their logged s̄."
+        )
+        per_step, pooled = [], []
+        for c in shown:
+            try:
+                ps_run, po_run, source = data.c_composition(c)
+            except (RunFormatError, ValueError) as e:
+                st.error(f"**{c.name}**: C+/C- cannot be computed: {e}")
                 continue
-            r = r[r["used"] & r["log_c"].notna()]
-            r = r.assign(
-                C=np.exp(r["log_c"]), which=np.where(r["reward"] > 0.5, "C+ (correct)", "C- (wrong)")
+            per_step.append(ps_run.assign(source=source))
+            pooled.append(po_run.assign(source=source))
+        ps = pd.concat(per_step, ignore_index=True) if per_step else pd.DataFrame()
+        if ps.empty:
+            st.caption("No rollout of a mixed group in a later mini-batch yet.")
+            return
+        po = pd.concat(pooled, ignore_index=True)
+        for df in (ps, po):
+            df["C"] = np.exp(df["log_c_median"])
+            df["series"] = df["run"] + " · " + np.where(df["correct"], "C+ (correct)", "C- (wrong)")
+        series = sorted(ps["series"].unique())
+        c_scales = (
+            alt.Scale(domain=series, range=["#2ca02c" if "C+" in s else "#d62728" for s in series]),
+            alt.Scale(domain=series, range=[DASHES[i // 2 % len(DASHES)] for i in range(len(series))]),
+        )
+        ks = sorted(ps["group_correct"].unique().tolist())
+        left, right = st.columns(2)
+        with left:
+            k = (
+                st.select_slider(
+                    "Group composition: correct rollouts", ks, value=ks[len(ks) // 2], key="runs_k"
+                )
+                if len(ks) > 1
+                else ks[0]
             )
-            med = r.groupby(["step", "which"])["C"].median().reset_index().assign(run=c.name)
-            rows.append(med)
-        if rows:
-            cdf = pd.concat(rows, ignore_index=True)
-            cdf["series"] = cdf["run"] + " · " + cdf["which"]
-            series = sorted(cdf["series"].unique())
-            c_scales = (
-                alt.Scale(domain=series, range=["#2ca02c" if "C+" in s else "#d62728" for s in series]),
-                alt.Scale(domain=series, range=[DASHES[i // 2 % len(DASHES)] for i in range(len(series))]),
+            st.markdown(f"**Median C over training, groups with {k} correct** (green C+, red C-)")
+            d = ps[ps["group_correct"] == k]
+            st.altair_chart(
+                line_chart(d, "step", "C", "series", rule_x=step, y_title="C (median)", scales=c_scales)
             )
-            st.markdown("**Median C over the rollouts of groups that entered the loss** (green C+, red C-)")
+        with right:
+            d = ps[ps["step"] == step]
+            label = f"at step {step}"
+            if d.empty:
+                d, label = po, "all steps pooled (no mixed group at this step)"
+            st.markdown(f"**Median C by group composition, {label}**")
             st.altair_chart(
                 line_chart(
-                    cdf, "step", "C", "series", rule_x=step, y_title="C (median)", height=260, scales=c_scales
+                    d,
+                    "group_correct",
+                    "C",
+                    "series",
+                    y_title="C (median)",
+                    scales=c_scales,
+                    x_title="correct rollouts in the group",
                 )
             )
-
-    st.subheader("Gradient allocation")
-    if wstats is None:
-        st.info(
-            "Gradient allocation (the share of gradient carried by the top 1% of tokens and rollouts, Gini, weight "
-            "vs s) comes from `workbench.stats`, which is not in this checkout yet."
-        )
-    else:  # pragma: no cover - filled in when the studies land
-        st.caption("See workbench.stats.")
 
 
 if live:

@@ -52,3 +52,13 @@ def mixed_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = make_good_root(base / "runs")
     make_bad_folders(root, base / "outside")
     return root
+
+
+@pytest.fixture(scope="session")
+def suite_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every variant the run figures need (workbench.stats.synthetic), one seed, a few steps."""
+    from workbench.stats.synthetic import write_synthetic_suite
+
+    root = tmp_path_factory.mktemp("runs_suite")
+    write_synthetic_suite(root, seeds=(0,), steps=4)
+    return root

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -108,12 +107,15 @@ def test_runs_page_compares_and_follows_the_step(good_root: Path, monkeypatch: p
 
     at.select_slider(key="runs_step").set_value(3).run()
     assert "At step 3" in [h.value for h in at.subheader]
+    assert "Median C by group composition, at step 3" in texts(at) or "all steps pooled" in texts(at)
     reward = open_run(good_root / "real-s0").metrics().set_index("step").loc[3, "reward_mean"]
     assert at.dataframe[0].value.loc["real-s0", "reward_mean"] == pytest.approx(reward)
 
     at.multiselect(key="runs_pick").set_value(["grpo-s0"]).run()
     assert list(at.dataframe[0].value.index) == ["grpo-s0"]
-    assert "None of the chosen runs is a REAL-family run" in texts(at)
+    # a GRPO run: C+/C- are REAL's recomputed on its logged s_bar (workbench.stats.real_weights)
+    assert "Median C by group composition" in texts(at)
+    assert any("top 1% of tokens" in m.value for m in at.markdown)
 
 
 def test_runs_page_shows_each_bad_folder_on_its_own_card(
@@ -201,11 +203,35 @@ def test_paper_figures_fig1_follows_its_parameters(tmp_path: Path, monkeypatch: 
     assert img2.value != img.value
 
 
-def test_paper_figures_lists_runs_for_run_figures(good_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_paper_figures_says_which_runs_a_figure_lacks(
+    good_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     at = open_app(good_root, monkeypatch, "paper_figures")
-    picks = [m for m in at.multiselect if m.key and m.key.startswith("pick_")]
-    assert picks and sorted(picks[0].value) == ["grpo-s0", "real-s0"]
-    pd.testing.assert_index_equal(pd.Index(sorted(picks[0].options)), pd.Index(sorted(picks[0].value)))
+    at.segmented_control(key="fig_pick").set_value("fig4").run()
+    assert not at.exception
+    picks = at.multiselect(key="pick_fig4")
+    assert sorted(picks.value) == ["grpo-s0", "real-s0"]
+    assert any("Not enough runs" in i.value and "GSPO" in i.value for i in at.info)
+    assert not at.image
+
+
+def test_paper_figures_draws_run_figures(suite_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = open_app(suite_root, monkeypatch, "paper_figures")
+    for cli in ("fig2", "fig4", "fig5", "table4", "allocation", "c-dynamics"):
+        at.segmented_control(key="fig_pick").set_value(cli).run()
+        assert not at.exception, cli
+        drawn = (
+            len(at.image) == 1 if cli != "table4" else any("Paper's reported" in m.value for m in at.markdown)
+        )
+        assert drawn, f"{cli}: {[i.value for i in at.info]} {[w.value for w in at.warning]}"
+        assert len(at.get("download_button")) == 3
+    at.segmented_control(key="fig_pick").set_value("table4").run()
+    assert any("Paper's reported" in m.value for m in at.markdown)
+    # fewer runs: the figure says what it now lacks instead of drawing
+    real_only = [n for n in at.multiselect(key="pick_table4").options if "real" not in n.lower()]
+    at.multiselect(key="pick_table4").set_value([o.split(" (")[0] for o in real_only]).run()
+    assert not any("Paper's reported" in m.value for m in at.markdown)
+    assert any("Not enough runs" in i.value for i in at.info)
 
 
 # ----------------------------------------------------------------------------------------------- live runs
