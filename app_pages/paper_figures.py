@@ -60,15 +60,22 @@ def _fig1_csv(params: dict) -> bytes:
     return pd.DataFrame(curves(Fig1Params(**params))).to_csv(index=False).encode()
 
 
-def _downloads(stem: str, png: bytes, pdf: Callable[[], bytes], csv: bytes, key: str) -> None:
-    """PNG, PDF and CSV buttons; the PDF is drawn on click where Streamlit allows it (it takes ~1 s)."""
+def _downloads(stem: str, png: bytes, pdf: Callable[[], bytes], csv: Callable[[], bytes], key: str) -> None:
+    """PNG, PDF and CSV buttons; PDF and CSV are made on click where Streamlit allows it (each can take ~1 s)."""
     a, b, c, _ = st.columns([1, 1, 1, 7])
     a.download_button("PNG", png, f"{stem}.png", "image/png", key=f"{key}_png", icon=":material/download:")
     b.download_button(
         "PDF", pdf if DEFERRED else pdf(), f"{stem}.pdf", "application/pdf", key=f"{key}_pdf",
         icon=":material/download:",
     )  # fmt: skip
-    c.download_button("CSV", csv, f"{stem}.csv", "text/csv", key=f"{key}_csv", icon=":material/download:")
+    c.download_button(
+        "CSV",
+        csv if DEFERRED else csv(),
+        f"{stem}.csv",
+        "text/csv",
+        key=f"{key}_csv",
+        icon=":material/download:",
+    )
 
 
 TAB_TITLES = {"fig2": "Fig. 2", "fig4": "Fig. 4", "fig5": "Fig. 5", "table4": "Table 4", "allocation": "Gradient allocation",
@@ -100,7 +107,7 @@ if choice == "fig1":
     png = _fig1(params, "png")
     st.image(png, caption=f"Fig. 1 · {p.clip_mode} clipping, eps [{p.eps_low:g}, {p.eps_high:g}], |A| {p.advantage:g}, "
              f"tau {p.tau:g}, C+ {p.c_pos:g}, C- {p.c_neg:g}")  # fmt: skip
-    _downloads("fig1_gradient_magnitude", png, lambda: _fig1(params, "pdf"), _fig1_csv(params), "f1")
+    _downloads("fig1_gradient_magnitude", png, lambda: _fig1(params, "pdf"), lambda: _fig1_csv(params), "f1")
     st.caption(
         "Same as `python -m workbench.figures fig1 "
         f"--eps-low {p.eps_low:g} --eps-high {p.eps_high:g} --advantage {p.advantage:g} --clip-mode {p.clip_mode} "
@@ -153,8 +160,12 @@ def _run_figure_bytes(
     return _save(fig.build(_run_figure_data(cli, dirs, sigs, _params), _params), fmt)
 
 
-def _frames_csv(data: object) -> bytes:
-    frames = data.frames  # type: ignore[attr-defined]
+@st.cache_data(max_entries=16, show_spinner=False)
+def _frames_csv(
+    cli: str, dirs: tuple[str, ...], sigs: tuple[int, ...], params_key: str, _params: object
+) -> bytes:
+    """The figure's data frames as one CSV (a ``frame`` column names each when there are several)."""
+    frames = _run_figure_data(cli, dirs, sigs, _params).frames  # type: ignore[attr-defined]
     if len(frames) == 1:
         return next(iter(frames.values())).to_csv(index=False).encode()
     return (
@@ -209,8 +220,13 @@ def _run_figure_page(cli: str) -> None:
         st.markdown(table4_markdown(fdata))  # type: ignore[arg-type]  # the table itself; the PNG downloads
     else:
         st.image(png)  # the caption is drawn under the figure
-    _downloads(fig.name, png, lambda cli=cli, dirs=dirs, sigs=sigs, pkey=pkey, params=params: _run_figure_bytes(
-        cli, dirs, sigs, pkey, params, "pdf"), _frames_csv(fdata), cli)  # fmt: skip
+    _downloads(
+        fig.name,
+        png,
+        lambda: _run_figure_bytes(cli, dirs, sigs, pkey, params, "pdf"),
+        lambda: _frames_csv(cli, dirs, sigs, pkey, params),
+        cli,
+    )
     runs_arg = root if len(picked) == len(by_name) else " ".join(dirs)
     st.caption(f"Same as `python -m workbench.figures {cli} --runs {runs_arg}`")
 

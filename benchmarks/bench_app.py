@@ -31,25 +31,27 @@ from workbench.synthetic_run import write_synthetic_run  # noqa: E402
 TARGET_S = 2.0
 
 
-def build_run(cache: Path, steps: int, prompts: int, group_size: int, mean_len: int) -> Path:
-    """The benchmark run, built once and reused while its size matches."""
-    name = f"real-{steps}x{prompts * group_size}-len{mean_len}"
-    run_dir = cache / "runs" / name
+def build_run(cache: Path, method: str, steps: int, prompts: int, group_size: int, mean_len: int) -> Path:
+    """A benchmark run, built once and reused while its size matches (``cache/runs/<size>/<method>``)."""
+    size = f"{steps}x{prompts * group_size}-len{mean_len}"
+    name = method
+    run_dir = cache / "runs" / size / name
     if run_dir.is_dir():
         try:
             run = open_run(run_dir)
-            if run.steps() == list(range(1, steps + 1)) and run.status().get("state") == "finished":
+            complete = run.steps() == list(range(1, steps + 1)) and run.status().get("state") == "finished"
+            if complete and run.method == method:
                 return run_dir
         except ValueError:
             pass
         shutil.rmtree(run_dir)
-    tmp = cache / "building" / name
+    tmp = cache / "building" / size / name
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     print(f"building {name} (SYNTHETIC, {steps} steps x {prompts * group_size} rollouts) ...", flush=True)
     write_synthetic_run(
-        tmp, method="real", steps=steps, prompts=prompts, group_size=group_size, mean_len=mean_len
+        tmp, method=method, steps=steps, prompts=prompts, group_size=group_size, mean_len=mean_len, seed=0
     )
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, run_dir)
@@ -66,10 +68,18 @@ def timed(fn: Callable[[], AppTest]) -> tuple[float, AppTest]:
     return dt, at
 
 
-def bench_page(page: str, interact: Callable[[AppTest, int], None] | None, repeats: int) -> dict[str, float]:
+def bench_page(
+    page: str,
+    interact: Callable[[AppTest, int], None] | None,
+    repeats: int,
+    setup: Callable[[AppTest], None] | None = None,
+) -> dict[str, float]:
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=600)
     at.run()
     at.switch_page(f"app_pages/{page}.py")
+    if setup is not None:
+        at.run()
+        setup(at)
     cold, at = timed(at.run)
     reruns = [timed(at.run)[0] for _ in range(repeats)]
     out = {"cold": cold, "rerun": statistics.median(reruns)}
@@ -88,21 +98,23 @@ def _step(at: AppTest, i: int, key: str) -> None:
     w.set_value(int(w.value) - 7)
 
 
-def interactions() -> dict[str, tuple[str, Callable[[AppTest, int], None] | None]]:
-    return {
-        "gradient_curves": ("tau slider", lambda at, i: at.slider(key="gc_tau").set_value(0.3 + 0.1 * i)),
-        "learn": ("s̄ slider", lambda at, i: at.slider(key="learn_s0").set_value(-1.0 + 0.5 * i)),
-        "runs": ("step slider", lambda at, i: _step(at, i, "runs_step")),
-        "inspector": (
-            "step slider + colour",
-            lambda at, i: (
-                _step(at, i, "insp_step"),
-                at.radio(key="insp_colour").set_value(["ratio", "s_t", "entropy"][i % 3]),
-            ),
-        ),
-        "train": ("none", None),
-        "paper_figures": ("Fig. 1 tau", lambda at, i: at.number_input(key="f1_tau").set_value(0.3 + 0.1 * i)),
-    }
+Row = tuple[str, str, str, Callable[[AppTest, int], None] | None, Callable[[AppTest], None] | None]
+
+
+def rows() -> list[Row]:
+    """(label, page, what the interaction does, interaction, setup before the cold run)."""
+    return [
+        ("gradient curves", "gradient_curves", "tau slider", lambda at, i: at.slider(key="gc_tau").set_value(0.3 + 0.1 * i), None),
+        ("learn", "learn", "s̄ slider", lambda at, i: at.slider(key="learn_s0").set_value(-1.0 + 0.5 * i), None),
+        ("runs", "runs", "step slider", lambda at, i: _step(at, i, "runs_step"), None),
+        ("inspector", "inspector", "step slider + colour", lambda at, i: (
+            _step(at, i, "insp_step"), at.radio(key="insp_colour").set_value(["ratio", "s_t", "entropy"][i % 3])), None),
+        ("train", "train", "none", None, None),
+        ("figures: Fig. 1", "paper_figures", "Fig. 1 tau", lambda at, i: at.number_input(key="f1_tau").set_value(0.3 + 0.1 * i), None),
+        ("figures: C+/C-", "paper_figures", "band (new data step)",
+         lambda at, i: at.selectbox(key="c-dynamics_band").set_value(["sd", "minmax"][i % 2]),
+         lambda at: at.segmented_control(key="fig_pick").set_value("c-dynamics")),
+    ]  # fmt: skip
 
 
 def main() -> int:
@@ -117,31 +129,35 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, default=REPO / "cache" / "bench_app")
     args = ap.parse_args()
 
-    run_dir = build_run(args.cache, args.steps, args.prompts, args.group_size, args.mean_len)
-    run = open_run(run_dir)
-    n_tok = sum(f.stat().st_size for f in (run_dir / "tokens").iterdir())
-    print(f"run: {run_dir} ({len(run.steps())} steps, {args.prompts * args.group_size} rollouts/step, "
-          f"token files {n_tok / 1e6:.0f} MB)")  # fmt: skip
-    os.environ["REAL_RUNS_ROOT"] = str(run_dir.parent)
+    run_dirs = [
+        build_run(args.cache, m, args.steps, args.prompts, args.group_size, args.mean_len)
+        for m in ("real", "grpo")
+    ]
+    root = run_dirs[0].parent
+    n_bytes = sum(f.stat().st_size for d in run_dirs for f in (d / "tokens").iterdir())
+    n_tok = sum(open_run(d).read("tokens", columns=["step"]).num_rows for d in run_dirs)
+    print(f"runs: {', '.join(d.name for d in run_dirs)} under {root}: {args.steps} steps x "
+          f"{args.prompts * args.group_size} rollouts each, {n_tok / 1e6:.1f} M logged tokens, "
+          f"token files {n_bytes / 1e6:.0f} MB (SYNTHETIC)")  # fmt: skip
 
     empty = args.cache / "empty_root"
     empty.mkdir(parents=True, exist_ok=True)
     os.environ["REAL_RUNS_ROOT"] = str(empty)
     base = bench_page("train", None, args.repeats)["rerun"]
-    os.environ["REAL_RUNS_ROOT"] = str(run_dir.parent)
+    os.environ["REAL_RUNS_ROOT"] = str(root)
 
     print(f"\nbaseline: AppTest rerun of the Train page with no runs: {base:.3f} s")
     print(
-        f"{'page':<16} {'cold s':>8} {'warm rerun s':>13} {'warm interaction s':>19} {'/ 2 s target':>13}  interaction"
+        f"{'page':<18} {'cold s':>8} {'warm rerun s':>13} {'warm interaction s':>19} {'/ 2 s':>7}  interaction"
     )
     worst = 0.0
-    for page, (what, fn) in interactions().items():
-        r = bench_page(page, fn, args.repeats)
+    for label, page, what, fn, setup in rows():
+        r = bench_page(page, fn, args.repeats, setup)
         warm = max(r["rerun"], r.get("interaction", 0.0))
         worst = max(worst, warm)
         inter = f"{r['interaction']:.3f}" if "interaction" in r else "-"
         print(
-            f"{page:<16} {r['cold']:>8.2f} {r['rerun']:>13.3f} {inter:>19} {warm / TARGET_S:>13.2f}  {what}"
+            f"{label:<18} {r['cold']:>8.2f} {r['rerun']:>13.3f} {inter:>19} {warm / TARGET_S:>7.2f}  {what}"
         )
     print(f"\nslowest warm response {worst:.3f} s = {worst / TARGET_S:.2f} x the 2 s target "
           f"({'met' if worst <= TARGET_S else 'MISSED'})")  # fmt: skip
