@@ -1,0 +1,1 @@
+"""The training side of the workbench: loops and engine adapters that write run directories."""
