@@ -53,6 +53,10 @@ with st.sidebar:
     st.caption(
         f"**Runs root** `{root}`  \n{len(cards)} run folder(s)" + (f", {live} training" if live else "")
     )
+    if not cards:
+        st.page_link(
+            "app_pages/runs.py", label="No runs yet: train the tiny demo run", icon=":material/play_arrow:"
+        )
     st.caption("REAL workbench · *Rewards as Labels* (GRPO, DAPO, GSPO, REAL)")
 
 page.run()

@@ -50,8 +50,11 @@ class Job:
 
 
 def trainer_available() -> bool:
-    """Whether ``python -m training`` can run from this checkout."""
-    return importlib.util.find_spec("training") is not None
+    """Whether ``python -m training`` can run from this checkout (the package and its ``__main__``)."""
+    try:
+        return importlib.util.find_spec("training.__main__") is not None
+    except ImportError:
+        return False
 
 
 def train_command(method: str, preset: str, steps: int | None, seed: int | None, out: Path) -> list[str]:

@@ -14,7 +14,7 @@ from matplotlib import colormaps
 from matplotlib.colors import to_hex
 
 from app_lib.config import get_runs_root
-from app_lib.data import RunCard, scan
+from app_lib.data import RunCard, read_card, scan
 from workbench.figures.common import METHOD_COLORS
 from workbench.methods import LABELS, METHODS
 
@@ -240,3 +240,22 @@ def offer_demo_run(root: str, key: str) -> None:
             st.page_link(
                 "app_pages/train.py", label="Follow it on the Train page", icon=":material/play_circle:"
             )
+
+
+def refresh_when_a_step_lands(root: str, cards: Sequence[RunCard]) -> None:
+    """While a run trains but has no complete step yet, poll every 3 s and redraw the page when one lands."""
+    from pathlib import Path
+
+    waiting = {c.name for c in cards if c.ok and c.live and not c.steps}
+    if not waiting:
+        return
+    st.caption(f":material/hourglass_top: Waiting for the first step of {', '.join(sorted(waiting))}…")
+
+    @st.fragment(run_every=3)
+    def _poll() -> None:
+        for name in waiting:
+            card = read_card(Path(root), name)
+            if card.steps or not card.live:
+                st.rerun()
+
+    _poll()

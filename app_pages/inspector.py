@@ -15,6 +15,7 @@ from app_lib.ui import (
     method_label,
     method_scale,
     offer_demo_run,
+    refresh_when_a_step_lands,
     runs_root_and_cards,
     tokens_html,
     value_colors,
@@ -26,6 +27,7 @@ from workbench.runlog import RunFormatError
 st.title("Rollout inspector")
 root, cards = runs_root_and_cards()
 readable = [c for c in cards if c.ok and c.steps]
+refresh_when_a_step_lands(root, cards)
 if not readable:
     if cards:
         st.warning("No run has a complete step yet (see the Runs page for the state of each run folder).")

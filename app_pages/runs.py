@@ -10,7 +10,15 @@ import pandas as pd
 import streamlit as st
 
 from app_lib import data
-from app_lib.ui import DASHES, line_chart, offer_demo_run, render_cards, runs_root_and_cards, series_scales
+from app_lib.ui import (
+    DASHES,
+    line_chart,
+    offer_demo_run,
+    refresh_when_a_step_lands,
+    render_cards,
+    runs_root_and_cards,
+    series_scales,
+)
 from workbench.runlog import RunFormatError
 
 ALLOCATION_PANELS = [
@@ -30,6 +38,7 @@ with st.expander(f"Run folders under `{root}` ({len(cards)})", expanded=len(card
     render_cards(cards)
 
 readable = [c for c in cards if c.ok and c.steps]
+refresh_when_a_step_lands(root, cards)
 if not readable:
     st.warning("No run has a complete step yet. A run being trained appears once its first step is logged.")
     st.stop()

@@ -275,3 +275,14 @@ def test_inspector_reports_a_step_whose_files_are_missing(
     at.select_slider(key="insp_step").set_value(2).run()
     assert not at.exception
     assert any("missing" in e.value for e in at.error)
+
+
+def test_a_run_without_a_complete_step_is_waited_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench.runlog import RunWriter
+
+    root = tmp_path / "runs"
+    RunWriter.create(root / "starting", name="starting", method="real", config={"method": "real"}, env={})
+    at = open_app(root, monkeypatch, "runs")
+    assert "Waiting for the first step of starting" in texts(at)
+    assert "No run has a complete step yet" in texts(at)
+    assert "running · step 0" in texts(at)
