@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import altair as alt
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -98,10 +99,11 @@ with tab_example:
     eps = c_eps.slider("GRPO eps", 0.05, 0.5, 0.2, 0.01, key="learn_eps")
     n = c_n.slider("rollouts in the group", 2, 8, 5, key="learn_n")
     s_vals, labels = [], []
-    cols = st.columns(4)
+    per_row = n if n <= 5 else 4
+    cols = st.columns(per_row)
     for k in range(n):
         s0, c0 = DEFAULT_GROUP[k] if k < len(DEFAULT_GROUP) else (0.0, k % 2 == 0)
-        with cols[k % 4]:
+        with cols[k % per_row]:
             s_vals.append(st.slider(f"s̄ of rollout {k}", -2.0, 2.0, s0, 0.05, key=f"learn_s{k}"))
             labels.append(st.toggle("correct", value=c0, key=f"learn_c{k}"))
 
@@ -170,8 +172,15 @@ with tab_example:
             f"- The **most over-rated wrong** rollout (rollout {int(top_neg['rollout'])}, s̄ = "
             f"{top_neg['s_bar']:.2f}) gets GRPO {top_neg['grpo_weight']:.3f} and REAL {top_neg['real_weight']:.3f} "
             f"(REAL can never exceed 1/τ = {1 / tau:.3g}).\n"
-            "- GRPO drops tokens whose ratio leaves the clip range (weight 0); REAL clips nothing."
         )
+        clipped = df[(df["grpo_weight"] == 0) & (df["advantage"] != 0)]
+        for _, r in clipped.iterrows():
+            side = f"> 1 + eps = {1 + eps:g}" if r["advantage"] > 0 else f"< 1 - eps = {1 - eps:g}"
+            st.markdown(
+                f"- GRPO **clips** rollout {int(r['rollout'])}: its ratio e^{r['s_bar']:+.2f} = "
+                f"{np.exp(r['s_bar']):.3f} {side}, so it gets no gradient at all; REAL still gives it "
+                f"{r['real_weight']:.3f}. REAL clips nothing."
+            )
 
 with tab_family:
     st.markdown(

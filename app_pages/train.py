@@ -83,6 +83,12 @@ def _jobs_body(refreshing: bool = False) -> None:
                     st.progress(min(done / total, 1.0), text=f"step {done} / {total}")
                 else:
                     st.caption(f"{done} complete step(s)")
+                if done:
+                    st.page_link(
+                        "app_pages/runs.py",
+                        label="Its dynamics on the Runs page",
+                        icon=":material/monitoring:",
+                    )
                 if card.state == "failed" and card.status.get("error"):
                     st.error(str(card.status["error"])[:1000])
             elif alive:

@@ -82,6 +82,7 @@ def test_learn_worked_example_follows_the_slider(tmp_path: Path, monkeypatch: py
     w1 = float(df.loc[df["rollout"] == 1, "REAL |W| (Eq. 9/10)"].iloc[0])
     assert float(metric(at, "max |Eq. 9/10 − autograd|")) < 1e-12
     assert float(metric(at, "max |appendix − autograd|")) > 1e-3
+    assert "GRPO **clips** rollout 0" in texts(at)  # s̄ = 0.3: ratio 1.35 > 1.2
 
     at.slider(key="learn_s1").set_value(-1.5).run()  # the hard correct rollout becomes harder
     df2 = at.dataframe[0].value
