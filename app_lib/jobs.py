@@ -163,24 +163,34 @@ def list_jobs(root: Path) -> list[Job]:
     return sorted(jobs, key=lambda j: j.started, reverse=True)
 
 
-def stop_job(root: Path, job: Job, grace: float = 5.0) -> None:
-    """SIGTERM the job's process group, then SIGKILL after ``grace`` seconds if it is still there."""
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _wait_gone(job: Job, seconds: float) -> bool:
+    deadline = time.time() + seconds
+    while job.alive and time.time() < deadline:
+        time.sleep(0.05)
+    return not job.alive
+
+
+def stop_job(root: Path, job: Job, grace: float = 10.0) -> None:
+    """Stop a job, politely first: SIGINT to the trainer (it logs ``stopped`` and closes its workers), then
+    SIGTERM and finally SIGKILL to its whole process group, each after ``grace / 2`` seconds."""
     if job.alive:
         try:
-            os.killpg(job.pid, signal.SIGTERM)
+            os.kill(job.pid, signal.SIGINT)
         except ProcessLookupError:
             pass
-        deadline = time.time() + grace
-        while job.alive and time.time() < deadline:
-            time.sleep(0.1)
-        if job.alive:
-            try:
-                os.killpg(job.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            deadline = time.time() + 2
-            while job.alive and time.time() < deadline:
-                time.sleep(0.05)
+        if not _wait_gone(job, grace / 2):
+            _signal_group(job.pid, signal.SIGTERM)
+            if not _wait_gone(job, grace / 2):
+                _signal_group(job.pid, signal.SIGKILL)
+                _wait_gone(job, 5)
+    _signal_group(job.pid, signal.SIGTERM)  # leftovers of the group (grader workers), if any
     job.stopped = time.time()
     proc = _PROCS.get(job.pid)
     if proc is not None:

@@ -21,13 +21,19 @@ STAND_IN = textwrap.dedent(
     """
     import signal, sys, time
     sys.path.insert(0, {repo!r})
+    from workbench.runlog import RunWriter
     from workbench.synthetic_run import write_synthetic_run
-    if sys.argv[2] == "ignore-term":
+    if sys.argv[2] == "stubborn":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print("stand-in trainer: step 1", flush=True)
     write_synthetic_run(sys.argv[1], method="real", steps=1, prompts=2, group_size=4, mean_len=8, state="running")
     print("stand-in trainer: waiting", flush=True)
-    time.sleep(120)
+    try:
+        time.sleep(120)
+    except KeyboardInterrupt:  # as the real trainer: Ctrl-C / SIGINT logs the run as stopped
+        RunWriter(sys.argv[1]).set_status("stopped", last_step=1, error="interrupted")
+        sys.exit(130)
     """
 )
 
@@ -62,18 +68,17 @@ def test_start_follow_and_stop_a_job(tmp_path: Path) -> None:
     assert not pid_alive(job.pid) and not job.alive
     again = jobs.read_job(root, "standin")
     assert again is not None and again.stopped is not None
-    assert (
-        read_card(root, "standin").display_state == "interrupted"
-    )  # status says running, its process is gone
+    assert read_card(root, "standin").state == "stopped"  # SIGINT first: the trainer logged its own stop
 
 
-def test_stop_kills_a_job_that_ignores_sigterm(tmp_path: Path) -> None:
+def test_stop_kills_a_job_that_ignores_sigint_and_sigterm(tmp_path: Path) -> None:
     root = tmp_path / "runs"
-    job = jobs.start_job(root, "stubborn", stand_in(tmp_path, root / "stubborn", "ignore-term"))
+    job = jobs.start_job(root, "stubborn", stand_in(tmp_path, root / "stubborn", "stubborn"))
     wait_for(lambda: "waiting" in jobs.log_tail(job))
     t0 = time.time()
     jobs.stop_job(root, job, grace=1.0)
     assert not job.alive and time.time() - t0 < 10
+    assert read_card(root, "stubborn").display_state == "interrupted"  # killed: status still says running
 
 
 def test_jobs_refuse_bad_names_and_existing_runs(tmp_path: Path) -> None:
