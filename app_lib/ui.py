@@ -33,6 +33,14 @@ SYNTHETIC_BADGE = (
 )
 
 
+_MD_SPECIAL = set("\\`*_{}[]()<>#+-.!|~$")
+
+
+def md_escape(text: str) -> str:
+    """``text`` shown literally by st.markdown (no emphasis from ``1*2*3``, no math from ``$``, no HTML)."""
+    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text).replace("\n", "  \n")
+
+
 def method_label(m: str) -> str:
     return LABELS.get(m, m)
 

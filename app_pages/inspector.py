@@ -12,6 +12,7 @@ from app_lib import data
 from app_lib.ui import (
     fmt,
     legend_html,
+    md_escape,
     method_label,
     method_scale,
     offer_demo_run,
@@ -102,8 +103,8 @@ group = logged_group(grp, tokens)
 hp = {m: run_hparams(m, card.config) for m in METHODS if m == card.method}
 replays, skipped = replay_all(group, list(METHODS), hp)
 
-st.markdown(f"**Prompt** · {grp['prompt'].iloc[0]}  \n**Gold answer** · `{grp['answer'].iloc[0]}` · mini-batch "
-            f"{int(grp['minibatch'].iloc[0])} of this step")  # fmt: skip
+st.markdown(f"**Prompt** · {md_escape(str(grp['prompt'].iloc[0]))}  \n**Gold answer** · "
+            f"{md_escape(str(grp['answer'].iloc[0]))} · mini-batch {int(grp['minibatch'].iloc[0])} of this step")  # fmt: skip
 
 # ---- the group's C+ and C-, and the weights each method gives its rollouts
 st.subheader("The group")

@@ -35,7 +35,9 @@ with st.form("train_form", border=True):
     preset = c2.selectbox("Preset", jobs.PRESETS)
     steps = c3.number_input("Steps", min_value=1, max_value=100_000, value=20, step=10)
     seed = c4.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1)
-    name = st.text_input("Run name", placeholder=f"{method}-{preset}-s{seed} (leave empty for this)")
+    name = st.text_input(
+        "Run name", key="train_name", placeholder="leave empty for METHOD-PRESET-sSEED, e.g. real-tiny-s0"
+    )
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
 
 if submitted:

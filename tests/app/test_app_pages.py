@@ -154,6 +154,8 @@ def test_inspector_colours_tokens_and_replays_methods(
     table = at.dataframe[0].value
     for col in ("GRPO", "DAPO", "GSPO", "REAL (run)", "REAL w/ BCE", "REAL w/o anchor"):
         assert col in table.columns
+    prompt = next(m.value for m in at.markdown if m.value.startswith("**Prompt**"))
+    assert " \\* " in prompt  # "What is a + b * c?": shown literally, not as emphasis
     html_weight = at.get("html")[0].value
     assert "|W| per token (REAL)" in html_weight
 

@@ -40,7 +40,7 @@ def _wait(cond, timeout: float) -> None:
 
 def test_the_page_starts_the_trainer_and_stops_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "runs"
-    at = _start_from_the_page(root, monkeypatch, "grpo-quick", steps=2)
+    at = _start_from_the_page(root, monkeypatch, "grpo-quick", steps=100)  # still running when stopped
     job = jobs.read_job(root, "grpo-quick")
     assert job is not None and job.alive
     assert job.command[1:4] == ["-m", "training", "train"] and "--out" in job.command
