@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -252,14 +252,28 @@ class RunWriter:
         return writer
 
     def write_step(
-        self, step: int, metrics: Mapping[str, Any], rollouts: Mapping[str, Any], tokens: Mapping[str, Any]
+        self,
+        step: int,
+        metrics: Mapping[str, Any],
+        rollouts: Mapping[str, Any],
+        tokens: Mapping[str, Any],
+        *,
+        late_metrics: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
-        """Write the three tables of ``step``; ``metrics`` last, which marks the step complete."""
+        """Write the three tables of ``step``; ``metrics`` last, which marks the step complete.
+
+        ``late_metrics``, if given, is called after the tokens and rollouts files are written and its values
+        update ``metrics`` before that file is written (e.g. the time the logging itself took).
+        """
         tok = to_table("tokens", tokens)
         rol = to_table("rollouts", rollouts)
         met = to_table("metrics", {k: [v] for k, v in {**metrics, "step": step}.items()})
         atomic_write_table(step_file(self.dir, "tokens", step), tok)
         atomic_write_table(step_file(self.dir, "rollouts", step), rol)
+        if late_metrics is not None:
+            met = to_table(
+                "metrics", {k: [v] for k, v in {**metrics, **late_metrics(), "step": step}.items()}
+            )
         atomic_write_table(step_file(self.dir, "metrics", step), met)
 
     def set_status(self, state: str, *, last_step: int, error: str | None = None, **extra: Any) -> None:

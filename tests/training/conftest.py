@@ -1,0 +1,95 @@
+"""Shared fixtures of the training tests: a small but real configuration, its warm start trained once per session
+(in a temporary cache), and a grader pool.
+
+The test configuration is the ``tiny`` preset scaled down for speed (one-operator sums of numbers up to 20, a
+2-layer model, 4 prompts x 4 rollouts per step, temperature 1.0 so that groups mix correct and wrong rollouts),
+run through the same code path as the preset.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from training.config import TrainConfig, build_config, flag
+from training.rewards import Grader
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SMALL: dict[str, Any] = {
+    "task_min_ops": 1,
+    "task_max_ops": 1,
+    "task_max_operand": 20,
+    "n_train": 256,
+    "n_val": 16,
+    "n_test": 16,
+    "n_sft": 800,
+    "tiny_hidden": 64,
+    "tiny_layers": 2,
+    "tiny_heads": 2,
+    "tiny_intermediate": 128,
+    "warmstart_target": 0.3,
+    "temperature": 1.0,
+    "max_new_tokens": 24,
+    "steps": 3,
+    "batch_prompts": 4,
+    "minibatch_prompts": 1,
+    "group_size": 4,
+    "val_every": 2,
+    "val_prompts": 8,
+    "val_k": 2,
+    "save_every": 2,
+    "grader_workers": 1,
+    "progress": False,
+}
+
+
+def small_config(method: str, cache_dir: Path, **overrides: Any) -> TrainConfig:
+    return build_config("tiny", {**SMALL, "method": method, "cache_dir": str(cache_dir), **overrides})
+
+
+def cli_flags(settings: dict[str, Any]) -> list[str]:
+    """Command-line flags that set ``settings``."""
+    out: list[str] = []
+    for k, v in settings.items():
+        if isinstance(v, bool):
+            out.append(flag(k) if v else "--no-" + k.replace("_", "-"))
+        else:
+            out += [flag(k), str(v)]
+    return out
+
+
+def run_cli(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "training", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def grader():
+    with Grader(workers=1, timeout=5.0) as g:
+        yield g
+
+
+@pytest.fixture(scope="session")
+def ws_cache(tmp_path_factory, grader) -> Path:
+    """A cache holding the small configuration's warm start, trained once per session."""
+    from training.task import make_splits
+    from training.warmstart import load_or_train
+
+    cache = tmp_path_factory.mktemp("cache")
+    cfg = small_config("real", cache)
+    _, _, info = load_or_train(cfg, make_splits(cfg.task_spec()), grader, log=lambda _: None)
+    assert info["pass_rate"] > 0.1, info  # the warm start learned the task
+    return cache

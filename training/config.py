@@ -1,0 +1,445 @@
+"""``TrainConfig``: the single source of the trainer's settings, its command-line flags, its presets and the
+config logged in ``run.json``.
+
+Every field is one flag (``batch_prompts`` -> ``--batch-prompts``) whose help text comes from the field's
+metadata. A preset is a named set of field values; flags override it. Objective hyper-parameters (``eps_low``,
+``tau``, ...) default to ``None`` meaning "the paper's default for the method", resolved by
+``workbench.methods.resolve_hparams``, so no default is copied here.
+
+``validate()`` checks the whole config before any work starts and raises ``ConfigError`` with a message that
+names the flag to change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from training.model import TinyModelSpec
+from training.task import ArithmeticSpec
+from workbench.methods import (
+    CLIP_MODES,
+    GROUP_FILTERS,
+    KL_TARGETS,
+    LOSS_AGGS,
+    METHODS,
+    NORMALIZATIONS,
+    ClipHParams,
+    HParams,
+    RealHParams,
+    resolve_hparams,
+)
+
+
+class ConfigError(ValueError):
+    """A setting is invalid or contradicts another; the message says which flag to change."""
+
+
+def flag(name: str) -> str:
+    """The command-line flag of a config field."""
+    return "--" + name.replace("_", "-")
+
+
+def _f(default: Any, help: str, group: str, **meta: Any) -> Any:
+    return field(default=default, metadata={"help": help, "group": group, **meta})
+
+
+PRESET_NAMES = ("tiny", "paper-1.5b", "paper-7b")  # PRESETS below holds what each sets
+OBJECTIVE_FIELDS = (
+    "eps_low",
+    "eps_high",
+    "clip_mode",
+    "dual_clip",
+    "loss_agg",
+    "kl_beta",
+    "kl_target",
+    "adv_eps",
+    "log_ratio_cap",
+    "tau",
+    "group_filter",
+    "normalize",
+)
+# Settings a resumed run may change: they do not alter what the run computes up to the steps already done.
+RESUME_MUTABLE = frozenset(
+    {"steps", "progress", "grader_workers", "grader_timeout", "save_every", "keep_checkpoints", "cache_dir"}
+)
+
+
+@dataclass
+class TrainConfig:
+    """All settings of a training run. Defaults are the ``tiny`` preset (CPU, embedded task and model)."""
+
+    # -- run
+    method: str = _f("grpo", "objective", "run", choices=METHODS, shown="required unless --resume")
+    preset: str = _f(
+        "tiny", "named set of defaults (listed below); flags override it", "run", choices=PRESET_NAMES
+    )
+    seed: int = _f(0, "seed of the run: prompt order, sampling, validation; same seed, same run", "run")
+    steps: int = _f(100, "RL steps (each: sample, grade, update on every mini-batch)", "run")
+
+    # -- policy model
+    model: str | None = _f(
+        None, "local causal-LM folder (with its tokenizer)", "model", shown="the embedded tiny model"
+    )
+    tiny_hidden: int = _f(128, "embedded model: hidden size", "model")
+    tiny_layers: int = _f(4, "embedded model: decoder layers", "model")
+    tiny_heads: int = _f(4, "embedded model: attention heads", "model")
+    tiny_intermediate: int = _f(384, "embedded model: MLP width", "model")
+    dtype: str = _f("float32", "parameter dtype", "model", choices=("float32", "bfloat16"))
+    device: str = _f("auto", "where the policy runs: auto (cuda if available), cpu or cuda", "model",
+                     choices=("auto", "cpu", "cuda"))  # fmt: skip
+    ref_model: str = _f(
+        "init",
+        "KL reference: 'init' (a frozen copy of the starting policy, loaded only when a KL term to the "
+        "reference is on) or 'none'",
+        "model",
+        choices=("init", "none"),
+    )
+
+    # -- data
+    task: str = _f("arith", "data: 'arith' (the embedded arithmetic task)", "data", choices=("arith",))
+    task_seed: int = _f(1234, "seed of the embedded task's problems (shared by all runs)", "data")
+    task_min_ops: int = _f(2, "embedded task: fewest operators per expression", "data")
+    task_max_ops: int = _f(3, "embedded task: most operators per expression", "data")
+    task_max_operand: int = _f(9, "embedded task: operands are 1..N", "data")
+    n_train: int = _f(4096, "embedded task: RL training prompts", "data")
+    n_val: int = _f(256, "embedded task: validation prompts", "data")
+    n_test: int = _f(512, "embedded task: test prompts", "data")
+    n_sft: int = _f(20000, "embedded task: worked solutions for the warm start", "data")
+    prompt_template: str = _f("{prompt}\n", "text given to the model; {prompt} is the problem", "data")
+
+    # -- warm start (embedded model only)
+    warmstart: bool = _f(
+        True, "supervised warm start of the embedded model (cached, shared by runs)", "warmstart"
+    )
+    warmstart_target: float = _f(
+        0.35, "stop the warm start once the pass rate at the sampling temperature reaches this", "warmstart"
+    )
+    warmstart_max_steps: int = _f(4000, "warm start: most optimizer steps", "warmstart")
+    warmstart_eval_every: int = _f(50, "warm start: measure the pass rate every N steps", "warmstart")
+    warmstart_batch: int = _f(64, "warm start: examples per step", "warmstart")
+    warmstart_lr: float = _f(2e-3, "warm start: AdamW learning rate", "warmstart")
+    warmstart_seed: int = _f(0, "warm start: seed (model init and example order)", "warmstart")
+    cache_dir: str = _f("cache", "where warm-start checkpoints are cached", "warmstart")
+
+    # -- RL batch and sampling
+    batch_prompts: int = _f(16, "prompts per step", "rl")
+    group_size: int = _f(8, "rollouts per prompt (G)", "rl")
+    minibatch_prompts: int = _f(4, "prompts per mini-batch update (must divide --batch-prompts)", "rl")
+    epochs: int = _f(1, "passes over the step's mini-batches", "rl")
+    temperature: float = _f(0.6, "sampling temperature (log-probs are taken at this temperature)", "rl")
+    max_new_tokens: int = _f(48, "longest response in tokens", "rl")
+    micro_batch_rollouts: int = _f(
+        0, "rollouts per forward/backward chunk inside a mini-batch (0: the whole mini-batch)", "rl"
+    )
+
+    # -- optimizer
+    lr: float = _f(1e-4, "AdamW learning rate (constant after warm-up)", "optim")
+    weight_decay: float = _f(0.01, "AdamW weight decay", "optim")
+    adam_beta1: float = _f(0.9, "AdamW beta1", "optim")
+    adam_beta2: float = _f(0.999, "AdamW beta2", "optim")
+    grad_clip: float = _f(1.0, "clip the gradient norm to this (0: no clipping)", "optim")
+    lr_warmup_steps: int = _f(0, "linear learning-rate warm-up over the first N RL steps", "optim")
+
+    # -- objective (None: the method's paper default from workbench.methods)
+    eps_low: float | None = _f(None, "clip family: ratio lower bound 1 - eps_low", "objective")
+    eps_high: float | None = _f(None, "clip family: ratio upper bound 1 + eps_high", "objective")
+    clip_mode: str | None = _f(None, "clip family: " + ", ".join(CLIP_MODES), "objective", choices=CLIP_MODES)
+    dual_clip: float | None = _f(None, "clip family: dual-clip constant c > 1 for A < 0", "objective")
+    loss_agg: str | None = _f(None, "clip family: " + ", ".join(LOSS_AGGS), "objective", choices=LOSS_AGGS)
+    kl_beta: float | None = _f(None, "KL penalty weight", "objective")
+    kl_target: str | None = _f(None, "KL to the reference ('ref') or old ('old') policy", "objective",
+                               choices=KL_TARGETS)  # fmt: skip
+    adv_eps: float | None = _f(None, "clip family: std epsilon of the group advantage", "objective")
+    log_ratio_cap: float | None = _f(
+        None, "clip family: clamp |log-ratio| before exp ('none': off)", "objective"
+    )
+    tau: float | None = _f(None, "REAL family: temperature tau (weights bounded by 1/tau)", "objective")
+    group_filter: str | None = _f(None, "REAL family: groups used: " + ", ".join(GROUP_FILTERS), "objective",
+                                  choices=GROUP_FILTERS)  # fmt: skip
+    normalize: str | None = _f(None, "REAL family: loss normaliser: " + ", ".join(NORMALIZATIONS), "objective",
+                               choices=NORMALIZATIONS)  # fmt: skip
+
+    # -- validation
+    val_every: int = _f(10, "validate every N steps (and at the last step); 0: never", "validation")
+    val_prompts: int = _f(32, "validation prompts (the first N of the validation split)", "validation")
+    val_k: int = _f(8, "samples per validation prompt; Pass@1 is their mean accuracy", "validation")
+    val_temperature: float | None = _f(None, "validation temperature (default: --temperature)", "validation")
+
+    # -- checkpoints and logs
+    save_every: int = _f(10, "checkpoint every N steps (and at the last step)", "checkpoint")
+    keep_checkpoints: int = _f(2, "checkpoints kept (older ones are deleted)", "checkpoint")
+    log_tokens: bool = _f(True, "log every response token (the tokens table)", "checkpoint")
+
+    # -- system
+    backend: str = _f("transformers", "rollout back end: transformers or vllm (optional extra)", "system",
+                      choices=("transformers", "vllm"))  # fmt: skip
+    threads: int = _f(1, "torch CPU threads (fixed for reproducibility; 0: all cores)", "system")
+    grader_workers: int = _f(1, "math-verify worker processes", "system")
+    grader_timeout: float = _f(5.0, "seconds per completion before its grader is killed (reward 0)", "system")
+    progress: bool = _f(True, "show a progress bar", "system")
+
+    # ------------------------------------------------------------------------------------------- derived
+    def objective_overrides(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in OBJECTIVE_FIELDS if getattr(self, k) is not None}
+
+    def hparams(self) -> HParams:
+        """The method's resolved objective hyper-parameters (paper defaults + overrides)."""
+        return resolve_hparams(self.method, self.objective_overrides())
+
+    def needs_reference(self) -> bool:
+        hp = self.hparams()
+        return hp.kl_beta > 0 and hp.kl_target == "ref"
+
+    def tiny_spec(self) -> TinyModelSpec:
+        return TinyModelSpec(self.tiny_hidden, self.tiny_layers, self.tiny_heads, self.tiny_intermediate)
+
+    def task_spec(self) -> ArithmeticSpec:
+        return ArithmeticSpec(
+            seed=self.task_seed,
+            min_ops=self.task_min_ops,
+            max_ops=self.task_max_ops,
+            max_operand=self.task_max_operand,
+            n_val=self.n_val,
+            n_test=self.n_test,
+            n_train=self.n_train,
+            n_sft=self.n_sft,
+        )
+
+    @property
+    def n_minibatches(self) -> int:
+        return self.batch_prompts // self.minibatch_prompts
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}")
+        return cls(**data)
+
+    # ------------------------------------------------------------------------------------------- checks
+    def validate(self) -> None:
+        """Check every setting and every combination; raise ``ConfigError`` naming the flag to change."""
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown method {self.method!r}: choose --method from {', '.join(METHODS)}")
+        if self.preset not in PRESETS:
+            raise ConfigError(f"unknown preset {self.preset!r}: choose --preset from {', '.join(PRESETS)}")
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices and value is not None and value not in choices:
+                raise ConfigError(f"{flag(f.name)} {value!r} is not one of {', '.join(choices)}")
+        positive = ("steps", "batch_prompts", "group_size", "minibatch_prompts", "epochs", "max_new_tokens",
+                    "val_prompts", "val_k", "keep_checkpoints", "grader_workers", "warmstart_max_steps",
+                    "warmstart_eval_every", "warmstart_batch", "tiny_hidden", "tiny_layers", "tiny_heads",
+                    "tiny_intermediate")  # fmt: skip
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{flag(name)} must be >= 1, got {getattr(self, name)}")
+        for name in ("val_every", "save_every", "micro_batch_rollouts", "lr_warmup_steps", "threads"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{flag(name)} must be >= 0, got {getattr(self, name)}")
+        for name in ("lr", "temperature", "grader_timeout", "warmstart_lr"):
+            value = getattr(self, name)
+            if not (value > 0 and value != float("inf")):
+                raise ConfigError(f"{flag(name)} must be a finite number > 0, got {value}")
+        if self.val_temperature is not None and not self.val_temperature > 0:
+            raise ConfigError(f"--val-temperature must be > 0, got {self.val_temperature}")
+        for name in ("weight_decay", "grad_clip"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{flag(name)} must be >= 0, got {getattr(self, name)}")
+        for name in ("adam_beta1", "adam_beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{flag(name)} must be in [0, 1), got {getattr(self, name)}")
+        if not 0 < self.warmstart_target <= 1:
+            raise ConfigError(f"--warmstart-target must be in (0, 1], got {self.warmstart_target}")
+        if self.group_size < 2:
+            raise ConfigError(
+                f"--group-size {self.group_size}: every method compares rollouts within a prompt's group, "
+                "so it needs at least 2"
+            )
+        if self.batch_prompts % self.minibatch_prompts:
+            raise ConfigError(
+                f"--minibatch-prompts {self.minibatch_prompts} does not divide --batch-prompts "
+                f"{self.batch_prompts}: mini-batches keep each prompt's rollouts together, so choose a divisor "
+                f"(e.g. {_divisor_hint(self.batch_prompts, self.minibatch_prompts)})"
+            )
+        if self.val_prompts > self.n_val and self.task == "arith":
+            raise ConfigError(
+                f"--val-prompts {self.val_prompts} exceeds the validation split (--n-val {self.n_val})"
+            )
+        if "{prompt}" not in self.prompt_template:
+            raise ConfigError("--prompt-template must contain {prompt}")
+
+        self._validate_objective()
+        self._validate_model()
+        try:
+            self.task_spec()
+        except ValueError as e:
+            raise ConfigError(f"embedded task: {e} (flags --task-min-ops, --task-max-ops, --task-max-operand, "
+                              "--n-train, --n-val, --n-test, --n-sft)") from None  # fmt: skip
+        if self.batch_prompts > self.n_train:
+            raise ConfigError(
+                f"--batch-prompts {self.batch_prompts} exceeds the training prompts (--n-train {self.n_train})"
+            )
+
+    def _validate_objective(self) -> None:
+        family, other = (
+            (ClipHParams, "REAL") if self.method in ("grpo", "dapo", "gspo") else (RealHParams, "clip")
+        )
+        names = {f.name for f in fields(family)}
+        stray = [k for k in self.objective_overrides() if k not in names]
+        if stray:
+            which = "GRPO, DAPO and GSPO" if other == "clip" else "the REAL family"
+            raise ConfigError(
+                f"{', '.join(flag(k) for k in stray)} only applies to {which}, not to --method {self.method}: "
+                "drop it"
+            )
+        try:
+            hp = self.hparams()
+        except ValueError as e:
+            raise ConfigError(f"objective setting: {e}") from None
+        if hp.kl_beta > 0 and hp.kl_target == "ref" and self.ref_model == "none":
+            raise ConfigError(
+                f"--method {self.method} has a KL penalty to the reference (kl_beta={hp.kl_beta:g}) but "
+                "--ref-model none gives it no reference: drop --ref-model none, or pass --kl-beta 0 or "
+                "--kl-target old"
+            )
+
+    def _validate_model(self) -> None:
+        preset = PRESETS[self.preset]
+        if preset.needs_model and self.model is None:
+            raise ConfigError(
+                f"--preset {self.preset} trains a real model: pass --model PATH (a local causal-LM folder "
+                "with its tokenizer, e.g. DeepSeek-R1-Distill-Qwen-1.5B); the embedded model is --preset tiny"
+            )
+        if self.model is not None:
+            path = Path(self.model)
+            if not path.is_dir():
+                raise ConfigError(f"--model {self.model}: no such folder")
+            if not (path / "config.json").is_file() or not os.access(path / "config.json", os.R_OK):
+                raise ConfigError(f"--model {self.model}: not a readable model folder (no config.json)")
+            if self.warmstart and "warmstart" in self._explicit:
+                raise ConfigError("--warmstart applies only to the embedded model: drop it or drop --model")
+        else:
+            if self.tiny_hidden % self.tiny_heads:
+                raise ConfigError(
+                    f"--tiny-hidden {self.tiny_hidden} must be a multiple of --tiny-heads {self.tiny_heads}"
+                )
+        if self.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ConfigError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+        if self.backend == "vllm":
+            from training.rollout import check_backend
+
+            check_backend("vllm")  # not installed: BackendUnavailable with the one-line reason
+        if self.backend == "vllm" and self.resolved_device() != "cuda":
+            raise ConfigError("--backend vllm needs a CUDA GPU; use --backend transformers on CPU")
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    # Names set explicitly (by a flag or a preset), filled by ``build_config``; not part of the logged config.
+    _explicit: frozenset[str] = field(default=frozenset(), repr=False, compare=False, metadata={"cli": False})
+
+    def to_log(self) -> dict[str, Any]:
+        data = self.to_dict()
+        data.pop("_explicit", None)
+        return data
+
+
+def _divisor_hint(n: int, near: int) -> int:
+    divisors = [d for d in range(1, n + 1) if n % d == 0]
+    return min(divisors, key=lambda d: (abs(d - near), d))
+
+
+@dataclass(frozen=True)
+class Preset:
+    description: str
+    values: dict[str, Any]
+    needs_model: bool = False
+
+
+_PAPER = {
+    "batch_prompts": 128,
+    "minibatch_prompts": 32,
+    "group_size": 8,
+    "temperature": 0.6,
+    "max_new_tokens": 8192,
+    "dtype": "bfloat16",
+    "device": "cuda",
+    "threads": 0,
+    "grader_workers": 8,
+    "val_every": 50,
+    "val_prompts": 256,
+    "val_k": 8,
+    "save_every": 50,
+    "keep_checkpoints": 1,
+    "micro_batch_rollouts": 1,  # one 8K-token rollout's float32 logits over a 152K vocabulary are ~5 GB
+    "warmstart": False,
+}
+
+PRESETS: dict[str, Preset] = {  # keys: PRESET_NAMES
+    "tiny": Preset(
+        "CPU: the embedded arithmetic task and tiny model, warm-started; 100 steps in minutes on 2 cores",
+        {
+            "steps": 100,
+            "batch_prompts": 16,
+            "minibatch_prompts": 4,
+            "group_size": 8,
+            "temperature": 0.6,
+            "max_new_tokens": 48,
+            "lr": 1e-4,
+            "val_every": 10,
+            "val_prompts": 32,
+            "val_k": 8,
+            "threads": 1,
+        },
+    ),
+    "paper-1.5b": Preset(
+        "GPU: the paper's 1.5B setting (needs --model PATH); KL 0.001 to the reference for GRPO only",
+        {**_PAPER, "steps": 1400, "lr": 2e-6},
+        needs_model=True,
+    ),
+    "paper-7b": Preset(
+        "GPU: the paper's 7B setting (needs --model PATH); KL 0.001 to the reference for GRPO only",
+        {**_PAPER, "steps": 1000, "lr": 1e-6},
+        needs_model=True,
+    ),
+}
+
+
+assert tuple(PRESETS) == PRESET_NAMES
+
+
+def build_config(preset: str, overrides: dict[str, Any]) -> TrainConfig:
+    """Dataclass defaults, then the preset's values, then ``overrides`` (the flags given)."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}: choose --preset from {', '.join(PRESETS)}")
+    names = {f.name for f in fields(TrainConfig)} - {"_explicit"}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}")
+    values = {**PRESETS[preset].values, **overrides, "preset": preset}
+    cfg = TrainConfig(**values)
+    cfg._explicit = frozenset(overrides)
+    return cfg
+
+
+def config_diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Fields whose values differ between two logged configs: name -> (a's, b's)."""
+    keys = sorted(set(a) | set(b))
+    return {k: (a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)}

@@ -1,0 +1,603 @@
+"""The RL loop (paper Algorithm 1), logging every rollout and token in the run format.
+
+Per step k (1-based):
+
+1. take ``batch_prompts`` prompts (an epoch-wise permutation seeded by (seed, epoch));
+2. draw ``group_size`` rollouts per prompt from the current ("old") policy at the sampling temperature, through
+   the rollout back end, seeded by (seed, k);
+3. grade them with math-verify in worker processes (binary rewards; a timeout or crash scores 0 and is counted);
+4. split the prompts (shuffled, seeded by (seed, k, epoch)) into mini-batches that keep each prompt's rollouts
+   together, and compute, per mini-batch and without gradient, the old log-probs and entropies (and the
+   reference log-probs when a KL term to the reference is on) -- all at the sampling temperature;
+5. for each epoch and mini-batch: recompute log-probs with gradient, take the objective
+   ``workbench.objectives.OBJECTIVES[method]`` (this package holds no objective math), back-propagate, clip the
+   gradient norm, AdamW step. The closed-form breakdown of the same batch
+   (``workbench.closed_forms.breakdown_from_batch``) is logged: s_bar, advantage or log C, token and rollout
+   weights, and the exact dL/dlogp. After the step's updates the rollout back end's weights are synced;
+6. validate every ``val_every`` steps (Pass@1 = mean accuracy of ``val_k`` samples per held-out prompt), write
+   the step's three tables (metrics last), and checkpoint every ``save_every`` steps.
+
+The first mini-batch of a step is computed with the very weights that sampled, so its ``s_t`` is 0; later
+mini-batches see the policy move. Reproducibility: every random draw of step k comes from a generator seeded by
+(seed, k, purpose), torch's CPU thread count is fixed, and checkpoints hold the model and optimizer state, so a
+run killed and resumed from its last checkpoint logs the same values as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from training.config import TrainConfig
+from training.model import (
+    ScoringBatch,
+    build_tiny_model,
+    load_local_model,
+    make_scoring_batch,
+    max_positions,
+    response_logprobs,
+)
+from training.rewards import Grader
+from training.rollout import RolloutBackend, TransformersBackend, VLLMBackend, check_backend
+from training.seeding import SAMPLE, SHUFFLE, VALIDATE, derive_seed, prompt_indices, rng
+from training.steplog import RolloutFacts, UpdateRecord, rollout_columns, token_columns
+from training.task import Problem, encode_prompt, make_splits
+from training.tokenizer import build_tokenizer, token_texts
+from training.warmstart import load_or_train
+from workbench.closed_forms import breakdown_from_batch
+from workbench.objectives import OBJECTIVES
+from workbench.runlog import RunWriter, atomic_write_json, read_meta
+
+MEAN_METRICS = ("loss", "grad_norm", "clip_frac_low", "clip_frac_high", "approx_kl")
+
+
+class SetupError(ValueError):
+    """The settings do not fit the loaded model or data; found during setup, before the run directory exists."""
+
+
+@dataclass
+class Policy:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    source: str  # "embedded" or the --model folder
+    path: str | None  # a folder holding the starting weights (for vLLM), if any
+    warmstart: dict[str, Any] | None
+
+
+def load_policy(cfg: TrainConfig, grader: Grader, device: torch.device, log: Callable[[str], None]) -> Policy:
+    """The starting policy: a local model folder, or the embedded model warm-started on the embedded task's
+    worked solutions (from the cache; the cache key covers everything in ``cfg`` that determines it)."""
+    dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32
+    if cfg.model is not None:
+        model, tokenizer = load_local_model(cfg.model, dtype, device)
+        return Policy(model, tokenizer, cfg.model, cfg.model, None)
+    if cfg.warmstart:
+        model, tokenizer, info = load_or_train(cfg, make_splits(cfg.task_spec()), grader, log=log)
+        return Policy(model.to(device=device, dtype=dtype), tokenizer, "embedded", info["path"], info)
+    tokenizer = build_tokenizer()
+    model = build_tiny_model(
+        cfg.tiny_spec(), len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id, cfg.warmstart_seed
+    )
+    return Policy(model.to(device=device, dtype=dtype), tokenizer, "embedded", None, None)
+
+
+def environment(cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
+    """Package versions, git commit, machine: what ``run.json`` records next to the config."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    packages = {}
+    for name in ("torch", "transformers", "tokenizers", "math-verify", "numpy", "pyarrow", "pandas"):
+        try:
+            packages[name] = version(name)
+        except PackageNotFoundError:
+            packages[name] = None
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+        )
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = None, None
+    return {
+        "python": sys.version.split()[0],
+        "packages": packages,
+        "git_commit": commit or None,
+        "git_dirty": dirty,
+        "seed": cfg.seed,
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "argv": sys.argv,
+    }
+
+
+def pad_rows(values: list[Tensor], width: int, device: torch.device) -> Tensor:
+    """Right-pad 1-D tensors to ``[n, width]`` with zeros."""
+    out = torch.zeros((len(values), width), dtype=torch.float32, device=device)
+    for i, v in enumerate(values):
+        out[i, : len(v)] = v
+    return out
+
+
+@dataclass
+class StepData:
+    problems: list[Problem]
+    prompt_ids: list[list[int]]
+    responses: list[Tensor]
+    texts: list[str]
+    rewards: Tensor  # [N]
+    group: Tensor  # [N] long, prompt index within the step
+    old_logp: list[Tensor]  # per rollout [len]
+    entropy: list[Tensor]
+    ref_logp: list[Tensor] | None
+
+
+class Trainer:
+    """One training run. ``Trainer(cfg, out).run()``; ``resume=True`` continues the run in ``out``.
+
+    ``grader``: a shared ``Grader`` (else one is started and closed with the run). ``splits``: problems to use
+    instead of the embedded task's (``train`` and ``val`` lists of ``Problem``; ``sft`` for a warm start).
+    """
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        out: str | Path,
+        *,
+        resume: bool = False,
+        grader: Grader | None = None,
+        log: Callable[[str], None] | None = None,
+        env_extra: dict[str, Any] | None = None,
+        splits: dict[str, list[Problem]] | None = None,
+    ):
+        self.cfg = cfg
+        self.out = Path(out)
+        self.resume = resume
+        self._own_grader = grader is None
+        self.grader = grader
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.env_extra = env_extra or {}
+        self.splits = splits  # None: the embedded task's splits from cfg; else "train", "val" (and "sft")
+        self.hp = cfg.hparams()
+        self.objective = OBJECTIVES[cfg.method]
+
+    # ------------------------------------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        cfg = self.cfg
+        torch.set_num_threads(cfg.threads or os.cpu_count() or 1)  # part of the config: sums depend on it
+        self.device = torch.device(cfg.resolved_device())
+        check_backend(cfg.backend)
+        if self.splits is None:
+            self.splits = make_splits(cfg.task_spec())
+        self.train_set = self.splits["train"]
+        self.val_set = self.splits["val"][: cfg.val_prompts]
+        if self.grader is None:
+            self.grader = Grader(workers=cfg.grader_workers, timeout=cfg.grader_timeout)
+        self.policy = load_policy(cfg, self.grader, self.device, self.log)
+        self.model = self.policy.model
+        self.tokenizer = self.policy.tokenizer
+        self.model.config.use_cache = True
+        limit = max_positions(self.model)
+        longest = max(len(self.encode(p)) for p in self.train_set + self.val_set)
+        if limit is not None and longest + cfg.max_new_tokens > limit:
+            raise SetupError(
+                f"prompts of up to {longest} tokens plus --max-new-tokens {cfg.max_new_tokens} exceed the model's "
+                f"{limit} positions: lower --max-new-tokens"
+            )
+        self.ref = None
+        if cfg.needs_reference():
+            self.ref = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.opt = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=cfg.lr,
+            betas=(cfg.adam_beta1, cfg.adam_beta2),
+            weight_decay=cfg.weight_decay,
+        )
+        self.token_text = token_texts(self.tokenizer)
+        self.start_step = 0
+        found = latest_checkpoint(self.out) if self.resume else None
+        if found is not None:
+            self.start_step = load_checkpoint(found[1], self.model, self.opt)
+        self.backend = self._make_backend()
+        if self.resume:
+            self.writer = RunWriter.resume(self.out, last_step=self.start_step)
+            self.log(f"resuming {self.out} from step {self.start_step}")
+        else:
+            env = {**environment(cfg, self.device), **self.env_extra}
+            if self.policy.warmstart is not None:
+                env["warmstart"] = {k: v for k, v in self.policy.warmstart.items() if k != "history"}
+            config = {**cfg.to_log(), "hparams": _asdict(self.hp)}
+            self.writer = RunWriter.create(
+                self.out, name=self.out.name, method=cfg.method, config=config, env=env
+            )
+            if self.policy.warmstart is not None:
+                self.writer.event("warmstart", **self.policy.warmstart)
+
+    def _make_backend(self) -> RolloutBackend:
+        tok = self.tokenizer
+        if self.cfg.backend == "vllm":
+            if self.policy.path is None:
+                raise SetupError(
+                    "--backend vllm needs weights in a folder: pass --model PATH or keep --warmstart"
+                )
+            backend = VLLMBackend(
+                self.policy.path, eos_id=tok.eos_token_id, dtype=self.cfg.dtype, seed=self.cfg.seed
+            )
+            backend.sync_weights(self.model)
+            return backend
+        return TransformersBackend(self.model, tok.pad_token_id, tok.eos_token_id)
+
+    def encode(self, problem: Problem) -> list[int]:
+        return encode_prompt(self.tokenizer, self.cfg.prompt_template, problem)
+
+    # ------------------------------------------------------------------------------------------------ run
+    def run(self) -> Path:
+        """Set up, train to ``cfg.steps``, and close; the run's status says finished, failed or stopped."""
+        try:
+            self.setup()
+            self._train_loop()
+            self.writer.set_status("finished", last_step=self.cfg.steps)
+        except KeyboardInterrupt:
+            if hasattr(self, "writer"):
+                self.writer.set_status("stopped", last_step=self._last_done, error="interrupted")
+            raise
+        except BaseException as e:
+            if hasattr(self, "writer"):
+                self.writer.set_status(
+                    "failed", last_step=self._last_done, error=f"{type(e).__name__}: {e}",
+                    traceback=traceback.format_exc()[-4000:],
+                )  # fmt: skip
+            raise
+        finally:
+            self.close()
+        return self.out
+
+    _last_done = 0  # last step whose logs are complete
+
+    def close(self) -> None:
+        if getattr(self, "backend", None) is not None:
+            self.backend.close()
+        if self._own_grader and self.grader is not None:
+            self.grader.close()
+            self.grader = None
+
+    def _train_loop(self) -> None:
+        cfg = self.cfg
+        self._last_done = self.start_step
+        if self.start_step == 0 and cfg.val_every:
+            t = time.perf_counter()
+            val = self.validate(0)
+            self.writer.event("validation", step=0, seconds=time.perf_counter() - t, **val)
+            self.log(f"validation before training: Pass@1 {val['val_pass1']:.3f} (k={cfg.val_k})")
+        bar = tqdm(
+            total=cfg.steps, initial=self.start_step, desc=cfg.method, unit="step", disable=not cfg.progress,
+            dynamic_ncols=True, file=sys.stderr,
+        )  # fmt: skip
+        last_val = math.nan
+        try:
+            for step in range(self.start_step + 1, cfg.steps + 1):
+                metrics = self.step(step)
+                self._last_done = step
+                if not math.isnan(metrics["val_pass1"]):
+                    last_val = metrics["val_pass1"]
+                bar.set_postfix(
+                    reward=f"{metrics['reward_mean']:.3f}",
+                    pass1=f"{last_val:.3f}" if not math.isnan(last_val) else "-",
+                    s_step=f"{metrics['time_step']:.2f}",
+                )
+                bar.update(1)
+        finally:
+            bar.close()
+
+    # ------------------------------------------------------------------------------------------------ a step
+    def step(self, step: int) -> dict[str, Any]:
+        """Run step ``step`` end to end and write its logs; returns its metrics."""
+        cfg = self.cfg
+        self._step = step
+        t_start = time.perf_counter()
+        times: dict[str, float] = {}
+
+        # 1-3: prompts, rollouts, rewards
+        idx = prompt_indices(cfg.seed, step, cfg.batch_prompts, len(self.train_set))
+        problems = [self.train_set[i] for i in idx]
+        prompt_ids = [self.encode(p) for p in problems]
+        t = time.perf_counter()
+        gens = self.backend.generate(
+            prompt_ids,
+            cfg.group_size,
+            temperature=cfg.temperature,
+            max_new_tokens=cfg.max_new_tokens,
+            seed=derive_seed(cfg.seed, SAMPLE, step),
+        )
+        times["time_sample"] = time.perf_counter() - t
+        t = time.perf_counter()
+        texts = self.tokenizer.batch_decode([r.tolist() for r in gens.responses], skip_special_tokens=True)
+        answers = [problems[i // cfg.group_size].answer for i in range(len(texts))]
+        report = self.grader.grade(texts, answers, timeout=cfg.grader_timeout)
+        times["time_grade"] = time.perf_counter() - t
+        if report.timeouts or report.errors:
+            bad = [i for i, s in enumerate(report.status) if s != "ok"]
+            self.writer.event(
+                "grader", step=step, timeouts=report.timeouts, errors=report.errors,
+                rollouts=bad[:20], details=[report.details[i] for i in bad[:5]],
+            )  # fmt: skip
+        n = len(texts)
+        rewards = torch.tensor(report.rewards, dtype=torch.float32)
+        group = torch.arange(n) // cfg.group_size
+
+        # 4: mini-batches and old log-probs
+        layouts = [self._minibatches(step, e) for e in range(cfg.epochs)]
+        t = time.perf_counter()
+        data = StepData(problems, prompt_ids, gens.responses, texts, rewards, group, [], [], None)
+        self._old_logprobs(data, layouts[0])
+        times["time_logp"] = time.perf_counter() - t
+
+        # 5: updates
+        t = time.perf_counter()
+        lr = cfg.lr * (min(1.0, step / cfg.lr_warmup_steps) if cfg.lr_warmup_steps else 1.0)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        records: list[UpdateRecord] = []
+        update_metrics: list[dict[str, float]] = []
+        for epoch, layout in enumerate(layouts):
+            for k, rows in enumerate(layout):
+                rec, m = self._update(data, rows, epoch * len(layout) + k, epoch)
+                records.append(rec)
+                update_metrics.append(m)
+        self.backend.sync_weights(self.model)
+        times["time_update"] = time.perf_counter() - t
+
+        # 6: validation
+        val: dict[str, float] = {"val_pass1": math.nan, "val_pass_at_k": math.nan}
+        t = time.perf_counter()
+        if cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps):
+            val = self.validate(step)
+        times["time_val"] = time.perf_counter() - t
+
+        # metrics
+        r = rewards.view(-1, cfg.group_size)
+        lengths = torch.tensor([len(x) for x in gens.responses], dtype=torch.float32)
+        ent_sum = sum(float(e.sum()) for e in data.entropy)
+        metrics: dict[str, Any] = {
+            "reward_mean": float(rewards.mean()),
+            "solved_all_ratio": float((r.min(1).values > 0.5).float().mean()),
+            "solved_none_ratio": float((r.max(1).values < 0.5).float().mean()),
+            "entropy_mean": ent_sum / float(lengths.sum()),
+            "val_pass1": val["val_pass1"],
+            "val_pass_at_k": val["val_pass_at_k"],
+            "response_len_mean": float(lengths.mean()),
+            "truncated_ratio": float((~gens.finished).float().mean()),
+            "tokens_per_s": float(lengths.sum()) / max(times["time_sample"], 1e-9),
+            "grader_timeouts": report.timeouts,
+            "grader_errors": report.errors,
+            "grader_cache_hits": report.cache_hits,
+            "lr": lr,
+            "updates": len(update_metrics),
+            "skipped_updates": sum(int(m["skipped"]) for m in update_metrics),
+            "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            **times,
+        }
+        for key in sorted({k for m in update_metrics for k in m}):
+            vals = [u[key] for u in update_metrics if key in u and math.isfinite(u[key])]
+            name = key if key in MEAN_METRICS else f"obj_{key}"
+            metrics[name] = float(np.mean(vals)) if vals else 0.0
+        for key in MEAN_METRICS:
+            metrics.setdefault(key, 0.0)  # e.g. clip fractions of the REAL family, which clips nothing
+        norms = [m["grad_norm"] for m in update_metrics if math.isfinite(m["grad_norm"])]
+        metrics["grad_norm_max"] = max(norms, default=0.0)
+
+        # logs: tokens and rollouts, then metrics (complete step)
+        t = time.perf_counter()
+        facts = self._facts(data, gens.finished, report.status)
+        rollouts = rollout_columns(step, records, facts)
+        tokens = token_columns(step, records if cfg.log_tokens else [], self.token_text)
+
+        def late() -> dict[str, float]:  # called by the writer just before the metrics file
+            now = time.perf_counter()
+            metrics.update(time_log=now - t, time_step=now - t_start)
+            return {"time_log": metrics["time_log"], "time_step": metrics["time_step"]}
+
+        metrics.update(time_log=0.0, time_step=0.0)  # placeholders: the writer checks the columns up front
+        self.writer.write_step(step, metrics, rollouts, tokens, late_metrics=late)
+
+        # checkpoint, after the step's logs (a checkpoint never points past a logged step); its time is an event
+        if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.steps:
+            t = time.perf_counter()
+            save_checkpoint(self.out, step, self.model, self.opt, keep=cfg.keep_checkpoints)
+            self.writer.set_status("running", last_step=step, last_checkpoint=step)
+            self.writer.event("checkpoint", step=step, seconds=time.perf_counter() - t)
+        return metrics
+
+    def _minibatches(self, step: int, epoch: int) -> list[np.ndarray]:
+        """Rollout indices of each mini-batch: shuffled prompts, each prompt's G rollouts kept together."""
+        cfg = self.cfg
+        order = rng(cfg.seed, SHUFFLE, step, epoch).permutation(cfg.batch_prompts)
+        g = cfg.group_size
+        out = []
+        for k in range(cfg.n_minibatches):
+            prompts = order[k * cfg.minibatch_prompts : (k + 1) * cfg.minibatch_prompts]
+            out.append((prompts[:, None] * g + np.arange(g)[None, :]).reshape(-1))
+        return out
+
+    def _scoring_batch(self, data: StepData, rows: np.ndarray) -> ScoringBatch:
+        g = self.cfg.group_size
+        return make_scoring_batch(
+            [data.prompt_ids[r // g] for r in rows], [data.responses[r] for r in rows],
+            self.tokenizer.pad_token_id, self.device,
+        )  # fmt: skip
+
+    def _chunks(self, n: int) -> list[slice]:
+        size = self.cfg.micro_batch_rollouts or n
+        return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+    @staticmethod
+    def _slice(sb: ScoringBatch, sl: slice) -> ScoringBatch:
+        return ScoringBatch(
+            sb.input_ids[sl], sb.attention_mask[sl], sb.response_ids[sl], sb.response_mask[sl]
+        )
+
+    @torch.no_grad()
+    def _old_logprobs(self, data: StepData, layout: list[np.ndarray]) -> None:
+        """Old log-probs and entropies (and reference log-probs), computed in the first epoch's mini-batch
+        layout and chunks, so the first update recomputes exactly these numbers (s_t = 0)."""
+        n = len(data.responses)
+        old: list[Tensor | None] = [None] * n
+        ent: list[Tensor | None] = [None] * n
+        ref: list[Tensor | None] = [None] * n
+        for rows in layout:
+            sb = self._scoring_batch(data, rows)
+            for sl in self._chunks(len(rows)):
+                part = self._slice(sb, sl)
+                lp, en = response_logprobs(self.model, part, self.cfg.temperature, with_entropy=True)
+                rl = (
+                    response_logprobs(self.ref, part, self.cfg.temperature)[0]
+                    if self.ref is not None
+                    else None
+                )
+                for j, r in enumerate(rows[sl]):
+                    length = len(data.responses[r])
+                    old[r] = lp[j, :length].float().cpu()
+                    ent[r] = en[j, :length].float().cpu()
+                    if rl is not None:
+                        ref[r] = rl[j, :length].float().cpu()
+        data.old_logp, data.entropy = old, ent  # type: ignore[assignment]
+        data.ref_logp = ref if self.ref is not None else None  # type: ignore[assignment]
+
+    def _update(self, data: StepData, rows: np.ndarray, update: int, epoch: int) -> tuple[UpdateRecord, dict]:
+        """One optimizer step on the mini-batch ``rows``; returns its log record and metrics."""
+        cfg = self.cfg
+        sb = self._scoring_batch(data, rows)
+        width = sb.response_width
+        old = pad_rows([data.old_logp[r] for r in rows], width, self.device)
+        ent = pad_rows([data.entropy[r] for r in rows], width, torch.device("cpu"))
+        ref = pad_rows([data.ref_logp[r] for r in rows], width, self.device) if data.ref_logp else None
+        rewards = data.rewards[rows].to(self.device)
+        groups = data.group[rows].to(self.device)
+        hp = _asdict(self.hp)
+        self.model.train()
+        self.opt.zero_grad(set_to_none=True)
+        chunks = self._chunks(len(rows))
+        if len(chunks) == 1:
+            logp, _ = response_logprobs(self.model, sb, cfg.temperature)
+            result = self.objective(logp, old, sb.response_mask, rewards, groups, ref_logp=ref, **hp)
+            result.loss.backward()
+        else:
+            # Two passes keep memory at one chunk: dL/dlogp from the whole mini-batch's loss on detached
+            # log-probs, then each chunk's forward is back-propagated with its slice of that gradient.
+            with torch.no_grad():
+                parts = [
+                    response_logprobs(self.model, self._slice(sb, sl), cfg.temperature)[0] for sl in chunks
+                ]
+            leaf = torch.cat(parts).requires_grad_(True)
+            result = self.objective(leaf, old, sb.response_mask, rewards, groups, ref_logp=ref, **hp)
+            result.loss.backward()
+            for sl in chunks:
+                lp, _ = response_logprobs(self.model, self._slice(sb, sl), cfg.temperature)
+                lp.backward(leaf.grad[sl])
+        max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        skipped = not math.isfinite(grad_norm)
+        if skipped:  # never let a NaN/inf gradient reach the weights
+            self.opt.zero_grad(set_to_none=True)
+            self.writer.event("skipped_update", step=self._step, update=update, grad_norm=str(grad_norm))
+        else:
+            self.opt.step()
+        breakdown = breakdown_from_batch(cfg.method, result.batch, result.hparams)
+        record = UpdateRecord.from_result(
+            update, epoch, rows, sb.response_ids, ent, result, breakdown, self.hp
+        )
+        metrics = {
+            **result.metrics,
+            "grad_norm": grad_norm if not skipped else math.nan,
+            "skipped": float(skipped),
+        }
+        return record, metrics
+
+    def _facts(self, data: StepData, finished: Tensor, status: list[str]) -> RolloutFacts:
+        g = self.cfg.group_size
+        n = len(data.texts)
+        group = data.group.numpy().astype(np.int32)
+        correct = data.rewards.view(-1, g).sum(1).numpy().astype(np.int32)
+        return RolloutFacts(
+            group=group,
+            prompt_id=np.array([data.problems[i // g].id for i in range(n)], dtype=np.int64),
+            prompt=np.array([data.problems[i // g].prompt for i in range(n)], dtype=object),
+            response=np.array(data.texts, dtype=object),
+            answer=np.array([data.problems[i // g].answer for i in range(n)], dtype=object),
+            reward=data.rewards.numpy(),
+            length=np.array([len(r) for r in data.responses], dtype=np.int32),
+            finished=finished.numpy(),
+            grade_status=np.array(status, dtype=object),
+            group_size=np.full(n, g, dtype=np.int32),
+            group_correct=correct[group],
+        )
+
+    # ------------------------------------------------------------------------------------------------ validation
+    def validate(self, step: int) -> dict[str, float]:
+        """Pass@1 (mean accuracy of ``val_k`` samples per validation prompt) and Pass@k of the current policy."""
+        cfg = self.cfg
+        prompts = [self.encode(p) for p in self.val_set]
+        gens = self.backend.generate(
+            prompts,
+            cfg.val_k,
+            temperature=cfg.val_temperature or cfg.temperature,
+            max_new_tokens=cfg.max_new_tokens,
+            seed=derive_seed(cfg.seed, VALIDATE, step),
+        )
+        texts = self.tokenizer.batch_decode([r.tolist() for r in gens.responses], skip_special_tokens=True)
+        answers = [self.val_set[i // cfg.val_k].answer for i in range(len(texts))]
+        report = self.grader.grade(texts, answers, timeout=cfg.grader_timeout)
+        r = torch.tensor(report.rewards).view(-1, cfg.val_k)
+        return {
+            "val_pass1": float(r.mean()),
+            "val_pass_at_k": float((r.max(1).values > 0.5).float().mean()),
+            "val_timeouts": report.timeouts,
+        }
+
+
+def _asdict(hp) -> dict[str, Any]:
+    import dataclasses
+
+    return dataclasses.asdict(hp)
+
+
+def update_logged_config(out: Path, changes: dict[str, Any]) -> None:
+    """Record settings changed on resume (e.g. more --steps) in ``run.json``'s config."""
+    meta = read_meta(out)
+    meta["config"].update(changes)
+    atomic_write_json(Path(out) / "run.json", meta)
+
+
+def train(cfg: TrainConfig, out: str | Path, *, resume: bool = False, grader: Grader | None = None) -> Path:
+    """Validate ``cfg`` and run it into ``out`` (see ``Trainer``)."""
+    cfg.validate()
+    return Trainer(cfg, out, resume=resume, grader=grader).run()

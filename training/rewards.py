@@ -1,0 +1,355 @@
+"""Binary rewards from math-verify, in worker processes with a hard per-completion timeout.
+
+``grade(responses, answers, timeout=...)`` returns one float per response: 1.0 when math-verify finds the
+response's final answer equal to the gold answer, else 0.0.
+
+Why worker processes: math-verify's own timeouts use SIGALRM, which works only in a main thread, and some inputs
+(power towers such as ``9^{9^{9^9}}``) hang inside C code where no signal handler runs. Each completion is
+therefore graded in a worker process (its main thread, math-verify's timeouts off) while the parent enforces a
+hard deadline from outside: a worker that misses it is killed and replaced, a worker that dies is replaced, and
+that completion gets reward 0 and counts as a ``timeout`` or an ``error``. A soft timer inside the worker
+(``setitimer``, 80% of the deadline) ends most slow cases without the cost of a respawn. Worker memory is capped
+with ``RLIMIT_AS`` so a blow-up is a counted error, not a frozen machine.
+
+Parsing: the gold answer is wrapped in ``$...$`` and parsed with LaTeX and plain-expression extraction; the
+response is parsed with LaTeX extraction only, so an answer counts only when the model writes it in LaTeX
+(``\\boxed{}`` first). Identical (response, answer) pairs are graded once and remembered.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+
+OK, TIMEOUT, ERROR = "ok", "timeout", "error"
+
+
+@dataclass
+class GradeReport:
+    """Rewards of one ``Grader.grade`` call with what happened on the way."""
+
+    rewards: list[float]
+    status: list[str]  # ok | timeout | error, per response
+    seconds: float = 0.0
+    cache_hits: int = 0
+    details: list[str] = field(default_factory=list)  # error text for non-ok responses ('' otherwise)
+
+    @property
+    def timeouts(self) -> int:
+        return self.status.count(TIMEOUT)
+
+    @property
+    def errors(self) -> int:
+        return self.status.count(ERROR)
+
+
+# ------------------------------------------------------------------------------------------------ worker side
+
+
+class _SoftTimeout(BaseException):
+    """Raised by the worker's own timer; a BaseException so math-verify's ``except Exception`` cannot eat it."""
+
+
+def _worker_main(conn: Connection, memory_limit_mb: int) -> None:
+    """Worker loop: receive ``(task_id, response, answer, soft_timeout)``, send ``(task_id, reward, status, detail)``."""
+    import logging
+    import resource
+    import signal
+    from functools import lru_cache
+
+    if memory_limit_mb > 0:
+        limit = memory_limit_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    logging.disable(logging.WARNING)  # math-verify warns once that its timeouts are off: they are, on purpose
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+    gold_config = [LatexExtractionConfig(), ExprExtractionConfig()]
+    pred_config = [LatexExtractionConfig()]
+
+    @lru_cache(maxsize=4096)
+    def parse_gold(answer: str):
+        text = answer.strip()
+        if not (text.startswith("$") and text.endswith("$")):
+            text = f"${text}$"
+        return parse(text, gold_config, parsing_timeout=None)
+
+    def on_alarm(signum, frame):
+        raise _SoftTimeout
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, KeyboardInterrupt):
+            return
+        if msg is None:
+            return
+        task_id, response, answer, soft = msg
+        if soft > 0:
+            signal.setitimer(signal.ITIMER_REAL, soft)
+        try:
+            gold = parse_gold(answer)
+            pred = parse(response, pred_config, parsing_timeout=None)
+            ok = bool(gold) and bool(pred) and verify(gold, pred, timeout_seconds=None)
+            result = (task_id, 1.0 if ok else 0.0, OK, "")
+        except _SoftTimeout:
+            result = (task_id, 0.0, TIMEOUT, "soft timeout in worker")
+        except MemoryError:
+            result = (task_id, 0.0, ERROR, "MemoryError")
+        except Exception as e:  # a verifier bug must cost one reward, not the run
+            result = (task_id, 0.0, ERROR, f"{type(e).__name__}: {e}"[:300])
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        conn.send(result)
+
+
+# ------------------------------------------------------------------------------------------------ parent side
+
+
+_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+class _Worker:
+    """A fresh interpreter running ``_worker_main`` (a plain subprocess: unlike multiprocessing's spawn, it does
+    not re-import the parent's ``__main__``, so it starts with math-verify only, not torch), talking over a
+    socket pair. The parent holds no copy of the child's end, so a dead worker reads as end-of-file."""
+
+    def __init__(self, memory_limit_mb: int):
+        self.conn, child = mp.Pipe(duplex=True)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        code = "import sys; from training.rewards import _worker_entry; _worker_entry(sys.argv[1:])"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(child.fileno()), str(memory_limit_mb)],
+            pass_fds=[child.fileno()],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            close_fds=True,
+        )
+        child.close()
+        self.ready = False
+        self.task: int | None = None
+        self.deadline = 0.0
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            self.proc.kill()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.conn.close()
+
+
+def _worker_entry(argv: list[str]) -> None:
+    """Entry point of a worker interpreter: ``argv = [socket fd, memory limit in MiB]``."""
+    from multiprocessing.connection import Connection
+
+    _worker_main(Connection(int(argv[0])), int(argv[1]))
+
+
+class Grader:
+    """A pool of math-verify worker processes with a hard per-completion deadline (see the module docstring).
+
+    Use as a context manager or call ``close()``. ``grade`` may be called many times; workers are reused.
+    """
+
+    def __init__(
+        self,
+        workers: int = 2,
+        timeout: float = 5.0,
+        *,
+        memory_limit_mb: int = 4096,
+        cache_size: int = 200_000,
+        start_timeout: float = 120.0,
+        soft_fraction: float | None = 0.8,
+    ):
+        if workers < 1:
+            raise ValueError(f"the grader needs at least one worker, got {workers}")
+        if not timeout > 0:
+            raise ValueError(f"the grading timeout must be > 0 seconds, got {timeout}")
+        self.n_workers = workers
+        self.timeout = float(timeout)
+        self.memory_limit_mb = memory_limit_mb
+        self.start_timeout = start_timeout
+        self.soft_fraction = soft_fraction  # the worker's own timer, as a share of the deadline (None: off)
+        self._workers: list[_Worker] = [_Worker(memory_limit_mb) for _ in range(workers)]
+        self._cache: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._cache_size = cache_size
+        self.replaced = 0  # workers killed or dead and replaced, over the grader's life
+        self._startup_failures = 0
+
+    # -- lifecycle
+    def close(self) -> None:
+        for w in self._workers:
+            try:
+                if w.alive() and w.task is None:
+                    w.conn.send(None)  # ask it to exit
+                    w.proc.wait(timeout=2)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+            w.kill()
+        self._workers = []
+
+    def __enter__(self) -> Grader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _replace(self, i: int) -> None:
+        self._workers[i].kill()
+        self._workers[i] = _Worker(self.memory_limit_mb)
+        self.replaced += 1
+
+    # -- grading
+    def grade(self, responses: list[str], answers: list[str], timeout: float | None = None) -> GradeReport:
+        """Grade ``responses[i]`` against ``answers[i]``; each completion gets at most ``timeout`` seconds of a
+        worker (default: the grader's) before it is killed and scored 0."""
+        if len(responses) != len(answers):
+            raise ValueError(f"{len(responses)} responses but {len(answers)} answers")
+        if not self._workers:
+            raise RuntimeError("the grader is closed")
+        timeout = self.timeout if timeout is None else float(timeout)
+        if not timeout > 0:
+            raise ValueError(f"the grading timeout must be > 0 seconds, got {timeout}")
+        t0 = time.perf_counter()
+        n = len(responses)
+        rewards = [0.0] * n
+        status = [OK] * n
+        details = [""] * n
+        # Distinct (response, answer) pairs not yet known.
+        pending: dict[tuple[str, str], list[int]] = {}
+        hits = 0
+        for i, key in enumerate(zip(responses, answers, strict=True)):
+            if not isinstance(key[0], str) or not isinstance(key[1], str):
+                raise ValueError(f"response and answer {i} must be strings")
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                rewards[i] = self._cache[key]
+                hits += 1
+            else:
+                pending.setdefault(key, []).append(i)
+        keys = list(pending)
+        results = self._run(keys, timeout)
+        for key, (reward, st, detail) in zip(keys, results, strict=True):
+            for i in pending[key]:
+                rewards[i], status[i], details[i] = reward, st, detail
+            if st == OK:
+                self._cache[key] = reward
+                if len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return GradeReport(rewards, status, time.perf_counter() - t0, hits, details)
+
+    def _run(self, keys: list[tuple[str, str]], timeout: float) -> list[tuple[float, str, str]]:
+        results: list[tuple[float, str, str] | None] = [None] * len(keys)
+        queue = list(range(len(keys)))[::-1]  # pop() from the end: in order
+        soft = max(0.05, self.soft_fraction * timeout) if self.soft_fraction else 0.0
+        started = time.monotonic()
+        while any(r is None for r in results):
+            now = time.monotonic()
+            # Hand work to idle, ready workers.
+            for w in self._workers:
+                if w.ready and w.task is None and queue:
+                    k = queue.pop()
+                    resp, ans = keys[k]
+                    try:
+                        w.conn.send((k, resp, ans, soft))
+                    except (OSError, ValueError):
+                        queue.append(k)
+                        w.ready = (
+                            False  # dead pipe: reading it gives end of file, then the worker is replaced
+                        )
+                        continue
+                    w.task, w.deadline = k, now + timeout
+            busy = [w for w in self._workers if w.task is not None]
+            if not busy and not queue:
+                break
+            waits = [w.deadline for w in busy]
+            if any(not w.ready for w in self._workers):
+                waits.append(now + 0.5)
+            wait_for = max(0.0, min(waits) - now) if waits else 0.5
+            ready = set(wait([w.conn for w in self._workers], timeout=wait_for))
+            now = time.monotonic()
+            for i, w in enumerate(list(self._workers)):
+                if w.conn in ready:
+                    try:
+                        msg = w.conn.recv()
+                    except (EOFError, OSError):
+                        msg = None
+                    if msg is None:  # end of file: the worker is gone
+                        try:
+                            w.proc.wait(timeout=5)
+                        except subprocess.TimeoutExpired:
+                            pass
+                        if not w.ready:
+                            self._startup_failures += 1
+                            if self._startup_failures > 3:
+                                raise RuntimeError(
+                                    "grader workers exit before they start (exit code "
+                                    f"{w.proc.returncode}; their error is printed above): is math-verify installed?"
+                                )
+                        self._fail(i, results, ERROR, f"worker died (exit code {w.proc.returncode})")
+                        continue
+                    if msg[0] == "ready":
+                        w.ready = True
+                        self._startup_failures = 0
+                        continue
+                    k, reward, st, detail = msg
+                    if k == w.task:
+                        results[k] = (float(reward), st, detail)
+                        w.task = None
+                elif not w.alive():
+                    self._fail(i, results, ERROR, f"worker exited with code {w.proc.returncode}")
+                elif w.task is not None and now >= w.deadline:
+                    self._fail(i, results, TIMEOUT, f"no answer within {timeout:g} s: worker killed")
+                elif not w.ready and now - started > self.start_timeout:
+                    raise RuntimeError(f"a grader worker did not start within {self.start_timeout:g} s")
+        return [r if r is not None else (0.0, ERROR, "not graded") for r in results]
+
+    def _fail(self, i: int, results: list, status: str, detail: str) -> None:
+        w = self._workers[i]
+        if w.task is not None:
+            results[w.task] = (0.0, status, detail)
+        self._replace(i)
+
+
+_DEFAULT: Grader | None = None
+
+
+def default_grader(workers: int | None = None) -> Grader:
+    """A process-wide grader, started on first use and closed at exit."""
+    global _DEFAULT
+    if _DEFAULT is None or (workers is not None and workers != _DEFAULT.n_workers):
+        if _DEFAULT is not None:
+            _DEFAULT.close()
+        _DEFAULT = Grader(workers=workers or min(2, os.cpu_count() or 1))
+        atexit.register(_DEFAULT.close)
+    return _DEFAULT
+
+
+def grade(
+    responses: list[str], answers: list[str], timeout: float = 5.0, workers: int | None = None
+) -> list[float]:
+    """One float per response: 1.0 if math-verify finds its answer equal to the gold answer, else 0.0.
+
+    A completion whose verification exceeds ``timeout`` seconds, or crashes its worker, gets 0.0; the worker is
+    killed and replaced. Uses a process-wide pool of worker processes (``default_grader``).
+    """
+    return default_grader(workers).grade(list(responses), list(answers), timeout=timeout).rewards

@@ -1,0 +1,255 @@
+"""Rollouts: one interface, two back ends.
+
+``RolloutBackend.generate(prompts, n, temperature=..., max_new_tokens=..., seed=...)`` draws ``n`` completions
+per prompt; rollout ``r`` answers prompt ``r // n``. ``sync_weights(model)`` is called after each step's optimizer
+updates (before validation and the next step's sampling, the only times the back end samples), so every
+``generate`` samples from the current policy.
+
+- ``transformers`` (default, CPU or GPU): a batched sampler over the policy module itself (so syncing is free).
+  It prefills each distinct prompt once, copies the key/value cache ``n`` times, then decodes all rollouts
+  together, one token per forward, dropping finished rows from the batch as they accumulate. Sampling is
+  ``argmax(p / E)`` with ``E ~ Exp(1)`` drawn from a generator seeded per call, which is an exact draw from
+  ``p = softmax(z / T)`` and reproducible for a given seed.
+- ``vllm`` (optional extra ``real-workbench[vllm]``, GPU): imported only when chosen; weights are pushed from the
+  policy at every ``sync_weights``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+from transformers import DynamicCache, PreTrainedModel
+
+from training.model import forward_logits
+
+BACKENDS = ("transformers", "vllm")
+
+
+class BackendUnavailable(RuntimeError):
+    """A rollout back end cannot be used here (e.g. its optional package is missing)."""
+
+
+@dataclass
+class Generations:
+    """``n`` completions for each of ``len(prompts)`` prompts.
+
+    ``responses[r]`` holds rollout r's token ids (the end-of-sequence token included when it was sampled);
+    ``finished[r]`` says whether it ended with EOS (else it hit ``max_new_tokens``).
+    """
+
+    prompts: list[list[int]]
+    n: int
+    responses: list[Tensor]  # each [len_r] long (cpu)
+    finished: Tensor  # [len(prompts) * n] bool
+
+    @property
+    def n_rollouts(self) -> int:
+        return len(self.responses)
+
+    def prompt_index(self) -> Tensor:
+        return torch.arange(self.n_rollouts) // self.n
+
+    @property
+    def n_tokens(self) -> int:
+        return int(sum(len(r) for r in self.responses))
+
+
+class RolloutBackend(Protocol):
+    name: str
+
+    def generate(
+        self, prompts: list[list[int]], n: int, *, temperature: float, max_new_tokens: int, seed: int
+    ) -> Generations: ...
+
+    def sync_weights(self, model: torch.nn.Module) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class TransformersBackend:
+    """Batched KV-cache sampler over a ``transformers`` causal LM (see the module docstring)."""
+
+    name = "transformers"
+
+    def __init__(self, model: PreTrainedModel, pad_id: int, eos_id: int, *, compact_fraction: float = 0.25):
+        self.model = model
+        self.pad_id = pad_id
+        self.eos_id = eos_id
+        self.compact_fraction = compact_fraction
+
+    def sync_weights(self, model: torch.nn.Module) -> None:
+        self.model = model  # samples from the policy module itself: nothing to copy
+
+    def close(self) -> None:
+        pass
+
+    @torch.no_grad()
+    def generate(
+        self, prompts: list[list[int]], n: int, *, temperature: float, max_new_tokens: int, seed: int
+    ) -> Generations:
+        if not prompts or n < 1:
+            raise ValueError("generate needs at least one prompt and n >= 1")
+        if any(len(p) == 0 for p in prompts):
+            raise ValueError("a prompt has no token")
+        model = self.model
+        was_training = model.training
+        model.eval()
+        try:
+            return self._generate(model, prompts, n, temperature, max_new_tokens, seed)
+        finally:
+            model.train(was_training)
+
+    def _generate(
+        self,
+        model: PreTrainedModel,
+        prompts: list[list[int]],
+        n: int,
+        temperature: float,
+        max_new_tokens: int,
+        seed: int,
+    ) -> Generations:
+        device = next(model.parameters()).device
+        gen = torch.Generator(device=device).manual_seed(seed)
+        n_prompts = len(prompts)
+        width = max(len(p) for p in prompts)
+        ids = torch.full((n_prompts, width), self.pad_id, dtype=torch.long)
+        attn = torch.zeros((n_prompts, width), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p) :] = torch.as_tensor(p, dtype=torch.long)
+            attn[i, width - len(p) :] = 1
+        ids, attn = ids.to(device), attn.to(device)
+        prompt_len = attn.sum(1)
+
+        cache = DynamicCache(config=model.config)
+        logits = forward_logits(model, ids, attn, keep_last=1, cache=cache)[:, -1]
+        if n > 1:
+            cache.batch_repeat_interleave(n)
+            logits = logits.repeat_interleave(n, 0)
+            attn = attn.repeat_interleave(n, 0)
+            prompt_len = prompt_len.repeat_interleave(n, 0)
+
+        total = n_prompts * n
+        out = torch.full((total, max_new_tokens), self.pad_id, dtype=torch.long, device=device)
+        lengths = torch.zeros(total, dtype=torch.long, device=device)
+        finished = torch.zeros(total, dtype=torch.bool, device=device)
+        rows = torch.arange(total, device=device)  # global rollout index of each row in the batch
+        alive = torch.ones(total, dtype=torch.bool, device=device)  # rows of the batch still generating
+        inv_t = 1.0 / temperature
+        for t in range(max_new_tokens):
+            probs = torch.softmax(logits.float() * inv_t, dim=-1)
+            noise = torch.empty_like(probs).exponential_(generator=gen)
+            tok = torch.argmax(probs / noise, dim=-1)
+            live_rows = rows[alive]
+            out[live_rows, t] = tok[alive]
+            lengths[live_rows] = t + 1
+            ended = alive & (tok == self.eos_id)
+            finished[rows[ended]] = True
+            alive = alive & ~ended
+            n_alive = int(alive.sum())
+            if n_alive == 0 or t == max_new_tokens - 1:
+                break
+            # Drop finished rows once they make up a fair share of the batch (each drop copies the cache).
+            if len(rows) - n_alive >= max(1, int(self.compact_fraction * len(rows))):
+                keep = alive.nonzero().squeeze(1)
+                cache.batch_select_indices(keep)
+                rows, attn, tok, prompt_len = rows[keep], attn[keep], tok[keep], prompt_len[keep]
+                alive = torch.ones(len(rows), dtype=torch.bool, device=device)
+            attn = torch.cat([attn, attn.new_ones((len(rows), 1))], dim=1)
+            pos = (prompt_len + t).unsqueeze(1)
+            logits = forward_logits(model, tok.unsqueeze(1), attn, cache=cache, position_ids=pos)[:, -1]
+
+        out, lengths, finished = out.cpu(), lengths.cpu(), finished.cpu()
+        responses = [out[r, : lengths[r]] for r in range(total)]
+        return Generations(prompts=[list(p) for p in prompts], n=n, responses=responses, finished=finished)
+
+
+def vllm_available() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+VLLM_MISSING = (
+    "the vllm rollout back end needs the optional vLLM package, which is not installed here: install it with "
+    "`pip install 'real-workbench[vllm]'` (GPU machines), or use --backend transformers"
+)
+
+
+class VLLMBackend:
+    """vLLM engine in the trainer's process, colocated on the same GPU; weights pushed at ``sync_weights``.
+
+    Untested on this project's machines (vLLM is a GPU extra; none was available): it follows vLLM's offline
+    ``LLM`` API and TRL's colocate mode (in-process engine, ``load_weights`` on the engine's model, then
+    ``reset_prefix_cache``).
+    """
+
+    name = "vllm"
+
+    def __init__(
+        self, model_path: str, *, eos_id: int, dtype: str, gpu_memory_utilization: float = 0.4, seed: int = 0
+    ):
+        if not vllm_available():
+            raise BackendUnavailable(VLLM_MISSING)
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # keep the engine in this process
+        import vllm
+
+        self._vllm = vllm
+        self.eos_id = eos_id
+        self.llm = vllm.LLM(
+            model=model_path,
+            dtype=dtype,
+            gpu_memory_utilization=gpu_memory_utilization,
+            enable_prefix_caching=True,
+            seed=seed,
+        )
+
+    def generate(
+        self, prompts: list[list[int]], n: int, *, temperature: float, max_new_tokens: int, seed: int
+    ) -> Generations:
+        params = self._vllm.SamplingParams(n=n, temperature=temperature, max_tokens=max_new_tokens, seed=seed)
+        inputs = [{"prompt_token_ids": list(p)} for p in prompts]
+        outputs = self.llm.generate(inputs, params, use_tqdm=False)
+        responses, finished = [], []
+        for o in outputs:
+            for c in o.outputs:
+                ids = list(c.token_ids)
+                stopped = c.finish_reason == "stop"
+                if stopped and (not ids or ids[-1] != self.eos_id):
+                    ids.append(self.eos_id)  # the sampled EOS is part of the response the loss sees
+                responses.append(torch.as_tensor(ids, dtype=torch.long))
+                finished.append(stopped)
+        return Generations(
+            [list(p) for p in prompts], n, responses, torch.as_tensor(finished, dtype=torch.bool)
+        )
+
+    def _engine_model(self):
+        executor = self.llm.llm_engine.model_executor
+        worker = executor.driver_worker
+        worker = getattr(worker, "worker", worker)  # V1 wraps the worker
+        return worker.model_runner.model
+
+    def sync_weights(self, model: torch.nn.Module) -> None:
+        state = model.state_dict()
+        try:
+            engine_model = self._engine_model()
+        except AttributeError:
+            engine_model = None
+        if engine_model is not None:
+            engine_model.load_weights(state.items())
+        else:  # engines that only expose apply_model
+            self.llm.apply_model(lambda m: m.load_weights(state.items()))
+        self.llm.reset_prefix_cache()
+
+    def close(self) -> None:
+        del self.llm
+
+
+def check_backend(name: str) -> None:
+    """Raise ``BackendUnavailable`` with a one-line reason if back end ``name`` cannot run here."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown rollout back end {name!r}; choose one of {', '.join(BACKENDS)}")
+    if name == "vllm" and not vllm_available():
+        raise BackendUnavailable(VLLM_MISSING)

@@ -1,0 +1,42 @@
+"""The embedded tokenizer: character level over printable ASCII, plus ``\\boxed{`` as one symbol.
+
+Built locally with the ``tokenizers`` library and wrapped as a ``transformers.PreTrainedTokenizerFast``, so the
+trainer uses it exactly like a downloaded tokenizer (``tokenizer(text)``, ``decode``, ``pad_token_id``,
+``eos_token_id``, ``save_pretrained``). Unknown characters map to ``<unk>``.
+"""
+
+from __future__ import annotations
+
+import string
+
+import numpy as np
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
+SYMBOLS = ("\\boxed{",)
+# Bump when the vocabulary changes: it is part of the warm-start cache key.
+TOKENIZER_VERSION = "char-ascii-v1"
+
+
+def vocabulary() -> dict[str, int]:
+    """Token -> id: the three special tokens, the multi-character symbols, then every printable character."""
+    chars = [c for c in string.printable if c not in "\t\r\x0b\x0c"]
+    return {tok: i for i, tok in enumerate([PAD, EOS, UNK, *SYMBOLS, *chars])}
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """The embedded tokenizer (no download): every symbol or character is one token; decoding concatenates."""
+    tok = Tokenizer(models.WordLevel(vocabulary(), unk_token=UNK))
+    pattern = "|".join([*(s.replace("\\", "\\\\").replace("{", "\\{") for s in SYMBOLS), r"[\s\S]"])
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(pattern), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK)
+
+
+def token_texts(tokenizer: PreTrainedTokenizerBase) -> np.ndarray:
+    """Decoded text of every token id (object array indexed by id), for logging tokens without a Python loop
+    per token. Special tokens keep their name (``<eos>``)."""
+    n = len(tokenizer)
+    texts = tokenizer.batch_decode([[i] for i in range(n)], skip_special_tokens=False)
+    return np.asarray(texts, dtype=object)
