@@ -67,3 +67,30 @@ def test_a_run_started_from_the_page_shows_up_under_runs(
     assert "grpo-two-steps" in list(at.dataframe[0].value.index)
     _wait(lambda: not job.alive, 600)
     assert read_card(root, "grpo-two-steps").state == "finished"
+
+
+def test_the_empty_runs_page_trains_the_demo_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "runs"
+    monkeypatch.setenv("REAL_RUNS_ROOT", str(root))
+    at = AppTest.from_file(str(APP), default_timeout=120).run()
+    at.switch_page("app_pages/runs.py").run()
+    at.button(key="runs_demo").click().run()
+    assert not at.exception
+    job = jobs.read_job(root, "demo-real-tiny")
+    try:
+        assert job is not None and job.alive
+        assert job.command[-6:] == [
+            "--method",
+            "real",
+            "--preset",
+            "tiny",
+            "--out",
+            str(root / "demo-real-tiny"),
+        ]
+        assert any("demo-real-tiny" in s.value for s in at.success)
+        at.run()  # the page now says the demo is training instead of offering it again
+        assert any("is training" in s.value for s in at.success) and not at.button
+    finally:
+        if job is not None:
+            jobs.stop_job(root, job)
+    assert not pid_alive(job.pid)
