@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from workbench.closed_forms import token_gradient
-from workbench.methods import CLIP_METHODS, REAL_METHODS, check_method
+from workbench.methods import DEFAULTS, REAL_METHODS, check_method
 
 
 @dataclass(frozen=True)
@@ -140,11 +140,6 @@ def replay_all(
 
 def run_hparams(method: str, config: dict[str, Any]) -> dict[str, Any]:
     """The resolved hyper-parameters a run logged in ``config["hparams"]``, restricted to ``method``'s family."""
-    from workbench.methods import DEFAULTS
-
     hp = config.get("hparams") or {}
     names = set(DEFAULTS[check_method(method)].__dataclass_fields__)
     return {k: v for k, v in hp.items() if k in names}
-
-
-__all__ = ["CLIP_METHODS", "LoggedGroup", "Replay", "logged_group", "replay", "replay_all", "run_hparams"]
