@@ -118,7 +118,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
-    parser.add_argument("--out", default="runs/gpu-check", help="work folder (replaced)")
+    parser.add_argument("--out", default="evals/gpu-check", help="work folder (replaced)")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="tiny sizes (the CPU fallback uses them anyway)")
     args = parser.parse_args()

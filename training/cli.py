@@ -329,7 +329,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--limit", type=int, default=None, help="only the first N questions of each benchmark"
     )
-    parser.add_argument("--out", default=None, help="output folder (default: runs/eval-<model folder name>); "
+    parser.add_argument("--out", default=None, help="output folder (default: evals/<model folder name>); "
                         "run the same command again to continue an interrupted evaluation")  # fmt: skip
     parser.add_argument("--label", default=None, help="name of this model's row (default: the folder name)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
@@ -415,7 +415,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
             backend=args.backend, dtype=dtype, data=fingerprints,
         )  # fmt: skip
         settings.check()
-        out = Path(args.out) if args.out else Path("runs") / f"eval-{model_dir.resolve().name}"
+        out = Path(args.out) if args.out else Path("evals") / model_dir.resolve().name
         _check_writable(out)
         prepare_out(out, settings)
     except (EvalError, UsageError) as e:
