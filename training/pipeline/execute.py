@@ -117,6 +117,12 @@ def _tail(path: Path, lines: int = 8) -> str:
     return "\n".join("    " + line for line in text.rstrip().splitlines()[-lines:])
 
 
+def _default_sigint() -> None:
+    """In the job, before exec: SIGINT back to its default, so that Python turns it into KeyboardInterrupt (a
+    pipeline started in the background inherits SIGINT ignored, and would pass that on)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(state: RunState, log_dir: Path) -> Job:
     log_path = log_dir / f"{state.run.name}.log"
     log = open(log_path, "a")
@@ -130,6 +136,7 @@ def _start(state: RunState, log_dir: Path) -> Job:
         stdin=subprocess.DEVNULL,
         env=job_env(),
         start_new_session=True,
+        preexec_fn=_default_sigint,
     )
     return Job(state, proc, log, time.monotonic(), logged_steps(state.run.out))
 
