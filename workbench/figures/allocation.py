@@ -49,7 +49,7 @@ class AllocationParams:
     top: float = 0.01  # fraction of tokens / rollouts whose weight share is shown
     band: str = "minmax"
     minibatches: str = "later"
-    smooth: int = 1
+    smooth: int = 10  # trailing mean over this many steps of each run (per-step values are noisy)
 
     def __post_init__(self) -> None:
         if not 0 < self.top <= 1:

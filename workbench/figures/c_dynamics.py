@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from workbench.figures.common import new_figure
 from workbench.figures.from_runs import (
@@ -144,7 +146,39 @@ def real_weights_tau(real: pd.DataFrame) -> float:
     return float(taus[0]) if len(taus) == 1 else 0.5
 
 
-SOURCE_STYLE = {"REAL (logged)": "-", "GRPO (logged)": "-."}
+# line style and marker per source; colour says correct (C+) or wrong (C-)
+SOURCE_STYLE: dict[str, tuple[str, str]] = {"REAL (logged)": ("-", "o"), "GRPO (logged)": ("-.", "^")}
+RECOMPUTED_STYLE = ("--", "s")  # REAL recomputed on GRPO's s_bar
+
+
+def source_style(label: str) -> tuple[str, str]:
+    return SOURCE_STYLE.get(label, RECOMPUTED_STYLE)
+
+
+def _legend(ax, labels: list[str], reference: bool = False) -> None:
+    """One entry per source (line style, marker) and per rollout label (colour): every line is named."""
+    handles = [
+        Line2D(
+            [],
+            [],
+            color="0.25",
+            ls=source_style(lb)[0],
+            marker=source_style(lb)[1],
+            ms=4,
+            mfc="none",
+            label=lb,
+        )
+        for lb in labels
+    ]
+    if reference:
+        handles.append(
+            Line2D([], [], color="0.45", ls=":", marker="x", ms=4, label=r"REAL at $\bar{s}=0$ (closed form)")
+        )
+    handles += [
+        Patch(color=LABEL_COLORS[True], label="correct rollouts (C+)"),
+        Patch(color=LABEL_COLORS[False], label="wrong rollouts (C-)"),
+    ]
+    ax.legend(handles=handles, fontsize=6.5, frameon=False)
 
 
 def build_c_dynamics(data: RunFigureData, p: CDynamicsParams | None = None) -> Figure:
@@ -159,22 +193,20 @@ def build_c_dynamics(data: RunFigureData, p: CDynamicsParams | None = None) -> F
         for (label, correct), rows in part.groupby(["label", "correct"], sort=True):
             rows = rows.sort_values("group_correct")
             x = rows["group_correct"].to_numpy()
-            ls = SOURCE_STYLE.get(label, "--")
-            name = f"{label}, {'correct (C+)' if correct else 'wrong (C-)'}"
-            ax.plot(x, rows["mean"], ls=ls, marker="o", ms=3, color=LABEL_COLORS[bool(correct)], label=name)
-            ax.fill_between(x, rows["lo"], rows["hi"], color=LABEL_COLORS[bool(correct)], alpha=0.12, lw=0)
+            ls, marker = source_style(label)
+            color = LABEL_COLORS[bool(correct)]
+            ax.plot(x, rows["mean"], ls=ls, marker=marker, ms=4, mfc="none", color=color, lw=1.3)
+            ax.fill_between(x, rows["lo"], rows["hi"], color=color, alpha=0.12, lw=0)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(f"correct rollouts in the group (G = {data.notes['group_size']})")
         ax.grid(alpha=0.25)
+        _legend(ax, sorted(part["label"].unique().tolist(), key=lambda lb: (lb not in SOURCE_STYLE, lb)),
+                reference=stat == "log_c_mean")  # fmt: skip
     ref = data.frames["reference"]
-    for correct, rows in ref.groupby("correct"):
-        axes[0, 0].plot(
-            rows["group_correct"], rows["log_c"], ls=":", color="0.45", marker="x", ms=4,
-            label=r"at $\bar{s}=0$ (closed form)" if correct else None,
-        )  # fmt: skip
+    for _, rows in ref.groupby("correct"):
+        axes[0, 0].plot(rows["group_correct"], rows["log_c"], ls=":", color="0.45", marker="x", ms=4)
     axes[0, 0].set_ylabel("log C")
     axes[0, 1].set_ylabel("|W| (rollout)")
-    axes[0, 0].legend(fontsize=6.5, frameon=False)
 
     ax = axes[0, 2]
     steps = data.frames["over_steps"]

@@ -41,7 +41,8 @@ class RunFigure:
 PARAM_HELP = {
     "band": "band around the mean over seeds: minmax (min to max) or sd (±1 sample sd)",
     "minibatches": "later: only each step's later mini-batches (s = 0 in the first); all: every mini-batch",
-    "smooth": "trailing rolling mean over this many logged points of each run before averaging (1: none)",
+    "smooth": "trailing mean over this many steps of each run's per-step series before averaging over seeds "
+    "(1: none; validation Pass@1 is never smoothed)",
     "step": "panel (a) at this training step (the paper shows step 200); default: mean over all logged steps",
     "top": "fraction of tokens / rollouts whose share of the weight is shown (0.01: top 1%%)",
     "tau": "tau of REAL recomputed on GRPO's logged s_bar",
