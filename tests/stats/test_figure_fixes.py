@@ -96,3 +96,21 @@ def test_every_line_of_the_c_dynamics_figure_is_named(tmp_path):
         assert {source_style(s) for s in expected} <= drawn
     assert "closed form" in " ".join(t.get_text() for t in a.get_legend().get_texts())
     json.dumps(data.meta(CDynamicsParams()), default=str)  # the sidecar content serialises
+
+
+def test_table4_shows_the_score_before_rl_beside_the_final_one(tmp_path):
+    from workbench.figures.table4 import BEFORE_HEADER, table4_data, table4_markdown
+    from workbench.stats.synthetic import write_synthetic_suite
+
+    write_synthetic_suite(tmp_path, seeds=(0, 1), steps=2, groups=2, group_size=4, minibatches=2, max_len=4)
+    for run in tmp_path.iterdir():
+        if run.name.startswith("real-s"):  # plain REAL only: the other rows have no initial validation
+            RunWriter(run).event("validation", step=0, val_pass1=0.25 if run.name.endswith("0") else 0.35)
+    data = table4_data([tmp_path])
+    t = data.frames["table"].set_index("setting")
+    assert t.loc["REAL", "ours_before_rl_pct"] == pytest.approx(30.0)
+    assert pd.isna(t.loc["τ = 0.1", "ours_before_rl_pct"])
+    assert list(data.frames["table"].columns)[-1] == "paper_reported_pct"  # the paper's column stays apart
+    md = table4_markdown(data)
+    assert BEFORE_HEADER in md.splitlines()[0]
+    assert "| REAL | REAL | " in md and "| 30.0 | 0,1 | 52.6 |" in md and "| n/a | 0,1 | 52.3 |" in md
