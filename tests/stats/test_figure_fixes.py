@@ -114,3 +114,29 @@ def test_table4_shows_the_score_before_rl_beside_the_final_one(tmp_path):
     md = table4_markdown(data)
     assert BEFORE_HEADER in md.splitlines()[0]
     assert "| REAL | REAL | " in md and "| 30.0 | 0,1 | 52.6 |" in md and "| n/a | 0,1 | 52.3 |" in md
+
+
+def test_allocation_shares_are_drawn_on_their_own_scale_against_the_uniform_share(tmp_path):
+    from workbench.figures.allocation import AllocationParams, allocation_data, build_allocation
+
+    runs = [
+        write_synthetic_run(tmp_path, SyntheticRun(m, seed=0, steps=3, groups=8, group_size=4, minibatches=2))
+        for m in ("grpo", "dapo", "gspo", "real")
+    ]
+    p = AllocationParams(top=0.01)
+    data = allocation_data(runs, p)
+    fig = build_allocation(data, p)
+    band = data.frames["band"]
+    for ax, stat in zip(fig.axes[:2], ("top_token_share", "top_rollout_share"), strict=True):
+        hi = band[band["stat"] == stat]["hi"].max()
+        lo_lim, hi_lim = ax.get_ylim()
+        assert lo_lim == 0 and hi <= hi_lim <= max(1.2 * hi, 0.025) + 1e-12  # zoomed on the data, not [0, 1]
+        assert any(line.get_ydata()[0] == 0.01 and line.get_linestyle() == ":" for line in ax.get_lines())
+    (legend,) = fig.legends  # one legend above the panels names every method and the uniform line
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "GRPO",
+        "DAPO",
+        "GSPO",
+        "REAL",
+        "uniform weight (1%)",
+    ]

@@ -104,7 +104,8 @@ def build_dynamics(data: RunFigureData, p: DynamicsParams | None = None) -> Figu
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("training step")
         ax.grid(alpha=0.25)
-    axes[0, 0].legend(fontsize=8, frameon=False)
+    handles, labels = axes[0, 0].get_legend_handles_labels()  # above the panels: no line is hidden
+    fig.legend(handles, labels, loc="outside upper center", ncols=len(labels), fontsize=8, frameon=False)
     add_caption(fig, data.caption)
     return fig
 
