@@ -253,11 +253,10 @@ def make_plan(
                 raise PlanError(f"the config of {pv.slug} resolves to {got.key}, not {pv.variant.key}")
             flags = ("--preset", preset, *settings_flags(explicit))
             runs.append(PlannedRun(pv, seed, runs_root / f"{pv.slug}__s{seed}", cfg, flags))
-    steps_of = {r.steps for r in runs}
     return Plan(
         preset=preset,
         seeds=tuple(seeds),
-        steps=steps_of.pop() if len(steps_of) == 1 else max(r.steps for r in runs),
+        steps=runs[0].steps,  # every run has the same settings
         runs_root=runs_root,
         figures=tuple(dict.fromkeys(n.figure for n in names)),
         variants=variants,
