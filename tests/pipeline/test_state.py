@@ -136,3 +136,21 @@ def test_folders_that_are_not_runs_and_incomplete_finished_runs_are_conflicts(pl
     (run.out / "metrics" / "step_000002.parquet").unlink()
     with pytest.raises(Conflict, match="marked finished but logs 3 of its 4 steps"):
         inspect(run)
+
+
+def test_a_run_logged_before_a_setting_existed_counts_as_that_settings_default(tmp_path, plan):
+    """run.json files from an older trainer lack later settings: the default is what those runs used."""
+    run = _grpo(plan)
+    logged = _logged(run)
+    assert logged["logit_chunk_tokens"] == 0 and logged["chat_template"] is True
+    for added_later in ("logit_chunk_tokens", "chat_template", "train_data", "save_final_model"):
+        del logged[added_later]
+    _write(run.out, logged, "grpo", 4, "finished")
+    assert inspect(run).action == SKIP
+    # the same folder under a plan that asks a non-default value of a setting the run never logged
+    chunked = make_plan(preset="tiny", seeds=[0], runs_root=tmp_path / "runs", steps=4, figures=["fig2"],
+                        train_settings={"logit_chunk_tokens": 16})  # fmt: skip
+    with pytest.raises(
+        Conflict, match=r"logit_chunk_tokens: run has '<not logged: default 0>', plan wants 16"
+    ):
+        inspect(_grpo(chunked))

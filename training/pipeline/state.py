@@ -37,6 +37,11 @@ COMPARED = tuple(
 )
 
 
+# A setting absent from an older run.json (added to the trainer after the run was made) had its default then:
+# the trainer's own ``train --resume`` reads such a config the same way (``TrainConfig.from_dict``).
+_DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if f.name in COMPARED}
+
+
 class Conflict(Exception):
     """A planned run's directory holds something the pipeline must not touch; the message says what to do."""
 
@@ -72,12 +77,16 @@ def _trainer_alive(pid: Any) -> bool:
 def config_differences(logged: dict[str, Any], planned: TrainConfig) -> dict[str, tuple[Any, Any]]:
     """Settings where a logged config differs from the planned one: name -> (logged, planned).
 
-    The objective counts as one setting, ``variant``, compared by method + resolved hyper-parameters.
+    The objective counts as one setting, ``variant``, compared by method + resolved hyper-parameters. A setting
+    the logged config lacks counts as its ``TrainConfig`` default (the run predates it), so it differs only where
+    the plan asks another value.
     """
     want = planned.to_log()
-    diff = {
-        k: (logged.get(k, "<missing>"), want[k]) for k in COMPARED if logged.get(k, "<missing>") != want[k]
-    }
+    diff = {}
+    for k in COMPARED:
+        got = logged.get(k, _DEFAULTS.get(k, "<missing>"))
+        if got != want[k]:
+            diff[k] = (got if k in logged else f"<not logged: default {got!r}>", want[k])
     planned_variant = variant_from(planned.method, asdict(planned.hparams()))
     try:
         got = variant_from(str(logged.get("method")), logged.get("hparams") or {})
