@@ -120,8 +120,12 @@ def c_dynamics_data(runs, p: CDynamicsParams | None = None) -> RunFigureData:
     )
     steps_band, notes = band_over_seeds(per_step, "log_c", [real_sel], p.band, by=("correct",))
 
+    s_used = real.loc[real["used"], "s_bar"].to_numpy(dtype=float)
+    s_q = [float(v) for v in np.quantile(s_used, [0.01, 0.99])] if len(s_used) else [np.nan, np.nan]
     extra = (
-        f"Group size G = {g}; compositions 1..G-1 (mixed groups, the ones in the loss). (a, b): means over "
+        f"Group size G = {g}; compositions 1..G-1 (mixed groups, the ones in the loss). REAL's s̄ of those "
+        f"rollouts: 1-99% quantiles [{s_q[0]:.3g}, {s_q[1]:.3g}] (where |s̄| << τ, log C is close to its value "
+        f"at s̄ = 0). (a, b): means over "
         f"rollouts of each run pooled over steps, then {BAND_NOTE[p.band].replace('band: ', '')}. "
         f"{MINIBATCH_NOTE[p.minibatches]}."
     )
@@ -137,7 +141,7 @@ def c_dynamics_data(runs, p: CDynamicsParams | None = None) -> RunFigureData:
             "reference": reference_at_zero(g, real_weights_tau(real)),
         },
         caption,
-        {**notes, "group_size": g, "tau_recomputed": p.tau},
+        {**notes, "group_size": g, "tau_recomputed": p.tau, "real_s_bar_q01_q99": s_q},
     )
 
 
@@ -218,6 +222,10 @@ def build_c_dynamics(data: RunFigureData, p: CDynamicsParams | None = None) -> F
     ax.set_xlabel("training step")
     ax.set_ylabel("log C")
     ax.grid(alpha=0.25)
-    ax.legend(fontsize=8, frameon=False)
+    # the per-step band can span the whole range: room above it for the legend, so it hides no band or line
+    if not steps.empty:
+        lo, hi = float(steps["lo"].min()), float(steps["hi"].max())
+        ax.set_ylim(min(0.0, lo), hi + 0.35 * (hi - min(0.0, lo)) + 1e-9)
+    ax.legend(fontsize=8, frameon=False, loc="upper center", ncols=2)
     add_caption(fig, data.caption)
     return fig
