@@ -23,7 +23,7 @@ from .conftest import RunFactory
 
 
 def hidden_by_legends(fig: Figure) -> list[str]:
-    """Lines (any segment) and bands (their filled area) that a legend of their own axes covers."""
+    """Lines (any segment), bands (their filled area) and notes that a legend of their own axes covers."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     found = []
@@ -39,6 +39,9 @@ def hidden_by_legends(fig: Figure) -> list[str]:
         for what, path, transform, filled in shapes:
             if len(path.vertices) and path.transformed(transform).intersects_bbox(box, filled=filled):
                 found.append(f"{ax.get_title()!r}: {what}")
+        for text in ax.texts:  # notes written on the panel
+            if text.get_text() and text.get_window_extent(renderer).overlaps(box):
+                found.append(f"{ax.get_title()!r}: text {text.get_text()!r}")
     return found
 
 
@@ -91,6 +94,8 @@ def test_fig2_names_the_counterfactual_rule_and_counts_unmoved_tokens(make_run: 
     labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
     assert labels == ["vanilla rule (as trained)", "bidirectional rule (same tokens)"]
     assert fig.axes[2].get_ylabel() == "Pass@1"
+    assert fig.axes[1].get_legend().get_title().get_text() == "bidirectional − vanilla: +0.00 pp"
+    assert hidden_by_legends(fig) == []
 
 
 def test_each_run_figure_writes_the_values_it_draws(suite, tmp_path):

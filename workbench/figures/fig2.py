@@ -179,16 +179,15 @@ def build_fig2(data: RunFigureData, p: Fig2Params | None = None) -> Figure:
     ax.set_title("(b) tokens of the GRPO runs each clip rule discards", fontsize=10)
     ax.set_ylabel("tokens discarded (%)")
     ax.set_xlabel("training step")
-    ax.text(
-        0.02,
-        0.97,
-        f"bidirectional − vanilla: {100 * data.notes['extra_share_bidirectional']:+.2f} pp",
-        transform=ax.transAxes,
-        va="top",
-        fontsize=8,
-    )
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8, frameon=False, loc="best")
+    # the difference heads the legend: a free-standing note ran into the legend box on the tiny runs
+    ax.legend(
+        fontsize=8,
+        frameon=False,
+        loc="best",
+        title=f"bidirectional − vanilla: {100 * data.notes['extra_share_bidirectional']:+.2f} pp",
+        title_fontsize=8,
+    )
     ax.grid(alpha=0.25)
 
     ax = axes[0, 2]
