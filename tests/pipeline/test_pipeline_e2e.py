@@ -1,5 +1,8 @@
-"""``python -m training paper-figures`` end to end, for real: Fig. 2's two variants x 2 seeds x 3 steps of the
-training tests' scaled-down configuration, interrupted with Ctrl-C, continued, then re-run with nothing to do."""
+"""``python -m training paper-figures`` end to end, for real, on the training tests' scaled-down configuration.
+
+Default run: Fig. 2's two variants x 1 seed x 2 steps trained and drawn, then the same command again skips
+both runs. ``-m slow``: 2 seeds x 3 steps interrupted with Ctrl-C, continued, then re-run with nothing to do.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +27,38 @@ def _settings(ws_cache) -> list[str]:
     return cli_flags({**small, "cache_dir": str(ws_cache)})
 
 
+def test_train_build_then_skip(ws_cache, tmp_path, capsys):
+    """The fast real test of the pipeline: trainer subprocesses, run directories, the figure and its sidecar."""
+    root, figs = tmp_path / "runs", tmp_path / "figs"
+    args = ["paper-figures", "--figures", "fig2", "--seeds", "1", "--steps", "2", "--jobs", "2",
+            "--runs-root", str(root), "--out-dir", str(figs), "--", *_settings(ws_cache)]  # fmt: skip
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "2 to train, 0 to resume, 0 finished" in err and "all 2 runs finished" in err
+    runs = ("grpo__s0", "grpo__clip_mode=bidirectional__s0")
+    for r in runs:
+        run = open_run(root / r)
+        assert run.status()["state"] == "finished" and run.steps() == [1, 2], r
+        assert run.config["seed"] == 0 and run.config["steps"] == 2
+    assert open_run(root / runs[1]).config["clip_mode"] == "bidirectional"
+    sidecar = json.loads((figs / "fig2_hard_tokens.json").read_text())
+    assert sorted(sidecar["runs"]) == sorted(str(root / r) for r in runs)
+    assert [(v["label"], v["seeds"]) for v in sidecar["variants"]] == [
+        ("GRPO", [0]),
+        ("GRPO bidirectional clip", [0]),
+    ]
+    assert (figs / "fig2_hard_tokens.png").stat().st_size > 1000
+    events = [json.loads(line) for line in (root / "paper-figures.jsonl").read_text().splitlines()]
+    assert sorted(e["run"] for e in events if e["event"] == "job_end" and e["rc"] == 0) == sorted(runs)
+    assert events[-1]["event"] == "session_end" and events[-1]["result"] == "ok"
+    before = {r: (root / r / "run.json").stat().st_mtime_ns for r in runs}
+    assert main([*args[:1], "--no-figures", *args[1:]]) == 0  # again: nothing to train
+    err = capsys.readouterr().err
+    assert "0 to train, 0 to resume, 2 finished (skipped)" in err and "start " not in err
+    assert {r: (root / r / "run.json").stat().st_mtime_ns for r in runs} == before
+
+
+@pytest.mark.slow
 def test_train_interrupt_continue_build_and_skip(ws_cache, tmp_path):
     root, figs = tmp_path / "runs", tmp_path / "figs"
     args = ["paper-figures", "--figures", "fig2", "--seeds", "2", "--steps", "3", "--jobs", "2",
