@@ -49,7 +49,7 @@ def hidden_by_legends(fig: Figure) -> list[str]:
 def suite(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("runs")
     write_synthetic_suite(
-        root, seeds=(0, 1), steps=6, groups=4, group_size=4, minibatches=2, max_len=8, val_every=2
+        root, seeds=(0, 1), steps=4, groups=4, group_size=4, minibatches=2, max_len=8, val_every=2
     )
     return root
 

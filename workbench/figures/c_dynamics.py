@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from workbench.figures.common import new_figure
+from workbench.figures.common import clear_legends, new_figure
 from workbench.figures.from_runs import (
     RunFigureData,
     add_caption,
@@ -159,8 +159,9 @@ def source_style(label: str) -> tuple[str, str]:
     return SOURCE_STYLE.get(label, RECOMPUTED_STYLE)
 
 
-def _legend(ax, labels: list[str], reference: bool = False) -> None:
-    """One entry per source (line style, marker) and per rollout label (colour): every line is named."""
+def _legend(labels: list[str], reference: bool = False) -> dict:
+    """Legend arguments with one entry per source (line style, marker) and per rollout label (colour): every
+    line is named."""
     handles = [
         Line2D(
             [],
@@ -182,13 +183,14 @@ def _legend(ax, labels: list[str], reference: bool = False) -> None:
         Patch(color=LABEL_COLORS[True], label="correct rollouts (C+)"),
         Patch(color=LABEL_COLORS[False], label="wrong rollouts (C-)"),
     ]
-    ax.legend(handles=handles, fontsize=6.5, frameon=False)
+    return {"handles": handles, "fontsize": 6.5, "frameon": False}
 
 
 def build_c_dynamics(data: RunFigureData, p: CDynamicsParams | None = None) -> Figure:
     p = p or CDynamicsParams()
     fig, axes = new_figure(ncols=3, nrows=1, width=4.4, height=3.6)
     comp = data.frames["by_composition"]
+    legends = []
     for ax, stat, title in (
         (axes[0, 0], "log_c_mean", "(a) mean log C by group composition"),
         (axes[0, 1], "weight_mean", "(b) mean rollout weight by group composition"),
@@ -204,8 +206,9 @@ def build_c_dynamics(data: RunFigureData, p: CDynamicsParams | None = None) -> F
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(f"correct rollouts in the group (G = {data.notes['group_size']})")
         ax.grid(alpha=0.25)
-        _legend(ax, sorted(part["label"].unique().tolist(), key=lambda lb: (lb not in SOURCE_STYLE, lb)),
-                reference=stat == "log_c_mean")  # fmt: skip
+        legends.append((ax, _legend(sorted(part["label"].unique().tolist(),
+                                           key=lambda lb: (lb not in SOURCE_STYLE, lb)),
+                                    reference=stat == "log_c_mean")))  # fmt: skip
     ref = data.frames["reference"]
     for _, rows in ref.groupby("correct"):
         axes[0, 0].plot(rows["group_correct"], rows["log_c"], ls=":", color="0.45", marker="x", ms=4)
@@ -226,6 +229,7 @@ def build_c_dynamics(data: RunFigureData, p: CDynamicsParams | None = None) -> F
     if not steps.empty:
         lo, hi = float(steps["lo"].min()), float(steps["hi"].max())
         ax.set_ylim(min(0.0, lo), hi + 0.35 * (hi - min(0.0, lo)) + 1e-9)
-    ax.legend(fontsize=8, frameon=False, loc="upper center", ncols=2)
+    legends.append((ax, {"fontsize": 8, "frameon": False, "ncols": 2}))
     add_caption(fig, data.caption)
+    clear_legends(fig, legends)
     return fig

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.figure import Figure
 
-from workbench.figures.common import new_figure
+from workbench.figures.common import clear_legends, new_figure
 from workbench.figures.from_runs import (
     RunFigureData,
     add_caption,
@@ -167,7 +167,7 @@ def build_fig2(data: RunFigureData, p: Fig2Params | None = None) -> Figure:
     ax.set_xticks(x, [INTERVAL_TEX[k] for k in INTERVALS], fontsize=8)
     ax.set_ylabel("share of tokens (%)")
     ax.set_title(f"(a) GRPO tokens per ratio interval\n(ε = [{eps_low:g}, {eps_high:g}])", fontsize=10)
-    ax.legend(fontsize=8, frameon=False)
+    bar_legend = (ax, {"fontsize": 8, "frameon": False})
     ax.grid(alpha=0.25, axis="y")
 
     ax = axes[0, 1]
@@ -181,13 +181,8 @@ def build_fig2(data: RunFigureData, p: Fig2Params | None = None) -> Figure:
     ax.set_xlabel("training step")
     ax.set_ylim(bottom=0)
     # the difference heads the legend: a free-standing note ran into the legend box on the tiny runs
-    ax.legend(
-        fontsize=8,
-        frameon=False,
-        loc="best",
-        title=f"bidirectional − vanilla: {100 * data.notes['extra_share_bidirectional']:+.2f} pp",
-        title_fontsize=8,
-    )
+    title = f"bidirectional − vanilla: {100 * data.notes['extra_share_bidirectional']:+.2f} pp"
+    discard_legend = (ax, {"fontsize": 8, "frameon": False, "title": title, "title_fontsize": 8})
     ax.grid(alpha=0.25)
 
     ax = axes[0, 2]
@@ -202,7 +197,7 @@ def build_fig2(data: RunFigureData, p: Fig2Params | None = None) -> Figure:
     ax.set_title("(c) validation Pass@1", fontsize=10)
     ax.set_xlabel("training step")
     ax.set_ylabel("Pass@1")
-    ax.legend(fontsize=8, frameon=False)
     ax.grid(alpha=0.25)
     add_caption(fig, data.caption)
+    clear_legends(fig, [bar_legend, discard_legend, (ax, {"fontsize": 8, "frameon": False})])
     return fig
