@@ -250,6 +250,24 @@ def run_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_paper_figures_arguments(parser: argparse.ArgumentParser) -> None:
+    from training.pipeline.cli import add_arguments
+
+    add_arguments(parser)
+
+
+def _run_paper_figures(args: argparse.Namespace) -> int:
+    from training.pipeline.cli import run
+
+    return run(args)
+
+
+def _paper_figures_epilog() -> str:
+    from training.pipeline.cli import EXAMPLES
+
+    return EXAMPLES
+
+
 # ------------------------------------------------------------------------------------------------ check-data
 
 
@@ -491,6 +509,17 @@ COMMANDS: dict[str, Command] = {
         "rollout and token to --out in the run format of workbench.runlog.",
         epilog=presets_epilog(),
     ),
+    "paper-figures": Command(
+        name="paper-figures",
+        help="train every run the paper's figures need (skipping finished ones), then build the figures",
+        add_arguments=_add_paper_figures_arguments,
+        run=_run_paper_figures,
+        description="Train every variant the run figures declare (Fig. 2, 4, 5, Table 4, allocation, "
+        "C+/C- dynamics) at each seed on the chosen preset, several at a time, skipping finished runs and "
+        "resuming partial ones; then build every figure with python -m workbench.figures. Trainer flags for "
+        "every run go after --.",
+        epilog=_paper_figures_epilog(),
+    ),
     "check-data": Command(
         name="check-data",
         help="grade every gold answer against itself and against another problem's answer, per file",
@@ -521,6 +550,8 @@ COMMANDS: dict[str, Command] = {
         "  python -m training eval --model M --limit 10 --k 2 --max-new-tokens 512   # a quick look",
     ),
 }
+# Commands that take trainer flags after ``--`` (``args.train_flags``).
+TAKES_TRAIN_FLAGS = frozenset({"paper-figures"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -544,5 +575,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1 :]
     args = parser.parse_args(argv)
+    if extra and args.command not in TAKES_TRAIN_FLAGS:
+        parser.error(f"{args.command} takes no arguments after --: {' '.join(extra)}")
+    args.train_flags = extra
     return COMMANDS[args.command].run(args)

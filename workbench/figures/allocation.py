@@ -49,7 +49,7 @@ class AllocationParams:
     top: float = 0.01  # fraction of tokens / rollouts whose weight share is shown
     band: str = "minmax"
     minibatches: str = "later"
-    smooth: int = 1
+    smooth: int = 10  # trailing mean over this many steps of each run (per-step values are noisy)
 
     def __post_init__(self) -> None:
         if not 0 < self.top <= 1:
@@ -108,9 +108,12 @@ def build_allocation(data: RunFigureData, p: AllocationParams | None = None) -> 
         if stat.startswith("corr"):
             ax.axhline(0, color="0.4", lw=0.8)
             ax.set_ylim(-1.05, 1.05)
-        else:
-            ax.set_ylim(0, 1.02)
+        else:  # zoom on the data: shares of a few percent would hug the axis on [0, 1]
+            top = float(part["hi"].max()) if not part.empty else p.top
+            ax.set_ylim(0, min(1.02, max(1.2 * top, 2.5 * p.top)))
+            ax.axhline(p.top, color="0.4", lw=0.8, ls=":", label=f"uniform weight ({pct})")
             ax.set_ylabel("share of total weight")
-    axes[0, 0].legend(fontsize=8, frameon=False)
+    handles, labels = axes[0, 0].get_legend_handles_labels()  # above the panels: no line is hidden
+    fig.legend(handles, labels, loc="outside upper center", ncols=len(labels), fontsize=8, frameon=False)
     add_caption(fig, data.caption)
     return fig

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
-from workbench.figures.common import new_figure
+from workbench.figures.common import clear_legends, new_figure
 from workbench.figures.from_runs import (
     RunFigureData,
     add_caption,
@@ -118,8 +120,12 @@ def c_dynamics_data(runs, p: CDynamicsParams | None = None) -> RunFigureData:
     )
     steps_band, notes = band_over_seeds(per_step, "log_c", [real_sel], p.band, by=("correct",))
 
+    s_used = real.loc[real["used"], "s_bar"].to_numpy(dtype=float)
+    s_q = [float(v) for v in np.quantile(s_used, [0.01, 0.99])] if len(s_used) else [np.nan, np.nan]
     extra = (
-        f"Group size G = {g}; compositions 1..G-1 (mixed groups, the ones in the loss). (a, b): means over "
+        f"Group size G = {g}; compositions 1..G-1 (mixed groups, the ones in the loss). REAL's s̄ of those "
+        f"rollouts: 1-99% quantiles [{s_q[0]:.3g}, {s_q[1]:.3g}] (where |s̄| << τ, log C is close to its value "
+        f"at s̄ = 0). (a, b): means over "
         f"rollouts of each run pooled over steps, then {BAND_NOTE[p.band].replace('band: ', '')}. "
         f"{MINIBATCH_NOTE[p.minibatches]}."
     )
@@ -135,7 +141,7 @@ def c_dynamics_data(runs, p: CDynamicsParams | None = None) -> RunFigureData:
             "reference": reference_at_zero(g, real_weights_tau(real)),
         },
         caption,
-        {**notes, "group_size": g, "tau_recomputed": p.tau},
+        {**notes, "group_size": g, "tau_recomputed": p.tau, "real_s_bar_q01_q99": s_q},
     )
 
 
@@ -144,13 +150,47 @@ def real_weights_tau(real: pd.DataFrame) -> float:
     return float(taus[0]) if len(taus) == 1 else 0.5
 
 
-SOURCE_STYLE = {"REAL (logged)": "-", "GRPO (logged)": "-."}
+# line style and marker per source; colour says correct (C+) or wrong (C-)
+SOURCE_STYLE: dict[str, tuple[str, str]] = {"REAL (logged)": ("-", "o"), "GRPO (logged)": ("-.", "^")}
+RECOMPUTED_STYLE = ("--", "s")  # REAL recomputed on GRPO's s_bar
+
+
+def source_style(label: str) -> tuple[str, str]:
+    return SOURCE_STYLE.get(label, RECOMPUTED_STYLE)
+
+
+def _legend(labels: list[str], reference: bool = False) -> dict:
+    """Legend arguments with one entry per source (line style, marker) and per rollout label (colour): every
+    line is named."""
+    handles = [
+        Line2D(
+            [],
+            [],
+            color="0.25",
+            ls=source_style(lb)[0],
+            marker=source_style(lb)[1],
+            ms=4,
+            mfc="none",
+            label=lb,
+        )
+        for lb in labels
+    ]
+    if reference:
+        handles.append(
+            Line2D([], [], color="0.45", ls=":", marker="x", ms=4, label=r"REAL at $\bar{s}=0$ (closed form)")
+        )
+    handles += [
+        Patch(color=LABEL_COLORS[True], label="correct rollouts (C+)"),
+        Patch(color=LABEL_COLORS[False], label="wrong rollouts (C-)"),
+    ]
+    return {"handles": handles, "fontsize": 6.5, "frameon": False}
 
 
 def build_c_dynamics(data: RunFigureData, p: CDynamicsParams | None = None) -> Figure:
     p = p or CDynamicsParams()
     fig, axes = new_figure(ncols=3, nrows=1, width=4.4, height=3.6)
     comp = data.frames["by_composition"]
+    legends = []
     for ax, stat, title in (
         (axes[0, 0], "log_c_mean", "(a) mean log C by group composition"),
         (axes[0, 1], "weight_mean", "(b) mean rollout weight by group composition"),
@@ -159,22 +199,21 @@ def build_c_dynamics(data: RunFigureData, p: CDynamicsParams | None = None) -> F
         for (label, correct), rows in part.groupby(["label", "correct"], sort=True):
             rows = rows.sort_values("group_correct")
             x = rows["group_correct"].to_numpy()
-            ls = SOURCE_STYLE.get(label, "--")
-            name = f"{label}, {'correct (C+)' if correct else 'wrong (C-)'}"
-            ax.plot(x, rows["mean"], ls=ls, marker="o", ms=3, color=LABEL_COLORS[bool(correct)], label=name)
-            ax.fill_between(x, rows["lo"], rows["hi"], color=LABEL_COLORS[bool(correct)], alpha=0.12, lw=0)
+            ls, marker = source_style(label)
+            color = LABEL_COLORS[bool(correct)]
+            ax.plot(x, rows["mean"], ls=ls, marker=marker, ms=4, mfc="none", color=color, lw=1.3)
+            ax.fill_between(x, rows["lo"], rows["hi"], color=color, alpha=0.12, lw=0)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(f"correct rollouts in the group (G = {data.notes['group_size']})")
         ax.grid(alpha=0.25)
+        legends.append((ax, _legend(sorted(part["label"].unique().tolist(),
+                                           key=lambda lb: (lb not in SOURCE_STYLE, lb)),
+                                    reference=stat == "log_c_mean")))  # fmt: skip
     ref = data.frames["reference"]
-    for correct, rows in ref.groupby("correct"):
-        axes[0, 0].plot(
-            rows["group_correct"], rows["log_c"], ls=":", color="0.45", marker="x", ms=4,
-            label=r"at $\bar{s}=0$ (closed form)" if correct else None,
-        )  # fmt: skip
+    for _, rows in ref.groupby("correct"):
+        axes[0, 0].plot(rows["group_correct"], rows["log_c"], ls=":", color="0.45", marker="x", ms=4)
     axes[0, 0].set_ylabel("log C")
     axes[0, 1].set_ylabel("|W| (rollout)")
-    axes[0, 0].legend(fontsize=6.5, frameon=False)
 
     ax = axes[0, 2]
     steps = data.frames["over_steps"]
@@ -186,6 +225,11 @@ def build_c_dynamics(data: RunFigureData, p: CDynamicsParams | None = None) -> F
     ax.set_xlabel("training step")
     ax.set_ylabel("log C")
     ax.grid(alpha=0.25)
-    ax.legend(fontsize=8, frameon=False)
+    # the per-step band can span the whole range: room above it for the legend, so it hides no band or line
+    if not steps.empty:
+        lo, hi = float(steps["lo"].min()), float(steps["hi"].max())
+        ax.set_ylim(min(0.0, lo), hi + 0.35 * (hi - min(0.0, lo)) + 1e-9)
+    legends.append((ax, {"fontsize": 8, "frameon": False, "ncols": 2}))
     add_caption(fig, data.caption)
+    clear_legends(fig, legends)
     return fig

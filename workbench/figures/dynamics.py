@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import pandas as pd
 from matplotlib.figure import Figure
 
 from workbench.figures.common import new_figure
@@ -50,7 +51,7 @@ class DynamicsParams:
     """Options of Fig. 4 / Fig. 5."""
 
     band: str = "minmax"  # minmax or sd over seeds
-    smooth: int = 1  # trailing rolling mean over this many logged points of each run (1: none)
+    smooth: int = 10  # trailing mean over this many steps of each run's per-step metrics (1: none)
 
     def __post_init__(self) -> None:
         if self.band not in BAND_CHOICES:
@@ -67,11 +68,20 @@ def dynamics_data(
     selected = select(name, runs, specs)
     long = collect(training_dynamics, [r for s in selected for r in s.runs])
     long = attach_specs(long, selected)
-    long = smooth_runs(long, "value", p.smooth, by=("run", "metric"))
+    dense = long["metric"] != "val_pass1"
+    long = pd.concat(
+        [smooth_runs(long[dense], "value", p.smooth, by=("run", "metric")), long[~dense]], ignore_index=True
+    )
     agg, notes = band_over_seeds(long, "value", selected, p.band, by=("metric",))
-    extra = "Validation Pass@1 is drawn only at validated steps (null steps dropped)."
+    extra = (
+        "Validation Pass@1 is drawn at validated steps only, step 0 being the validation before training, and "
+        "is never smoothed."
+    )
     if p.smooth > 1:
-        extra += f" Each run smoothed by a trailing mean over {p.smooth} logged points."
+        extra += (
+            f" Entropy, reward and 100% solved ratio: each run smoothed by a trailing mean over {p.smooth} "
+            "steps before averaging over seeds."
+        )
     caption = f"{PAPER_CAPTIONS.get(name, '')} {runs_caption(selected, p.band, extra)}".strip()
     return RunFigureData(name, selected, {"dynamics": long, "band": agg}, caption, notes)
 
@@ -94,7 +104,8 @@ def build_dynamics(data: RunFigureData, p: DynamicsParams | None = None) -> Figu
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("training step")
         ax.grid(alpha=0.25)
-    axes[0, 0].legend(fontsize=8, frameon=False)
+    handles, labels = axes[0, 0].get_legend_handles_labels()  # above the panels: no line is hidden
+    fig.legend(handles, labels, loc="outside upper center", ncols=len(labels), fontsize=8, frameon=False)
     add_caption(fig, data.caption)
     return fig
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from matplotlib.figure import Figure
 
 from workbench.figures import allocation, c_dynamics, dynamics, fig2, table4
@@ -26,22 +27,43 @@ class RunFigure:
     data: Callable[[Sequence[RunLike], Any], RunFigureData]
     build: Callable[[RunFigureData, Any], Figure]
     extra_files: Callable[[RunFigureData, Path], list[Path]] | None = None
+    plotted: tuple[str, ...] = ()  # frames of RunFigureData holding exactly what is drawn (means, bands)
 
     def make(self, runs: Sequence[RunLike], params: Any, out_dir: Path, command: str) -> list[Path]:
         """Read the runs, draw, and write PNG + PDF + JSON sidecar (and any extra files) into ``out_dir``.
 
-        ``command`` is the command line recorded in the sidecar.
+        ``command`` is the command line recorded in the sidecar. With ``plotted``, the drawn values are also
+        written to ``<name>.csv`` (``plotted_values``), which the sidecar names.
         """
         data = self.data(runs, params)
         paths = list(self.extra_files(data, out_dir)) if self.extra_files else []
-        return save_figure(self.build(data, params), self.name, out_dir, data.meta(params), command) + paths
+        meta = data.meta(params)
+        if self.plotted:
+            paths.append(plotted_values(data, self.plotted, out_dir / f"{self.name}.csv"))
+            meta["plotted_values"] = {
+                "file": f"{self.name}.csv",
+                "frames": list(self.plotted),
+                "note": "one row per drawn point: mean over seeds, band lo/hi, n_seeds (column frame: which part)",
+            }
+        return save_figure(self.build(data, params), self.name, out_dir, meta, command) + paths
+
+
+def plotted_values(data: RunFigureData, frames: Sequence[str], path: Path) -> Path:
+    """Write the drawn frames of ``data`` as one CSV, a leading ``frame`` column naming each row's frame."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    parts = [data.frames[k].assign(frame=k) for k in frames]
+    table = pd.concat(parts, ignore_index=True)
+    table = table[["frame", *[c for c in table.columns if c != "frame"]]]
+    table.to_csv(path, index=False, float_format="%.6g")
+    return path
 
 
 # help text of every parameter field of the run figures
 PARAM_HELP = {
     "band": "band around the mean over seeds: minmax (min to max) or sd (±1 sample sd)",
     "minibatches": "later: only each step's later mini-batches (s = 0 in the first); all: every mini-batch",
-    "smooth": "trailing rolling mean over this many logged points of each run before averaging (1: none)",
+    "smooth": "trailing mean over this many steps of each run's per-step series before averaging over seeds "
+    "(1: none; validation Pass@1 is never smoothed)",
     "step": "panel (a) at this training step (the paper shows step 200); default: mean over all logged steps",
     "top": "fraction of tokens / rollouts whose share of the weight is shown (0.01: top 1%%)",
     "tau": "tau of REAL recomputed on GRPO's logged s_bar",
@@ -68,6 +90,7 @@ RUN_FIGURES: dict[str, RunFigure] = {
             fig2.Fig2Params,
             fig2.fig2_data,
             fig2.build_fig2,
+            plotted=("bars", "discard_band", "val_band"),
         ),
         RunFigure(
             "fig4",
@@ -79,6 +102,7 @@ RUN_FIGURES: dict[str, RunFigure] = {
             dynamics.DynamicsParams,
             dynamics.fig4_data,
             dynamics.build_dynamics,
+            plotted=("band",),
         ),
         RunFigure(
             "fig5",
@@ -90,6 +114,7 @@ RUN_FIGURES: dict[str, RunFigure] = {
             dynamics.DynamicsParams,
             dynamics.fig5_data,
             dynamics.build_dynamics,
+            plotted=("band",),
         ),
         RunFigure(
             "table4",
@@ -115,6 +140,7 @@ RUN_FIGURES: dict[str, RunFigure] = {
             allocation.AllocationParams,
             allocation.allocation_data,
             allocation.build_allocation,
+            plotted=("band",),
         ),
         RunFigure(
             "c-dynamics",
@@ -127,6 +153,7 @@ RUN_FIGURES: dict[str, RunFigure] = {
             c_dynamics.CDynamicsParams,
             c_dynamics.c_dynamics_data,
             c_dynamics.build_c_dynamics,
+            plotted=("by_composition", "over_steps", "reference"),
         ),
     )
 }

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from workbench.figures.common import new_figure
 from workbench.figures.from_runs import RunFigureData, add_caption, runs_caption, select
-from workbench.stats import POSITIVE, collect, final_metric, spec
+from workbench.stats import POSITIVE, collect, final_metric, initial_validation, spec
 from workbench.stats.variants import RunLike, VariantSpec
 
 NAME = "table4_real_ablations"
@@ -41,6 +41,7 @@ PAPER_TABLE4: dict[str, float] = {
     "REAL": 52.6,
 }
 OURS_HEADER = "This project: final val Pass@1 (%), mean ± sd over seeds"
+BEFORE_HEADER = "This project: before RL (%)"
 PAPER_HEADER = "Paper's reported Pass@1 (%) (Table 4, avg. of 6 benchmarks, 1.5B)"
 
 
@@ -61,6 +62,8 @@ def table4_data(runs: Sequence[RunLike], p: Table4Params | None = None) -> RunFi
         names = {r.name for r in sel.runs}
         f = finals[finals["run"].isin(names) & np.isfinite(finals["value"])]
         vals = 100 * f["value"].to_numpy(dtype=float)
+        before = [initial_validation(r).get(p.metric) for r in sel.runs]
+        before = [100 * float(v) for v in before if isinstance(v, int | float) and np.isfinite(v)]
         rows.append(
             {
                 "setting": sel.spec.label,
@@ -69,12 +72,14 @@ def table4_data(runs: Sequence[RunLike], p: Table4Params | None = None) -> RunFi
                 "ours_sd_pct": float(vals.std(ddof=1)) if len(vals) > 1 else np.nan,
                 "ours_seeds": ",".join(str(s) for s in f["seed"].tolist()),
                 "ours_final_steps": ",".join(str(int(s)) for s in f["step"].tolist()),
+                "ours_before_rl_pct": float(np.mean(before)) if before else np.nan,
                 "paper_reported_pct": PAPER_TABLE4[sel.spec.label],
             }
         )
     table = pd.DataFrame(rows)
     caption = (
-        "Table 4 (REAL ablations). Ours: last logged validation Pass@1 of each run, mean ± sample sd over seeds. "
+        "Table 4 (REAL ablations). Ours: last logged validation Pass@1 of each run, mean ± sample sd over seeds; "
+        "'before RL': the same validation before the first step (the starting policy), mean over seeds. "
         "The paper's column is its reported Table 4 (average over six benchmarks, 1.5B model), shown beside "
         "ours, not comparable in scale. " + runs_caption(selected, None)
     )
@@ -90,16 +95,20 @@ def _ours_cell(row: pd.Series) -> str:
     return f"{row['ours_mean_pct']:.1f}{sd} (n={n})"
 
 
+def _before_cell(row: pd.Series) -> str:
+    return f"{row['ours_before_rl_pct']:.1f}" if np.isfinite(row["ours_before_rl_pct"]) else "n/a"
+
+
 def table4_markdown(data: RunFigureData) -> str:
     t = data.frames["table"]
     lines = [
-        f"| Setting | Our variant | {OURS_HEADER} | Seeds | {PAPER_HEADER} |",
-        "| --- | --- | --- | --- | --- |",
+        f"| Setting | Our variant | {OURS_HEADER} | {BEFORE_HEADER} | Seeds | {PAPER_HEADER} |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for _, row in t.iterrows():
         lines.append(
-            f"| {row['setting']} | {row['variant']} | {_ours_cell(row)} | {row['ours_seeds'] or '-'} | "
-            f"{row['paper_reported_pct']:.1f} |"
+            f"| {row['setting']} | {row['variant']} | {_ours_cell(row)} | {_before_cell(row)} | "
+            f"{row['ours_seeds'] or '-'} | {row['paper_reported_pct']:.1f} |"
         )
     return "\n".join(lines) + "\n\n" + data.caption + "\n"
 
@@ -119,7 +128,8 @@ def build_table4(data: RunFigureData, p: Table4Params | None = None) -> Figure:
     ax = axes[0, 0]
     ax.axis("off")
     cells = [
-        [r["setting"], r["variant"], _ours_cell(r), f"{r['paper_reported_pct']:.1f}"] for _, r in t.iterrows()
+        [r["setting"], r["variant"], _ours_cell(r), _before_cell(r), f"{r['paper_reported_pct']:.1f}"]
+        for _, r in t.iterrows()
     ]
     tbl = ax.table(
         cellText=cells,
@@ -127,12 +137,13 @@ def build_table4(data: RunFigureData, p: Table4Params | None = None) -> Figure:
             "Setting",
             "Our variant",
             "This project:\nfinal val Pass@1 (%)",
+            "This project:\nbefore RL (%)",
             "Paper's reported\nPass@1 (%)",
         ],
         loc="center",
         cellLoc="left",
         colLoc="left",
-        colWidths=[0.22, 0.28, 0.28, 0.22],
+        colWidths=[0.2, 0.24, 0.22, 0.15, 0.19],
     )
     tbl.auto_set_font_size(False)
     tbl.set_fontsize(8)
@@ -141,7 +152,7 @@ def build_table4(data: RunFigureData, p: Table4Params | None = None) -> Figure:
         if r == 0:
             cell.set_text_props(weight="bold")
             cell.set_height(cell.get_height() * 1.6)
-        if c == 3:
+        if c == 4:
             cell.set_facecolor("#f0f0f0")  # the paper's column, set apart
     ax.set_title(
         "Table 4: REAL ablations (ours vs the paper's reported values, separate columns)", fontsize=10

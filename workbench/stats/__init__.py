@@ -7,7 +7,8 @@ many runs and adds ``variant, label, method, seed``; ``seed_band`` averages over
 - Hard-token intervals (Fig. 2): ``token_intervals``, ``clip_discards``.
 - Gradient allocation: ``gradient_allocation``.
 - C+/C- dynamics: ``real_weights`` (logged, or recomputed with the closed forms), ``c_by_composition``.
-- Training dynamics: ``training_dynamics``, ``final_metric``.
+- Training dynamics: ``training_dynamics`` (with the validation before training as step 0), ``final_metric``,
+  ``initial_validation``.
 - Runs and variants: ``describe_runs``, ``variant_of``, ``group_runs``, ``select_variants``, ``expand_run_paths``.
 
 Ratio statistics use only each step's later mini-batches by default (``minibatches="later"``): ``s`` is 0 in
@@ -16,7 +17,7 @@ the first one.
 
 from workbench.stats.allocation import ALLOCATION_COLUMNS, gradient_allocation
 from workbench.stats.c_dynamics import c_by_composition, real_weights, recompute_real
-from workbench.stats.dynamics import DYNAMICS_METRICS, final_metric, training_dynamics
+from workbench.stats.dynamics import DYNAMICS_METRICS, final_metric, initial_validation, training_dynamics
 from workbench.stats.intervals import INTERVALS, SIGNS, clip_discards, run_eps, token_intervals
 from workbench.stats.load import MINIBATCH_CHOICES, MINIBATCH_NOTE
 from workbench.stats.seeds import BAND_CHOICES, BAND_NOTE, collect, describe_runs, seed_band
@@ -58,6 +59,7 @@ __all__ = [
     "final_metric",
     "gradient_allocation",
     "group_runs",
+    "initial_validation",
     "real_weights",
     "recompute_real",
     "run_eps",

@@ -128,6 +128,21 @@ class Variant:
         return asdict(resolve_hparams(self.method, dict(self.overrides)))
 
 
+def variant_from(method: str, hparams: Mapping[str, Any]) -> Variant:
+    """The variant of ``method`` with (possibly partial) ``hparams``: the effective differences from
+    ``DEFAULTS[method]`` after ``resolve_hparams`` (``kl_target`` dropped while ``kl_beta == 0``).
+
+    Raises ``ValueError`` for an unknown method, name or value. This is how runs are matched to figures, so a
+    trainer that plans runs for a figure checks its configs with it.
+    """
+    resolved = asdict(resolve_hparams(method, dict(hparams)))
+    default = asdict(DEFAULTS[method])
+    diff = {k: v for k, v in resolved.items() if not _same(v, default[k])}
+    if resolved.get("kl_beta", 0) == 0:
+        diff.pop("kl_target", None)
+    return Variant(method, tuple(sorted(diff.items())))
+
+
 def variant_of(run: RunLike) -> Variant:
     """The variant of a run: ``run.json``'s method and the effective overrides in ``config["hparams"]``.
 
@@ -135,20 +150,14 @@ def variant_of(run: RunLike) -> Variant:
     object, or holds a name or value ``resolve_hparams`` rejects.
     """
     run = as_run(run)
-    method = run.method
     hp = _config_field(run, "hparams")
     where = run.dir / "run.json"
     if not isinstance(hp, Mapping):
         raise RunFormatError(where, f"must be an object, got {type(hp).__name__}", field="config.hparams")
     try:
-        resolved = asdict(resolve_hparams(method, dict(hp)))
+        return variant_from(run.method, hp)
     except ValueError as e:
         raise RunFormatError(where, str(e), field="config.hparams") from None
-    default = asdict(DEFAULTS[method])
-    diff = {k: v for k, v in resolved.items() if not _same(v, default[k])}
-    if resolved.get("kl_beta", 0) == 0:
-        diff.pop("kl_target", None)
-    return Variant(method, tuple(sorted(diff.items())))
 
 
 class _Positive:
