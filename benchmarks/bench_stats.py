@@ -3,7 +3,7 @@
     python benchmarks/bench_stats.py                 # generate (once, cached under cache/) and measure
     python benchmarks/bench_stats.py --tokens 2e6    # a smaller input
 
-The run is synthetic (``workbench.stats.synthetic``: GRPO, 128 prompts x 8 rollouts per step, 4 mini-batches,
+The run is synthetic (``workbench.synthetic_run``: GRPO, 128 prompts x 8 rollouts per step, 4 mini-batches,
 closed-form weights) in the real schema, written by ``RunWriter``. The statistics run in a fresh subprocess so
 that its peak RSS (``ru_maxrss``) is theirs alone: imports, reads and computation. Targets: <= 10 s and
 <= 4 GiB. The baseline, measured in the same subprocess, is reading the token columns the statistics need
@@ -24,28 +24,22 @@ sys.path.insert(0, str(ROOT))
 
 TARGET_S = 10.0
 TARGET_GIB = 4.0
-GROUPS, GROUP_SIZE, MINIBATCHES, MIN_LEN = 128, 8, 4, 20
+GROUPS, GROUP_SIZE, MINIBATCHES, MEAN_LEN = 128, 8, 4, 98
 
 
-def _spec(tokens: float):
-    from workbench.stats.synthetic import SyntheticRun
-
-    per_step = GROUPS * GROUP_SIZE
-    mean_len = 98
-    steps = max(1, round(tokens / (per_step * mean_len)))
-    return SyntheticRun(
-        "grpo",
-        seed=0,
-        steps=steps,
-        groups=GROUPS,
-        group_size=GROUP_SIZE,
-        minibatches=MINIBATCHES,
-        min_len=MIN_LEN,
-        max_len=2 * mean_len - MIN_LEN,
-        s_scale=0.15,
-        val_every=10,
-        name=f"bench-grpo-{int(tokens)}",
-    )
+def _sizes(tokens: float) -> dict:
+    """``write_synthetic_run`` keywords for a GRPO run of about ``tokens`` logged tokens."""
+    steps = max(1, round(tokens / (GROUPS * GROUP_SIZE * MEAN_LEN)))
+    return {
+        "method": "grpo",
+        "seed": 0,
+        "steps": steps,
+        "prompts": GROUPS,
+        "group_size": GROUP_SIZE,
+        "minibatches": MINIBATCHES,
+        "mean_len": MEAN_LEN,
+        "val_every": 10,
+    }
 
 
 def ensure_run(tokens: float, cache: Path, regenerate: bool) -> Path:
@@ -53,21 +47,22 @@ def ensure_run(tokens: float, cache: Path, regenerate: bool) -> Path:
     import shutil
 
     from workbench.runlog import open_run
-    from workbench.stats.synthetic import write_synthetic_run
+    from workbench.synthetic_run import write_synthetic_run
 
-    spec = _spec(tokens)
-    run_dir = cache / spec.run_name()
+    sizes = _sizes(tokens)
+    run_dir = cache / f"bench-grpo-{int(tokens)}"
     if run_dir.exists() and not regenerate:
         run = open_run(run_dir)
-        if run.status().get("state") == "finished" and len(run.steps()) == spec.steps:
+        if run.status().get("state") == "finished" and len(run.steps()) == sizes["steps"]:
             return run_dir
     if run_dir.exists():
         shutil.rmtree(run_dir)
     print(
-        f"generating {run_dir} ({spec.steps} steps, ~{tokens:.3g} tokens); cached for later runs", flush=True
+        f"generating {run_dir} ({sizes['steps']} steps, ~{tokens:.3g} tokens); cached for later runs",
+        flush=True,
     )
     t0 = time.perf_counter()
-    write_synthetic_run(cache, spec, progress=True)
+    write_synthetic_run(run_dir, progress=True, **sizes)
     print(f"generated in {time.perf_counter() - t0:.0f} s", flush=True)
     return run_dir
 

@@ -35,22 +35,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from training.task import Problem
+from workbench.errors import LocatedError
 
 PROMPT_SUFFIX = "Let's think step by step and output the final answer within \\boxed{}."
 BENCHMARKS = ("aime", "aime25", "amc", "math", "minerva", "olympiad_bench")
 
 
-class DataFormatError(ValueError):
+class DataFormatError(LocatedError):
     """A data file that cannot be used as it is. The message names the file, row (0-based) and field."""
-
-    def __init__(self, path: Path | str, problem: str, *, row: int | None = None, field: str | None = None):
-        where = str(path)
-        if row is not None:
-            where += f", row {row}"
-        if field is not None:
-            where += f", field {field!r}"
-        super().__init__(f"{where}: {problem}")
-        self.path, self.row, self.field, self.problem = Path(path), row, field, problem
 
 
 @dataclass

@@ -29,6 +29,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from workbench.errors import LocatedError
+
 SCHEMA_VERSION = 1
 TABLES = ("metrics", "rollouts", "tokens")
 
@@ -107,17 +109,8 @@ SCHEMAS: dict[str, pa.Schema] = {
 NULLABLE = {("metrics", "val_pass1"), ("rollouts", "advantage"), ("rollouts", "log_c")}
 
 
-class RunFormatError(ValueError):
+class RunFormatError(LocatedError):
     """A run directory or one of its files does not follow the schema. The message names file, row and field."""
-
-    def __init__(self, path: Path | str, problem: str, *, field: str | None = None, row: int | None = None):
-        where = str(path)
-        if row is not None:
-            where += f", row {row}"
-        if field is not None:
-            where += f", field {field!r}"
-        super().__init__(f"{where}: {problem}")
-        self.path, self.problem, self.field, self.row = Path(path), problem, field, row
 
 
 def step_file(run_dir: Path, table: str, step: int) -> Path:

@@ -10,12 +10,16 @@ from ``workbench.closed_forms.token_gradient``.
 
 The run says what it is: ``config["synthetic"] = True``, ``config["preset"] = "synthetic"`` and
 ``env["generator"] = "workbench.synthetic_run"``. Readers (the app) label such runs; never present one as a result.
+
+``write_synthetic_suite`` writes one such run per variant the paper's figures need (``PAPER_VARIANTS``) and seed,
+each variant with its own trend knobs (from a hash of its name) so that curves differ; the differences mean nothing.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +70,21 @@ def write_synthetic_run(
     val_every: int = 5,
     state: str = "finished",
     hparams: dict[str, Any] | None = None,
+    skill_per_step: float = 0.04,
+    entropy_decay: float = 0.004,
+    progress: bool = False,
 ) -> Path:
     """Write a SYNTHETIC run of ``steps`` steps x ``prompts`` groups x ``group_size`` rollouts (see module doc).
 
-    ``state`` is the final ``status.json`` state (``running`` leaves it as a run still training would).
+    Trend knobs (inventions, not results): the logit of each prompt's solve rate rises by ``skill_per_step`` per
+    step and the token entropy scales as ``exp(-entropy_decay * step)``. ``state`` is the final ``status.json``
+    state (``running`` leaves it as a run still training would). ``progress`` prints a step counter.
     """
     check_method(method)
-    if steps < 1 or prompts < 1 or group_size < 2 or minibatches < 1 or mean_len < 4:
-        raise ValueError("need steps >= 1, prompts >= 1, group_size >= 2, minibatches >= 1, mean_len >= 4")
+    if steps < 1 or prompts < 1 or group_size < 2 or minibatches < 1 or mean_len < 4 or val_every < 1:
+        raise ValueError(
+            "need steps >= 1, prompts >= 1, group_size >= 2, minibatches >= 1, mean_len >= 4, val_every >= 1"
+        )
     run_dir = Path(run_dir)
     hp = resolve_hparams(method, hparams)
     rng = np.random.default_rng(seed)
@@ -95,13 +106,18 @@ def write_synthetic_run(
     }
     writer = RunWriter.create(run_dir, name=run_dir.name, method=method, config=config, env=env)
     vocab: dict[str, int] = {}
-    skill = 0.0
     for step in range(1, steps + 1):
-        skill += 0.04
-        _write_step(
-            writer, rng, step, method, hp, prompts, group_size, minibatches, mean_len, skill, val_every, vocab
+        trend = (
+            skill_per_step * step,
+            math.exp(-entropy_decay * step),
+            step % val_every == 0 or step == steps,
         )
+        _write_step(writer, rng, step, method, hp, prompts, group_size, minibatches, mean_len, trend, vocab)
         writer.set_status("running", last_step=step, steps=steps)
+        if progress:
+            print(f"\r  synthetic {run_dir.name}: step {step}/{steps}", end="", flush=True)
+    if progress:
+        print()
     writer.set_status(state, last_step=steps, steps=steps)
     return run_dir
 
@@ -116,10 +132,10 @@ def _write_step(
     g: int,
     minibatches: int,
     mean_len: int,
-    skill: float,
-    val_every: int,
+    trend: tuple[float, float, bool],
     vocab: dict[str, int],
 ) -> None:
+    skill, entropy_scale, validate = trend
     n = prompts * g
     group = np.repeat(np.arange(prompts), g)
     difficulty = rng.normal(0.0, 1.2, prompts)
@@ -151,7 +167,7 @@ def _write_step(
         s = s * 2e-3  # GSPO's clip range is 1e-4 wide; keep some sequences inside it
     logp = np.where(mask, old + s, 0.0)
     old = np.where(mask, old, 0.0)
-    entropy = np.where(mask, rng.gamma(2.0, 0.35, (n, t_max)) * math.exp(-0.004 * step), 0.0)
+    entropy = np.where(mask, rng.gamma(2.0, 0.35, (n, t_max)) * entropy_scale, 0.0)
 
     t = torch.from_numpy
     weight = np.zeros((n, t_max))
@@ -233,7 +249,7 @@ def _write_step(
         "solved_none_ratio": float((correct_per_group == 0).mean()),
         "entropy_mean": float(entropy[mask].mean()),
         "val_pass1": float(np.clip(_sigmoid(np.array(skill - 0.4)) + rng.normal(0, 0.02), 0, 1))
-        if step % val_every == 0
+        if validate
         else float("nan"),
         "loss": float(np.mean(losses)),
         "grad_norm": float(rng.gamma(4.0, 0.05)),
@@ -251,3 +267,51 @@ def _write_step(
         "grader_errors": 0,
     }
     writer.write_step(step, metrics, rollouts, tokens)
+
+
+# Every variant the figures of workbench.figures need (method, hparams overrides).
+PAPER_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("grpo", {}),
+    ("grpo", {"clip_mode": "bidirectional"}),
+    ("dapo", {}),
+    ("gspo", {}),
+    ("real", {}),
+    ("real_bce", {}),
+    ("real_no_anchor", {}),
+    ("real", {"tau": 0.1}),
+    ("real", {"tau": 1.0}),
+    ("real", {"kl_beta": 0.001}),
+    ("real", {"kl_beta": 0.001, "kl_target": "old"}),
+)
+
+
+def variant_name(method: str, hparams: dict[str, Any], seed: int) -> str:
+    """``method[-keyvalue...]-s{seed}``, e.g. ``real-tau0.1-s0``."""
+    return method + "".join(f"-{k}{v}" for k, v in sorted(hparams.items())) + f"-s{seed}"
+
+
+def write_synthetic_suite(
+    root: Path | str,
+    seeds: tuple[int, ...] = (0, 1),
+    variants: tuple[tuple[str, dict[str, Any]], ...] = PAPER_VARIANTS,
+    **sizes: Any,
+) -> list[Path]:
+    """One SYNTHETIC run per variant and seed under ``root`` (``sizes``: keywords of ``write_synthetic_run``).
+
+    Each variant's ``skill_per_step`` and ``entropy_decay`` come from a hash of its name so that its curves differ
+    from the others'; the differences mean nothing.
+    """
+    steps = int(sizes.get("steps", 12))
+    paths = []
+    for method, hp in variants:
+        h = zlib.crc32(variant_name(method, hp, 0).encode())
+        knobs = {
+            "skill_per_step": (0.5 + (h % 100) / 50) / steps,
+            "entropy_decay": (0.6 - ((h >> 8) % 100) / 100) / steps,
+        }
+        for seed in seeds:
+            run_dir = Path(root) / variant_name(method, hp, seed)
+            paths.append(
+                write_synthetic_run(run_dir, method=method, seed=seed, hparams=dict(hp), **{**knobs, **sizes})
+            )
+    return paths

@@ -56,9 +56,9 @@ def mixed_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def suite_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every variant the run figures need (workbench.stats.synthetic), one seed, a few steps."""
-    from workbench.stats.synthetic import write_synthetic_suite
+    """Every variant the run figures need (workbench.synthetic_run.PAPER_VARIANTS), one seed, a few steps."""
+    from workbench.synthetic_run import write_synthetic_suite
 
     root = tmp_path_factory.mktemp("runs_suite")
-    write_synthetic_suite(root, seeds=(0,), steps=4)
+    write_synthetic_suite(root, seeds=(0,), steps=4, prompts=4, group_size=4, minibatches=2, mean_len=8)
     return root

@@ -11,14 +11,14 @@ import pytest
 from workbench.figures.__main__ import main
 from workbench.figures.fig2 import Fig2Params, fig2_data
 from workbench.figures.registry import RUN_FIGURES
-from workbench.stats.synthetic import PAPER_VARIANTS, write_synthetic_suite
+from workbench.synthetic_run import PAPER_VARIANTS, write_synthetic_suite
 
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("runs")
     write_synthetic_suite(
-        root, seeds=(0, 1), steps=4, groups=4, group_size=4, minibatches=2, max_len=8, val_every=2
+        root, seeds=(0, 1), steps=4, prompts=4, group_size=4, minibatches=2, mean_len=6, val_every=2
     )
     return root
 
