@@ -112,7 +112,8 @@ def write_synthetic_run(
             math.exp(-entropy_decay * step),
             step % val_every == 0 or step == steps,
         )
-        _write_step(writer, rng, step, method, hp, prompts, group_size, minibatches, mean_len, trend, vocab)
+        tables = step_tables(rng, step, method, hp, prompts, group_size, minibatches, mean_len, trend, vocab)
+        writer.write_step(step, *tables)
         writer.set_status("running", last_step=step, steps=steps)
         if progress:
             print(f"\r  synthetic {run_dir.name}: step {step}/{steps}", end="", flush=True)
@@ -122,20 +123,26 @@ def write_synthetic_run(
     return run_dir
 
 
-def _write_step(
-    writer: RunWriter,
+def step_tables(
     rng: np.random.Generator,
     step: int,
     method: str,
-    hp: Any,
-    prompts: int,
-    g: int,
-    minibatches: int,
-    mean_len: int,
-    trend: tuple[float, float, bool],
-    vocab: dict[str, int],
-) -> None:
-    skill, entropy_scale, validate = trend
+    hp: Any = None,
+    prompts: int = 4,
+    g: int = 4,
+    minibatches: int = 2,
+    mean_len: int = 8,
+    trend: tuple[float, float, bool] | None = None,
+    vocab: dict[str, int] | None = None,
+) -> tuple[dict, dict, dict]:
+    """One SYNTHETIC step's ``(metrics, rollouts, tokens)`` for ``RunWriter.write_step`` (see the module doc).
+
+    ``hp``: the method's resolved hyper-parameters (its defaults when None); ``trend``: ``(skill, entropy scale,
+    validate this step)``, by default ``(0.04 * step, 1, False)``; ``vocab`` maps token text to ids across steps.
+    """
+    hp = resolve_hparams(method, None) if hp is None else hp
+    skill, entropy_scale, validate = (0.04 * step, 1.0, False) if trend is None else trend
+    vocab = {} if vocab is None else vocab
     n = prompts * g
     group = np.repeat(np.arange(prompts), g)
     difficulty = rng.normal(0.0, 1.2, prompts)
@@ -266,7 +273,7 @@ def _write_step(
         "grader_timeouts": 0,
         "grader_errors": 0,
     }
-    writer.write_step(step, metrics, rollouts, tokens)
+    return metrics, rollouts, tokens
 
 
 # Every variant the figures of workbench.figures need (method, hparams overrides).

@@ -22,8 +22,8 @@ from workbench.figures.registry import RUN_FIGURES
 from workbench.methods import DEFAULTS
 from workbench.runlog import RunWriter
 from workbench.stats import POSITIVE, select_variants, spec
-from workbench.stats.synthetic import PAPER_VARIANTS
 from workbench.stats.variants import variant_from
+from workbench.synthetic_run import PAPER_VARIANTS
 
 
 def _plan(tmp_path: Path, **kw):
@@ -84,7 +84,7 @@ def test_runs_written_with_the_planned_configs_are_what_every_figure_selects(tmp
 
 
 def test_synthetic_suite_lists_the_same_variants_as_the_figures(tmp_path):
-    """``workbench.stats.synthetic.PAPER_VARIANTS`` is a second list: it must not drift from the specs."""
+    """``workbench.synthetic_run.PAPER_VARIANTS`` is a second list: it must not drift from the specs."""
     plan = _plan(tmp_path)
     assert [variant_from(m, hp) for m, hp in PAPER_VARIANTS] == [v.variant for v in plan.variants]
 

@@ -14,7 +14,7 @@ import pytest
 from training.pipeline.plan import make_plan
 from training.pipeline.state import RESUME, SKIP, TRAIN, Conflict, inspect
 from workbench.runlog import RunWriter
-from workbench.stats.synthetic import SyntheticRun, _step_tables
+from workbench.synthetic_run import step_tables
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def _write(run_dir: Path, config: dict, method: str, steps_done: int, state: str
     writer = RunWriter.create(run_dir, name=run_dir.name, method=method, config=config, env={})
     rng = np.random.default_rng(0)
     for step in range(1, steps_done + 1):
-        writer.write_step(step, *_step_tables(SyntheticRun(method, steps=steps_done), step, rng))
+        writer.write_step(step, *step_tables(rng, step, method))
     writer.set_status(state, last_step=steps_done, **status)
 
 

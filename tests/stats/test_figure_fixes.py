@@ -12,7 +12,7 @@ from workbench.figures.c_dynamics import CDynamicsParams, build_c_dynamics, c_dy
 from workbench.figures.dynamics import DynamicsParams, build_dynamics, fig4_data
 from workbench.runlog import RunWriter
 from workbench.stats import final_metric, initial_validation, training_dynamics
-from workbench.stats.synthetic import SyntheticRun, write_synthetic_run
+from workbench.synthetic_run import variant_name, write_synthetic_run
 
 from .conftest import RunFactory
 
@@ -77,7 +77,15 @@ def test_smoothing_leaves_validation_alone(make_run: RunFactory):
 
 def test_every_line_of_the_c_dynamics_figure_is_named(tmp_path):
     runs = [
-        write_synthetic_run(tmp_path, SyntheticRun(m, seed=s, steps=3, groups=4, group_size=4, minibatches=2))
+        write_synthetic_run(
+            tmp_path / variant_name(m, {}, s),
+            method=m,
+            seed=s,
+            steps=3,
+            prompts=4,
+            group_size=4,
+            minibatches=2,
+        )
         for m in ("real", "grpo")
         for s in (0, 1)
     ]
@@ -100,9 +108,9 @@ def test_every_line_of_the_c_dynamics_figure_is_named(tmp_path):
 
 def test_table4_shows_the_score_before_rl_beside_the_final_one(tmp_path):
     from workbench.figures.table4 import BEFORE_HEADER, table4_data, table4_markdown
-    from workbench.stats.synthetic import write_synthetic_suite
+    from workbench.synthetic_run import write_synthetic_suite
 
-    write_synthetic_suite(tmp_path, seeds=(0, 1), steps=2, groups=2, group_size=4, minibatches=2, max_len=4)
+    write_synthetic_suite(tmp_path, seeds=(0, 1), steps=2, prompts=2, group_size=4, minibatches=2, mean_len=4)
     for run in tmp_path.iterdir():
         if run.name.startswith("real-s"):  # plain REAL only: the other rows have no initial validation
             RunWriter(run).event("validation", step=0, val_pass1=0.25 if run.name.endswith("0") else 0.35)
@@ -120,7 +128,15 @@ def test_allocation_shares_are_drawn_on_their_own_scale_against_the_uniform_shar
     from workbench.figures.allocation import AllocationParams, allocation_data, build_allocation
 
     runs = [
-        write_synthetic_run(tmp_path, SyntheticRun(m, seed=0, steps=3, groups=8, group_size=4, minibatches=2))
+        write_synthetic_run(
+            tmp_path / variant_name(m, {}, 0),
+            method=m,
+            seed=0,
+            steps=3,
+            prompts=8,
+            group_size=4,
+            minibatches=2,
+        )
         for m in ("grpo", "dapo", "gspo", "real")
     ]
     p = AllocationParams(top=0.01)

@@ -17,7 +17,7 @@ from workbench.figures.c_dynamics import CDynamicsParams, build_c_dynamics, c_dy
 from workbench.figures.fig2 import Fig2Params, build_fig2, fig2_data
 from workbench.figures.registry import RUN_FIGURES
 from workbench.stats import final_metric
-from workbench.stats.synthetic import SyntheticRun, write_synthetic_run, write_synthetic_suite
+from workbench.synthetic_run import variant_name, write_synthetic_run, write_synthetic_suite
 
 from .conftest import RunFactory
 
@@ -49,7 +49,7 @@ def hidden_by_legends(fig: Figure) -> list[str]:
 def suite(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("runs")
     write_synthetic_suite(
-        root, seeds=(0, 1), steps=4, groups=4, group_size=4, minibatches=2, max_len=8, val_every=2
+        root, seeds=(0, 1), steps=4, prompts=4, group_size=4, minibatches=2, mean_len=6, val_every=2
     )
     return root
 
@@ -64,7 +64,15 @@ def test_no_legend_hides_a_line_or_a_band(cli, suite):
 def test_the_c_dynamics_legend_stays_clear_of_a_band_that_spans_the_whole_panel(tmp_path):
     """Panel (c) of the tiny runs: a seed's per-step log C dips to 0, so the band fills the panel's height."""
     runs = [
-        write_synthetic_run(tmp_path, SyntheticRun(m, seed=s, steps=6, groups=4, group_size=4, minibatches=2))
+        write_synthetic_run(
+            tmp_path / variant_name(m, {}, s),
+            method=m,
+            seed=s,
+            steps=6,
+            prompts=4,
+            group_size=4,
+            minibatches=2,
+        )
         for m in ("real", "grpo")
         for s in (0, 1)
     ]
