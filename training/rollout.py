@@ -9,7 +9,9 @@ updates (before validation and the next step's sampling, the only times the back
   It prefills each distinct prompt once, copies the key/value cache ``n`` times, then decodes all rollouts
   together, one token per forward, dropping finished rows from the batch as they accumulate. Sampling is
   ``argmax(p / E)`` with ``E ~ Exp(1)`` drawn from a generator seeded per call, which is an exact draw from
-  ``p = softmax(z / T)`` and reproducible for a given seed.
+  ``p = softmax(z / T)`` and reproducible for a given seed. Llama-family models (the embedded tiny model
+  included) decode through ``training.fast_sampler`` (same draws, about 1.5x the tokens/s on CPU); others, or
+  ``lean=False``, through the model's own per-token ``forward``.
 - ``vllm`` (optional extra ``real-workbench[vllm]``, GPU): imported only when chosen; weights are pushed from the
   policy at every ``sync_weights``.
 """
@@ -25,6 +27,7 @@ import torch
 from torch import Tensor
 from transformers import DynamicCache, PreTrainedModel
 
+from training.fast_sampler import lean_decoder_unsupported, sample_lean
 from training.model import forward_logits
 
 BACKENDS = ("transformers", "vllm")
@@ -76,11 +79,20 @@ class TransformersBackend:
 
     name = "transformers"
 
-    def __init__(self, model: PreTrainedModel, pad_id: int, eos_id: int, *, compact_fraction: float = 0.25):
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        pad_id: int,
+        eos_id: int,
+        *,
+        compact_fraction: float = 0.25,
+        lean: bool = True,
+    ):
         self.model = model
         self.pad_id = pad_id
         self.eos_id = eos_id
         self.compact_fraction = compact_fraction
+        self.lean = lean  # use training.fast_sampler where it supports the model
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         self.model = model  # samples from the policy module itself: nothing to copy
@@ -100,6 +112,14 @@ class TransformersBackend:
         was_training = model.training
         model.eval()
         try:
+            if self.lean and lean_decoder_unsupported(model) is None:
+                out, lengths, finished = sample_lean(
+                    model, prompts, n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
+                    pad_id=self.pad_id, eos_id=self.eos_id, compact_fraction=self.compact_fraction,
+                )  # fmt: skip
+                out, lengths = out.cpu(), lengths.cpu()
+                responses = [out[r, : lengths[r]] for r in range(len(out))]
+                return Generations([list(p) for p in prompts], n, responses, finished.cpu())
             return self._generate(model, prompts, n, temperature, max_new_tokens, seed)
         finally:
             model.train(was_training)
