@@ -5,29 +5,30 @@ Where the time went (``benchmarks/bench_sampler.py --profile``; tiny model, 128 
 embedding and grows its ``DynamicCache`` with ``torch.cat`` on every layer at every token; its SDPA call is
 ``torch``'s flash kernel, which for one query per row spends most of its time per (row, head) and, on a
 preallocated cache, reads a strided block 2x slower than a contiguous one; and every fresh multi-megabyte
-temporary costs page faults. ``LeanDecoder`` runs a decode step of a Llama-family causal LM (``qwen2``,
-``llama``, ``mistral`` without a sliding window; the embedded tiny model is a Qwen2) from the model's own
-parameters, with:
+temporary costs page faults. ``LeanDecoder`` runs a Llama-family causal LM (``qwen2``, ``llama``, ``mistral``
+without a sliding window; the embedded tiny model is a Qwen2) from the model's own parameters, with:
 
 - q/k/v and gate/up projections as one matmul each (each output is the same dot product as before);
 - one rotary table from the model's own rotary module, indexed by position;
-- a key/value cache preallocated once per ``generate`` call, time-major ``[P + max_new, rows, kv_heads,
+- a key/value cache allocated once per ``generate`` call, time-major ``[P + max_new, rows, kv_heads,
   head_dim]``: a token's keys are written in place and the filled columns are one contiguous block;
 - float32 attention of the single query as two broadcast products written into one reused scratch block, and
   reductions (other dtypes use SDPA on a view of the same cache);
+- the prompts' prefill by the same operations as the model's forward (each distinct prompt once, its keys and
+  values then copied to its ``n`` rows);
 - finished rows dropped by selecting rows of the cache (as ``DynamicCache.batch_select_indices``).
 
-Equal to the ``transformers`` forward up to float rounding: the projections, norms, rotary embedding and head
-are the same operations (bit-identical here), the attention sums in another order (measured max |logit
-difference| ~1e-6 on the tiny model, ``tests/training/test_fast_sampler.py``). The prompts' prefill is the
-model's own ``forward``. ``lean_decoder_unsupported(model)`` says why a model cannot take this path (another
-architecture, a sliding window, a rope that depends on the sequence length, q/k norms, ...);
-``training.rollout.TransformersBackend`` then keeps its generic per-token ``forward``.
+Equal to the ``transformers`` forward up to float rounding: the prefill is bit-identical here, and in the
+decode steps only the attention sums in another order (max |logit difference| 5e-5, logits up to 12, over 40
+steps of the warm-started tiny model; ``tests/training/test_fast_sampler.py`` checks the logits, the tokens of a
+seed, greedy decoding and the scorer's log-probs). ``lean_decoder_unsupported(model)`` says why a model cannot
+take this path (another architecture, a sliding window, a rope that depends on the sequence length, q/k norms,
+...); ``training.rollout.TransformersBackend`` then keeps its generic per-token ``forward``.
 
-``sample_lean`` is ``TransformersBackend``'s sampling loop over this decoder: prefill each distinct prompt once,
-copy its cache ``n`` times, draw ``argmax(p / E)`` with ``E ~ Exp(1)`` from the per-call generator (an exact
-draw from ``p = softmax(z / T)``), and drop finished rows by the same rule, hence with the same random stream
-as the generic loop: for a seed both give the same tokens (unless two candidates tie to within rounding).
+``sample_lean`` is ``TransformersBackend``'s sampling loop over this decoder: draw ``argmax(p / E)`` with
+``E ~ Exp(1)`` from the per-call generator (an exact draw from ``p = softmax(z / T)``) and drop finished rows by
+the same rule, hence with the same random stream as the generic loop: for a seed both give the same tokens
+(unless two candidates tie to within rounding).
 """
 
 from __future__ import annotations
@@ -37,9 +38,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from transformers import DynamicCache, PreTrainedModel
-
-from training.model import forward_logits
+from transformers import PreTrainedModel
 
 SUPPORTED_TYPES = ("qwen2", "llama", "mistral")
 SEQ_DEPENDENT_ROPE = ("dynamic", "longrope")  # inv_freq depends on the sequence length: no fixed table
@@ -177,23 +176,50 @@ class LeanDecoder:
         self.length = 0  # cache columns filled
         self._scratch: Tensor | None = None  # the attention's products, reused by every layer and step
 
-    def load_prefill(self, cache: DynamicCache, attention_mask: Tensor, repeats: int) -> None:
-        """Copy the prompts' prefill cache (``[prompts, kv_heads, P, head_dim]`` per layer) into the cache, each
-        prompt's row repeated ``repeats`` times (as ``DynamicCache.batch_repeat_interleave``)."""
-        width = attention_mask.shape[1]
-        rows = attention_mask.shape[0] * repeats
-        self.keys, self.values = [], []
-        for layer in cache.layers:
-            for src, dst in ((layer.keys, self.keys), (layer.values, self.values)):
-                buf = src.new_empty((self.max_len, rows, self.n_kv, self.head_dim))
-                buf[:width] = src.permute(2, 0, 1, 3).repeat_interleave(repeats, 1)
-                dst.append(buf)
+    def prefill(self, input_ids: Tensor, attention_mask: Tensor, repeats: int) -> Tensor:
+        """Run the left-padded prompts ``[prompts, P]`` through the model, store their keys/values with each
+        prompt's row repeated ``repeats`` times (rollout ``r`` answers prompt ``r // repeats``), and return the
+        logits after each prompt's last token ``[prompts, vocab]``.
+
+        The same operations as the model's forward on the whole prompt (positions count real tokens only; causal
+        attention over the prompt's own tokens, by SDPA); a padding query attends to itself only (its output is
+        never read, but stays finite)."""
+        n_prompts, width = input_ids.shape
+        nq, nkv, hd = self.n_heads, self.n_kv, self.head_dim
+        valid = attention_mask.bool()
+        positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        cos = self.cos[positions].unsqueeze(2)  # [prompts, P, 1, head_dim]
+        sin = self.sin_signed[positions].unsqueeze(2)
+        mask, causal = None, True
+        if not bool(valid.all()):
+            causal = False
+            eye = torch.eye(width, dtype=torch.bool, device=valid.device)
+            mask = (torch.ones_like(eye).tril() & valid[:, None, None, :]) | eye  # [prompts, 1, P, P]
+        rows = n_prompts * repeats
+        self.keys = [self.embed.new_empty((self.max_len, rows, nkv, hd)) for _ in self.layers]
+        self.values = [self.embed.new_empty((self.max_len, rows, nkv, hd)) for _ in self.layers]
+        h = F.embedding(input_ids, self.embed)  # [prompts, P, hidden]
+        for i, w in enumerate(self.layers):
+            qkv = F.linear(_rms_norm(h, w.ln1, w.eps1), w.w_qkv, w.b_qkv).view(n_prompts, width, -1, hd)
+            qk = qkv[:, :, : nq + nkv]
+            qk = qk * cos + qk.roll(hd // 2, -1) * sin
+            k, v = qk[:, :, nq:], qkv[:, :, nq + nkv :]  # [prompts, P, kv_heads, head_dim]
+            self.keys[i][:width] = k.transpose(0, 1).repeat_interleave(repeats, 1)
+            self.values[i][:width] = v.transpose(0, 1).repeat_interleave(repeats, 1)
+            a = F.scaled_dot_product_attention(
+                qk[:, :, :nq].transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask,
+                is_causal=causal, scale=self.scaling, enable_gqa=self.groups > 1,
+            )  # fmt: skip
+            h = h + F.linear(a.transpose(1, 2).reshape(n_prompts, width, -1), w.wo, w.bo)
+            gu = F.linear(_rms_norm(h, w.ln2, w.eps2), w.w_gu, w.b_gu)
+            h = h + F.linear(F.silu(gu[..., : self.inter]) * gu[..., self.inter :], w.wd, w.bd)
         self.length = width
         self.masked = None
-        if not bool(attention_mask.all()):
-            masked = torch.zeros((self.max_len, rows), dtype=torch.bool, device=attention_mask.device)
-            masked[:width] = (attention_mask == 0).T.repeat_interleave(repeats, 1)
+        if mask is not None:
+            masked = torch.zeros((self.max_len, rows), dtype=torch.bool, device=valid.device)
+            masked[:width] = (~valid).T.repeat_interleave(repeats, 1)
             self.masked = masked
+        return F.linear(_rms_norm(h[:, -1], self.norm_w, self.norm_eps), self.lm_head, self.lm_bias)
 
     def select(self, keep: Tensor) -> None:
         """Keep only rows ``keep`` (the filled columns of the cache are copied)."""
@@ -311,11 +337,7 @@ def _decode(
     ids, attn = ids.to(device), attn.to(device)
 
     decoder = LeanDecoder(model, width + max_new_tokens)
-    cache = DynamicCache(config=model.config)
-    logits = forward_logits(model, ids, attn, keep_last=1, cache=cache)[:, -1]
-    decoder.load_prefill(cache, attn, n)
-    del cache
-    logits = logits.repeat_interleave(n, 0)
+    logits = decoder.prefill(ids, attn, n).repeat_interleave(n, 0)
     pos = attn.sum(1).repeat_interleave(n, 0)  # position of each row's first new token
 
     rows = torch.arange(out.shape[0], device=device)  # rollout of each row of the batch

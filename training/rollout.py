@@ -10,7 +10,7 @@ updates (before validation and the next step's sampling, the only times the back
   together, one token per forward, dropping finished rows from the batch as they accumulate. Sampling is
   ``argmax(p / E)`` with ``E ~ Exp(1)`` drawn from a generator seeded per call, which is an exact draw from
   ``p = softmax(z / T)`` and reproducible for a given seed. Llama-family models (the embedded tiny model
-  included) decode through ``training.fast_sampler`` (same draws, about 1.5x the tokens/s on CPU); others, or
+  included) decode through ``training.fast_sampler`` (same draws, ~1.5x the generic loop's tokens/s on CPU); others, or
   ``lean=False``, through the model's own per-token ``forward``.
 - ``vllm`` (optional extra ``real-workbench[vllm]``, GPU): imported only when chosen; weights are pushed from the
   policy at every ``sync_weights``.

@@ -30,6 +30,13 @@ def qwen():
 
 
 @pytest.fixture(scope="module")
+def qwen_unpadded(qwen):
+    """Prompts of one length: no padding anywhere (causal prefill without a mask)."""
+    model, prompts = qwen
+    return model, [p[:5] for p in prompts if len(p) >= 5]
+
+
+@pytest.fixture(scope="module")
 def llama_gqa():
     """A Llama with grouped-query attention (4 query heads on 2 key/value heads), attention and MLP biases, an
     untied head and a scaled rope: the layouts the decoder must read generally."""
@@ -74,17 +81,14 @@ def reference_logits(model, prompts, n, tokens):
 
 
 def lean_logits(model, prompts, n, tokens, drop_at=None):
-    """The same through ``LeanDecoder``; at step ``drop_at`` every other row is dropped (``select``) and the
+    """The same through ``LeanDecoder`` (its own prefill included); at step ``drop_at`` every other row is dropped (``select``) and the
     rest continue; returns the logits of the kept rows: ``[T + 1, kept rows, vocab]`` and the kept indices."""
     width = max(len(p) for p in prompts)
     ids = torch.tensor([[PAD] * (width - len(p)) + p for p in prompts])
     attn = (ids != PAD).long()
-    cache = DynamicCache(config=model.config)
     dec = LeanDecoder(model, width + tokens.shape[1] + 1)
     with torch.no_grad():
-        first = model(ids, attention_mask=attn, position_ids=(attn.cumsum(1) - 1).clamp(min=0), cache=cache)
-        dec.load_prefill(cache, attn, n)
-        out = [first.logits[:, -1].repeat_interleave(n, 0)]
+        out = [dec.prefill(ids, attn, n).repeat_interleave(n, 0)]
         pos = attn.sum(1).repeat_interleave(n, 0)
         keep = torch.arange(len(pos))
         for t in range(tokens.shape[1]):
@@ -97,7 +101,7 @@ def lean_logits(model, prompts, n, tokens, drop_at=None):
     return torch.stack(out), keep
 
 
-@pytest.mark.parametrize("fixture", ["qwen", "llama_gqa"])
+@pytest.mark.parametrize("fixture", ["qwen", "qwen_unpadded", "llama_gqa"])
 def test_decode_step_logits_equal_the_models_forward(fixture, request):
     model, prompts = request.getfixturevalue(fixture)
     assert lean_decoder_unsupported(model) is None
