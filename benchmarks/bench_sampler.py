@@ -21,9 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import ROOT, load1, machine, result, write_results  # noqa: E402
+from benchmarks.common import ROOT, load1, machine, result, tiny_policy, write_results
 
 TARGET = 2.0
 
@@ -42,7 +42,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from common import tiny_policy
     from training.rollout import TransformersBackend
     from training.task import encode_prompt
 
