@@ -1,0 +1,136 @@
+"""One RL step of the workbench trainer against TRL's ``GRPOTrainer`` at equal work, in one invocation.
+
+    python benchmarks/bench_trl.py                 # 10 measured RL steps each (+1 warm-up), ours-TRL-ours
+    python benchmarks/bench_trl.py --steps 3       # quicker
+
+Equal work, step by step (the ``tiny`` preset's settings on both sides):
+
+- the same model: the tiny preset's warm start (``cache/warmstart/<key>``, a ``save_pretrained`` folder that TRL
+  loads by path), float32 on the CPU, 1 torch thread;
+- per RL step: 16 prompts of the embedded task's train split x G = 8 completions, at most 48 new tokens,
+  temperature 0.6, no top-k/top-p; one no-grad pass for the old log-probs of all 128 completions; then 4
+  optimizer updates on 4 slices of 32 completions (whole prompt groups here; TRL: ``steps_per_generation=4``,
+  ``per_device_train_batch_size=32``, ``gradient_accumulation_steps=1``); AdamW lr 1e-4, weight decay 0.01,
+  gradient clip 1.0, constant learning rate; GRPO loss (eps 0.2, per-sequence mean), no KL term and no
+  reference model (ours ``--kl-beta 0``, TRL ``beta=0``); no validation, no checkpoints;
+- not equal, and said so: the workbench writes every token of every update to its run directory (the full
+  per-token logs are part of its step) and grades with math-verify in a worker process; TRL grades by exact
+  match of the boxed answer in-process (``.venv-trl`` has no math-verify) and logs its metrics; TRL's default
+  gradient checkpointing is off (it would recompute activations). Both sample from the same model at the same
+  temperature, so completion lengths match in distribution (their means are printed).
+
+Ours runs in this process (``training.loop.Trainer.step``, ``time_step``), TRL in ``.venv-trl`` through
+``benchmarks/trl_step.py`` (seconds between the ends of each RL step's first optimizer step and the previous RL
+step's last one, generation included). Order: ours, TRL, ours again, so that load drifts hit both; the first RL
+step of each is a warm-up. Reported: median seconds per RL step and ours / TRL (target: 0.5 or less).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import ROOT, load1, machine, result, tiny_policy, write_results
+
+TARGET = 0.5
+
+
+def ours(cache_dir: str, steps: int, out: Path) -> tuple[list[float], list[float]]:
+    """Seconds of each RL step of the workbench trainer (``steps`` steps) and mean response lengths."""
+    from training.config import build_config
+    from training.loop import Trainer
+
+    cfg = build_config("tiny", {"method": "grpo", "kl_beta": 0.0, "steps": steps, "val_every": 0,
+                                "save_every": 0, "cache_dir": cache_dir, "progress": False})  # fmt: skip
+    cfg.validate()
+    trainer = Trainer(cfg, out, log=lambda m: print(f"  [{m}]", file=sys.stderr))
+    seconds, lengths = [], []
+    try:
+        trainer.setup()
+        for k in range(1, steps + 1):
+            m = trainer.step(k)
+            seconds.append(float(m["time_step"]))
+            lengths.append(float(m["response_len_mean"]))
+    finally:
+        trainer.close()
+    return seconds, lengths
+
+
+def trl(model_dir: str, steps: int, python: Path) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench_trl_") as tmp:
+        out = Path(tmp) / "trl.json"
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+        cmd = [str(python), str(ROOT / "benchmarks" / "trl_step.py"), "--model", model_dir, "--steps", str(steps),
+               "--out", str(out)]  # fmt: skip
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(
+                f"TRL side failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-4000:]}"
+            )
+        return json.loads(out.read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=10, help="measured RL steps per run (plus one warm-up)")
+    ap.add_argument("--cache-dir", default=str(ROOT / "cache"), help="warm-start cache (default: cache/)")
+    ap.add_argument("--trl-python", type=Path, default=ROOT / ".venv-trl" / "bin" / "python",
+                    help="python of the TRL environment (default: .venv-trl/bin/python)")  # fmt: skip
+    ap.add_argument("--json", default=None, help="write the result record here")
+    args = ap.parse_args(argv)
+    if not args.trl_python.exists():
+        print(
+            f"error: {args.trl_python} is missing: build it with `bash install.sh engines`", file=sys.stderr
+        )
+        return 2
+    _, _, _, _, info = tiny_policy(args.cache_dir, log=lambda m: print(f"  [{m}]", file=sys.stderr))
+    model_dir = info["path"]
+    n = args.steps + 1
+    load0 = load1()
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench_trl_ours_") as tmp:
+        a, len_a = ours(args.cache_dir, n, Path(tmp) / "a")
+        load_mid = load1()
+        theirs = trl(model_dir, n, args.trl_python)
+        b, len_b = ours(args.cache_dir, n, Path(tmp) / "b")
+    wall = time.perf_counter() - t0
+    load_end = load1()
+    our_steps = a[1:] + b[1:]
+    trl_steps = theirs["step_seconds"][1:]
+    ours_s, trl_s = statistics.median(our_steps), statistics.median(trl_steps)
+    ratio = ours_s / trl_s
+    our_len = statistics.mean(len_a + len_b)
+    trl_len = statistics.mean(theirs["mean_completion_length"])
+    sizes = ("tiny preset: 16 prompts x G=8, max 48 new tokens, T=0.6, old log-probs + 4 updates of 32 rollouts, "
+             f"GRPO without KL, float32, 1 torch thread; {args.steps} measured steps each (+1 warm-up); mean "
+             f"completion length ours {our_len:.1f}, TRL {trl_len:.1f} tokens")  # fmt: skip
+    m = machine()
+    print(f"bench_trl  {m['date']}  {m['cpu']}, {m['cores']} cores; torch {m['torch']}, TRL {theirs['trl']} "
+          f"(transformers {theirs['transformers']}); load {load0} -> {load_mid} -> {load_end}; {wall:.0f} s")  # fmt: skip
+    print(f"  {sizes}")
+    print(f"  workbench step: median {ours_s:.3f} s (first run {statistics.median(a[1:]):.3f}, second "
+          f"{statistics.median(b[1:]):.3f}; all {[round(x, 2) for x in our_steps]})")  # fmt: skip
+    print(f"  TRL GRPOTrainer step: median {trl_s:.3f} s ({[round(x, 2) for x in trl_steps]})")
+    print(f"  ours / TRL = {ratio:.2f} (target <= {TARGET}): {'met' if ratio <= TARGET else 'MISSED'}")
+    rec = result(
+        "rl_step", "one RL step at equal work vs TRL GRPOTrainer", round(ratio, 3), "x time", TARGET, "lower",
+        ours=f"{ours_s:.3f} s/step (workbench trainer, full per-token logs)",
+        baseline=f"{trl_s:.3f} s/step (TRL {theirs['trl']} GRPOTrainer, .venv-trl)", sizes=sizes,
+        load=(load0, load_end), ours_steps=our_steps, trl_steps=trl_steps,
+    )  # fmt: skip
+    write_results(args.json, [rec])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
