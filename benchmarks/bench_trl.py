@@ -158,8 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  ours / TRL = {ratio:.2f} (target <= {TARGET}): {'met' if ratio <= TARGET else 'MISSED'}")
     rec = result(
         "rl_step", "one RL step at equal work vs TRL GRPOTrainer", round(ratio, 3), "x time", TARGET, "lower",
-        ours=f"{ours_s:.3f} s/step (workbench trainer, full per-token logs)",
-        baseline=f"{trl_s:.3f} s/step (TRL {theirs['trl']} GRPOTrainer, .venv-trl)", sizes=sizes,
+        ours=(f"{ours_s:.3f} s/step, {our_cpu:.3f} CPU s/step incl. grader workers (workbench trainer, full "
+              f"per-token logs); CPU-time ratio {our_cpu / trl_cpu:.2f}"),
+        baseline=f"{trl_s:.3f} s/step, {trl_cpu:.3f} CPU s/step (TRL {theirs['trl']} GRPOTrainer in .venv-trl, a "
+                 f"subprocess of the same run, between our two runs)", sizes=sizes,
         load=(load0, load_end), ours_steps=our_steps, trl_steps=trl_steps, cpu_ratio=round(our_cpu / trl_cpu, 3),
         ours_cpu_s=round(our_cpu, 3), trl_cpu_s=round(trl_cpu, 3), our_phases=our_phases,
     )  # fmt: skip
