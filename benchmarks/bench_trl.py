@@ -39,18 +39,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import ROOT, load1, machine, result, tiny_policy, write_results
+from benchmarks.common import ROOT, load1, machine, result, tiny_policy, trainer_cpu_seconds, write_results
 
 TARGET = 0.5
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; 0 where unreadable)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 OUR_PHASES = ("time_sample", "time_grade", "time_logp", "time_update", "time_log")
@@ -68,15 +59,12 @@ def ours(cache_dir: str, steps: int, out: Path) -> tuple[list[float], list[float
     trainer = Trainer(cfg, out, log=lambda m: print(f"  [{m}]", file=sys.stderr))
     seconds, cpu, lengths, phases = [], [], [], []
 
-    def cpu_now() -> float:
-        return time.process_time() + sum(proc_cpu_seconds(w.pid) for w in trainer.grader._workers)
-
     try:
         trainer.setup()
         for k in range(1, steps + 1):
-            c0 = cpu_now()
+            c0 = trainer_cpu_seconds(trainer)
             m = trainer.step(k)
-            cpu.append(cpu_now() - c0)
+            cpu.append(trainer_cpu_seconds(trainer) - c0)
             seconds.append(float(m["time_step"]))
             lengths.append(float(m["response_len_mean"]))
             phases.append({k: float(m[k]) for k in OUR_PHASES})

@@ -43,6 +43,23 @@ def load1() -> float:
         return float("nan")
 
 
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; 0 where unreadable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def trainer_cpu_seconds(trainer) -> float:
+    """CPU seconds so far of this process and of the trainer's grader workers (the work of a training run)."""
+    import time
+
+    workers = getattr(getattr(trainer, "grader", None), "_workers", [])
+    return time.process_time() + sum(proc_cpu_seconds(w.pid) for w in workers)
+
+
 def machine() -> dict[str, Any]:
     import torch
 

@@ -157,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             tiny = next((r for r in records if r["key"] == "tiny_run"), None)
             if tiny is not None:  # one run alone: its setup + 100 steps (measured by the logging item)
                 cmd += ["--per-run-seconds", str(tiny["value"] + tiny.get("setup_s", 0.0))]
+                if "cpu_s" in tiny:
+                    cmd += ["--per-run-cpu-seconds", str(tiny["cpu_s"] + tiny.get("setup_s", 0.0))]
         print(f"[{item}] {' '.join(cmd[1:])}", flush=True)
         t0 = time.perf_counter()
         with open(out / f"{item}.log", "w") as log:
