@@ -140,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
             pstats.Stats(prof).sort_stats("tottime").print_stats(12)
     rec = result(
         "sampler", "rollout sampling, tiny model: tokens/s vs transformers generate", round(ratio, 3), "x",
-        TARGET, "higher", ours=f"{rate['default back end']:,.0f} tokens/s (default transformers back end)",
+        TARGET, "higher", ours=(f"{rate['default back end']:,.0f} tokens/s (default transformers back end); CPU-time ratio "
+              f"{cpu_ratio:.2f}x; per-round ratios {min(per_round):.2f}-{max(per_round):.2f}"),
         baseline=f"{rate['transformers generate']:,.0f} tokens/s (model.generate, same model/batch/lengths/T)",
         sizes=sizes, load=(load0, load_end), cpu_ratio=round(cpu_ratio, 3),
         generic_loop_tokens_per_s=round(rate["generic loop"]), same_tokens_rounds=f"{same}/{args.rounds}",

@@ -1,6 +1,7 @@
 """The benchmark suite: every speed target of the workbench, each against its baseline in the same run.
 
-    python -m benchmarks                     # full sizes (about 20-30 min on 2 busy cores; first run builds caches)
+    python -m benchmarks                     # full sizes (about 6 min on 2 busy cores; the first run also
+                                             # writes the stats and app inputs to cache/: +10 min)
     python -m benchmarks --quick             # small sizes: checks that everything runs (about 2 min;
                                              # tests/test_benchmarks.py runs it in the default pytest run)
     python -m benchmarks --only sampler rl_step
