@@ -73,6 +73,41 @@ def ours(cache_dir: str, steps: int, out: Path) -> tuple[list[float], list[float
     return seconds, cpu, lengths, phases
 
 
+def profile_update(cache_dir: str) -> str:
+    """torch profiler table of one mini-batch update's forward + backward of the workbench (4 prompts x G=8 of
+    the tiny preset, sampled by the default back end): where the update phase's time goes, by operator."""
+    import torch
+    from torch.profiler import profile
+
+    from training.model import make_scoring_batch, response_logprobs
+    from training.rollout import TransformersBackend
+    from training.task import encode_prompt
+
+    cfg, model, tok, splits, _ = tiny_policy(cache_dir, log=lambda m: None)
+    prompts = [encode_prompt(tok, cfg.prompt_template, p) for p in splits["train"][:4]]
+    gens = TransformersBackend(model, tok.pad_token_id, tok.eos_token_id).generate(
+        prompts, cfg.group_size, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=1
+    )
+    rows = [prompts[i // cfg.group_size] for i in range(len(gens.responses))]
+    sb = make_scoring_batch(rows, gens.responses, tok.pad_token_id, torch.device("cpu"))
+    model.train()
+
+    def fwd_bwd() -> None:
+        lp, _ = response_logprobs(model, sb, cfg.temperature, chunk_tokens=cfg.logit_chunk_tokens)
+        lp.sum().backward()
+
+    for _ in range(2):
+        fwd_bwd()
+    with profile() as prof:
+        fwd_bwd()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    mm = sum(e.self_cpu_time_total for e in events if e.key in ("aten::mm", "aten::addmm", "aten::bmm"))
+    head = (f"one update's forward+backward, scoring batch {tuple(sb.input_ids.shape)} (rows x positions): "
+            f"{total / 1e3:.0f} ms of operator self time, matmuls (mm/addmm/bmm) {mm / total:.0%}")  # fmt: skip
+    return head + "\n" + events.table(sort_by="self_cpu_time_total", row_limit=10)
+
+
 def trl(model_dir: str, steps: int, python: Path, profile: bool = False) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench_trl_") as tmp:
         out = Path(tmp) / "trl.json"
@@ -141,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                   for k in OUR_PHASES}  # fmt: skip
     print(f"  workbench phases, mean s/step: {our_phases}")
     if args.profile:
+        print(profile_update(args.cache_dir))
         print(f"  TRL phases (cProfile, cumulative s/step; profiling slows TRL, so ignore the ratio): "
               f"{theirs['profile']}")  # fmt: skip
     print(f"  ours / TRL = {ratio:.2f} (target <= {TARGET}): {'met' if ratio <= TARGET else 'MISSED'}")
