@@ -55,14 +55,15 @@ PHASES = {
 
 def phase_seconds(profiler: cProfile.Profile, steps: int) -> dict[str, float]:
     """Seconds per RL step of each of ``PHASES`` (the largest cumulative time among functions of that name;
-    the optimizer: ``torch.optim``'s ``step``)."""
+    the backward: autograd's ``run_backward`` method; the optimizer: ``torch.optim``'s ``step``)."""
     stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
     out = {}
     for label, name in PHASES.items():
         times = [
             v[3]
             for (file, _, func), v in stats.items()
-            if func == name and (name != "step" or "torch/optim" in file)
+            if (func == name or (name == "run_backward" and name in func))
+            and (name != "step" or "torch/optim" in file)
         ]
         out[label] = round(max(times, default=0.0) / max(steps, 1), 4)
     return out
