@@ -127,6 +127,7 @@ def main() -> int:
     ap.add_argument("--mean-len", type=int, default=64, help="mean response length in tokens")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cache", type=Path, default=REPO / "cache" / "bench_app")
+    ap.add_argument("--json", default=None, help="write the result record here")
     args = ap.parse_args()
 
     run_dirs = [
@@ -146,21 +147,35 @@ def main() -> int:
     base = bench_page("train", None, args.repeats)["rerun"]
     os.environ["REAL_RUNS_ROOT"] = str(root)
 
+    load0 = os.getloadavg()[0]
     print(f"\nbaseline: AppTest rerun of the Train page with no runs: {base:.3f} s")
     print(
         f"{'page':<18} {'cold s':>8} {'warm rerun s':>13} {'warm interaction s':>19} {'/ 2 s':>7}  interaction"
     )
-    worst = 0.0
+    worst, worst_page, pages = 0.0, "", {}
     for label, page, what, fn, setup in rows():
         r = bench_page(page, fn, args.repeats, setup)
         warm = max(r["rerun"], r.get("interaction", 0.0))
-        worst = max(worst, warm)
+        pages[label] = {k: round(v, 3) for k, v in r.items()}
+        if warm > worst:
+            worst, worst_page = warm, label
         inter = f"{r['interaction']:.3f}" if "interaction" in r else "-"
         print(
             f"{label:<18} {r['cold']:>8.2f} {r['rerun']:>13.3f} {inter:>19} {warm / TARGET_S:>7.2f}  {what}"
         )
     print(f"\nslowest warm response {worst:.3f} s = {worst / TARGET_S:.2f} x the 2 s target "
           f"({'met' if worst <= TARGET_S else 'MISSED'})")  # fmt: skip
+    if args.json:
+        from benchmarks.common import result, write_results
+
+        write_results(args.json, [result(
+            "app", f"app page response, warm (slowest: {worst_page})", round(worst, 3), "s", TARGET_S, "lower",
+            ours="slowest warm rerun or interaction over every page (AppTest, median of repeats)",
+            baseline=f"AppTest rerun of an empty page: {base:.3f} s", load=(round(load0, 2), round(os.getloadavg()[0], 2)),
+            sizes=f"2 SYNTHETIC runs (real, grpo) of {args.steps} steps x {args.prompts * args.group_size} rollouts, "
+                  f"{n_tok / 1e6:.1f} M logged tokens",
+            pages=pages,
+        )])  # fmt: skip
     return 0 if worst <= TARGET_S else 1
 
 

@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import trainer_cpu_seconds
 from training.config import build_config
 from training.loop import Trainer
 from training.rollout import TransformersBackend
@@ -90,8 +91,15 @@ def main() -> int:
     ap.add_argument("--method", default="real", help="objective (default real)")
     ap.add_argument("--cache-dir", default="cache", help="warm-start cache (default: cache)")
     ap.add_argument("--out", default=None, help="keep the run here (default: a temporary folder)")
-    ap.add_argument("--sampler-repeats", type=int, default=3, help="repeats of the sampler comparison")
+    ap.add_argument(
+        "--sampler-repeats",
+        type=int,
+        default=3,
+        help="repeats of the sampler comparison (0: skip it; benchmarks/bench_sampler.py is the full one)",
+    )
+    ap.add_argument("--json", default=None, help="write result records (logging share, 100-step time) here")
     args = ap.parse_args()
+    load0 = os.getloadavg()[0]
 
     cfg = build_config("tiny", {"method": args.method, "steps": args.steps, "cache_dir": args.cache_dir,
                                 "progress": False})  # fmt: skip
@@ -103,12 +111,12 @@ def main() -> int:
     t0 = time.perf_counter()
     trainer.setup()
     t_setup = time.perf_counter() - t0
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), trainer_cpu_seconds(trainer)
     try:
         trainer._train_loop()
         trainer.writer.set_status("finished", last_step=cfg.steps)
-        t_loop = time.perf_counter() - t1
-        ours, hf = sampler_vs_generate(trainer, args.sampler_repeats)
+        t_loop, c_loop = time.perf_counter() - t1, trainer_cpu_seconds(trainer) - c1
+        ours, hf = sampler_vs_generate(trainer, args.sampler_repeats) if args.sampler_repeats else (0.0, 0.0)
     finally:
         trainer.close()
 
@@ -153,12 +161,33 @@ def main() -> int:
     else:
         t100 = t_preval + (t_loop - t_preval) * 100 / args.steps
         label = f"extrapolated from {args.steps} measured steps"
+    c100 = c_loop * t100 / t_loop  # CPU seconds (trainer + grader workers), scaled as the wall time
+    print(
+        f"100 steps: {c100:.1f} CPU seconds of the trainer and its grader workers (scaled as the wall time)"
+    )
     print(f"100 steps: {t100:.1f} s of loop wall time, {t100 + t_setup:.1f} s with setup ({label}; "
           f"target <= 600 s)")  # fmt: skip
     print(f"reward mean first/last 10 steps: {m.reward_mean.head(10).mean():.3f} / {m.reward_mean.tail(10).mean():.3f}; "
           f"val Pass@1 {np.round(m.val_pass1.dropna().to_numpy(), 3).tolist()}")  # fmt: skip
-    print(f"sampler vs transformers generate (same model, {cfg.batch_prompts}x{cfg.group_size} rollouts, "
-          f"T={cfg.temperature}): {ours:,.0f} vs {hf:,.0f} tokens/s = {ours / hf:.2f}x")  # fmt: skip
+    if args.sampler_repeats:
+        print(f"sampler vs transformers generate (same model, {cfg.batch_prompts}x{cfg.group_size} rollouts, "
+              f"T={cfg.temperature}): {ours:,.0f} vs {hf:,.0f} tokens/s = {ours / hf:.2f}x")  # fmt: skip
+    if args.json:
+        from benchmarks.common import result, write_results
+
+        load = (round(load0, 2), round(os.getloadavg()[0], 2))
+        sizes = (f"tiny preset, method {cfg.method}: {cfg.batch_prompts} prompts x G={cfg.group_size}, "
+                 f"{cfg.n_minibatches} updates/step, max {cfg.max_new_tokens} new tokens; {args.steps} steps")  # fmt: skip
+        phases = {c.removeprefix("time_"): round(float(m[c].mean()), 4) for c in (*PHASES, "time_step")}
+        write_results(args.json, [
+            result("logging", "logging's share of an RL step, full per-token logs", round(100 * log_share, 2), "%",
+                   5.0, "lower", ours=f"{m.time_log.mean():.4f} s/step writing rollouts + tokens + metrics",
+                   baseline=f"{step_mean:.3f} s/step (the whole step, same run)", sizes=sizes, load=load,
+                   phases=phases),
+            result("tiny_run", "100 steps of the tiny preset (loop wall time)", round(t100, 1), "s", 600.0, "lower",
+                   ours=label, baseline="-", sizes=sizes, load=load, setup_s=round(t_setup, 1),
+                   validation_before_s=round(t_preval, 1), steps_measured=args.steps, cpu_s=round(c100, 1)),
+        ])  # fmt: skip
     return 0
 
 

@@ -9,7 +9,9 @@ updates (before validation and the next step's sampling, the only times the back
   It prefills each distinct prompt once, copies the key/value cache ``n`` times, then decodes all rollouts
   together, one token per forward, dropping finished rows from the batch as they accumulate. Sampling is
   ``argmax(p / E)`` with ``E ~ Exp(1)`` drawn from a generator seeded per call, which is an exact draw from
-  ``p = softmax(z / T)`` and reproducible for a given seed.
+  ``p = softmax(z / T)`` and reproducible for a given seed. Llama-family models (the embedded tiny model
+  included) at float32 decode through ``training.fast_sampler`` (the same draws, ~1.5x the generic loop's
+  tokens/s on CPU); others, bfloat16 autocast, or ``lean=False`` use the model's own per-token ``forward``.
 - ``vllm`` (optional extra ``real-workbench[vllm]``, GPU): a vLLM engine in the trainer's process on the same GPU
   (TRL's "colocate" mode), imported only when chosen. ``sync_weights`` pushes the policy's weights into the
   engine's model (``load_weights``) and clears its prefix cache; with sleep mode the engine frees its GPU memory
@@ -28,6 +30,7 @@ import torch
 from torch import Tensor
 from transformers import DynamicCache, PreTrainedModel
 
+from training.fast_sampler import lean_decoder_unsupported, sample_lean
 from training.model import autocast, forward_logits
 
 BACKENDS = ("transformers", "vllm")
@@ -86,12 +89,14 @@ class TransformersBackend:
         eos_id: int,
         *,
         compact_fraction: float = 0.25,
+        lean: bool = True,
         dtype: str = "float32",
     ):
         self.model = model
         self.pad_id = pad_id
         self.eos_id = eos_id
         self.compact_fraction = compact_fraction
+        self.lean = lean  # use training.fast_sampler where it supports the model (float32 only)
         self.dtype = dtype  # compute precision: "bfloat16" samples under bf16 autocast
 
     def sync_weights(self, model: torch.nn.Module) -> None:
@@ -112,10 +117,29 @@ class TransformersBackend:
         was_training = model.training
         model.eval()
         try:
+            if self.lean and self.dtype == "float32" and lean_decoder_unsupported(model) is None:
+                return self._generate_lean(model, prompts, n, temperature, max_new_tokens, seed)
             with autocast(next(model.parameters()).device, self.dtype):
                 return self._generate(model, prompts, n, temperature, max_new_tokens, seed)
         finally:
             model.train(was_training)
+
+    def _generate_lean(
+        self,
+        model: PreTrainedModel,
+        prompts: list[list[int]],
+        n: int,
+        temperature: float,
+        max_new_tokens: int,
+        seed: int,
+    ) -> Generations:
+        out, lengths, finished = sample_lean(
+            model, prompts, n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
+            pad_id=self.pad_id, eos_id=self.eos_id, compact_fraction=self.compact_fraction,
+        )  # fmt: skip
+        out, lengths = out.cpu(), lengths.cpu()
+        responses = [out[r, : lengths[r]] for r in range(len(out))]
+        return Generations([list(p) for p in prompts], n, responses, finished.cpu())
 
     def _generate(
         self,

@@ -1,0 +1,126 @@
+"""The benchmark suite (``python -m benchmarks``): its quick mode runs every item end to end and prints one table,
+and the pipeline item reads the pipeline's own log (interrupted and resumed sessions included).
+
+The quick suite trains nothing new beyond the tiny warm start (``cache/warmstart``, shared with the benchmarks)
+and takes a few minutes on 2 busy cores. Its TRL item needs ``.venv-trl`` (``bash install.sh engines``);
+``REAL_SKIP_ENGINE_TESTS=1`` runs every other item.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.bench_pipeline import full_pipeline
+from benchmarks.run_all import ITEMS
+
+REPO = Path(__file__).resolve().parents[1]
+KEYS = {
+    "sampler": {"sampler"},
+    "rl_step": {"rl_step"},
+    "logging": {"logging", "tiny_run"},
+    "objectives": {"objectives"},
+    "stats": {"stats_time", "stats_memory"},
+    "app": {"app"},
+    "pipeline": {"pipeline", "pipeline_estimate"},
+}
+
+
+def _event(time: str, event: str, **kw) -> str:
+    return json.dumps({"time": f"2026-01-01T{time}+0000", "event": event, "load1": 1.5, **kw})
+
+
+def write_record(path: Path, runs: list[str], *, interrupted_after: int | None = None) -> Path:
+    """A pipeline log: one fresh session training ``runs`` (interrupted after ``interrupted_after`` runs, then
+    a second session resuming the rest), each run 60 s, then figures (10 s) and ``session_end`` ok."""
+    cut = len(runs) if interrupted_after is None else interrupted_after
+    lines = [_event("10:00:00", "session_start", runs=dict.fromkeys(runs, "train"), cpus=2, nice=10)]
+    lines += [
+        _event(f"10:0{i + 1}:00", "job_end", run=r, rc=0, seconds=60.0) for i, r in enumerate(runs[:cut])
+    ]
+    if interrupted_after is not None:
+        lines.append(_event(f"10:0{cut}:30", "progress", done=cut))  # then the session is killed
+        plan = {r: ("skip" if i < cut else "train") for i, r in enumerate(runs)}
+        lines.append(_event("11:00:00", "session_start", runs=plan, cpus=2, nice=10))
+        lines += [
+            _event(f"11:0{i + 1}:00", "job_end", run=r, rc=0, seconds=60.0) for i, r in enumerate(runs[cut:])
+        ]
+    end = "11:05:10" if interrupted_after is not None else "10:05:10"
+    lines.append(_event(end, "figures", rc=0, seconds=10.0))
+    lines.append(_event(end, "session_end", result="ok", seconds=0.0, load1_mean=1.5))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_pipeline_record_one_session(tmp_path):
+    f = full_pipeline(write_record(tmp_path / "log.jsonl", ["a", "b", "c"]))
+    assert f is not None
+    assert f["runs"] == 3 and f["sessions"] == 1 and f["interrupted"] == 0
+    assert f["wall_s"] == pytest.approx(310.0)  # 10:00:00 -> 10:05:10
+    assert f["run_seconds"] == pytest.approx(180.0) and f["figures_s"] == pytest.approx(10.0)
+
+
+def test_pipeline_record_interrupted_and_resumed(tmp_path):
+    f = full_pipeline(write_record(tmp_path / "log.jsonl", ["a", "b", "c", "d"], interrupted_after=2))
+    assert f is not None
+    assert f["sessions"] == 2 and f["interrupted"] == 1
+    # first session: start to its last event (10:02:30); second: 11:00:00 -> 11:05:10
+    assert f["spans_s"] == pytest.approx([150.0, 310.0])
+    assert f["wall_s"] == pytest.approx(460.0)
+    assert f["run_seconds"] == pytest.approx(240.0)
+
+
+def test_pipeline_record_unfinished_is_not_a_measurement(tmp_path):
+    path = write_record(tmp_path / "log.jsonl", ["a", "b"])
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-2]) + "\n")  # no figures, no session_end
+    assert full_pipeline(path) is None
+    # a failed run: not a complete pipeline either
+    path.write_text(path.read_text().replace('"rc": 0', '"rc": 1', 1) + "\n".join(lines[-2:]) + "\n")
+    assert full_pipeline(path) is None
+
+
+def test_quick_suite_prints_one_table_with_every_item(tmp_path):
+    items = list(ITEMS)
+    if os.environ.get("REAL_SKIP_ENGINE_TESTS") == "1":
+        items.remove("rl_step")
+    elif not (REPO / ".venv-trl" / "bin" / "python").exists():
+        pytest.fail(
+            "the rl_step item needs .venv-trl: run `bash install.sh engines`, or set REAL_SKIP_ENGINE_TESTS=1"
+        )
+    record = write_record(tmp_path / "paper-figures.jsonl", ["a", "b", "c"])
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "benchmarks", "--quick", "--out", str(out), "--pipeline-record", str(record)]
+    cmd += ["--only", *items]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1200)
+    tail = (proc.stdout + proc.stderr)[-5000:]
+    assert proc.returncode == 0, tail
+
+    results = json.loads((out / "results.json").read_text())
+    assert results["quick"] is True and not results["failed"]
+    assert results["machine"]["cores"] >= 1 and results["machine"]["date"]
+    records = results["results"]
+    expected = set().union(*(KEYS[i] for i in items))
+    assert {r["key"] for r in records} == expected, tail
+    for r in records:
+        assert isinstance(r["value"], float | int) and math.isfinite(r["value"]) and r["value"] > 0, r
+        assert isinstance(r["met"], bool) and r["sizes"] and len(r["load"]) == 2, r
+    by_key = {r["key"]: r for r in records}
+    # the pipeline record was read from the log above: 310 s wall for 3 runs
+    assert by_key["pipeline"]["value"] == pytest.approx(310.0)
+    assert by_key["pipeline_estimate"]["value"] > 0
+
+    # one table, printed and written, with a row per record and the machine, date and load in its heading
+    table = (out / "table.md").read_text().splitlines()
+    rows = [line for line in table if line.startswith("| ") and not line.startswith(("| item", "| ---"))]
+    assert len(rows) == len(records)
+    for r in records:
+        assert any(line.startswith(f"| {r['label']} |") for line in rows), r["label"]
+        assert f"| {r['label']} |" in proc.stdout
+    assert "cores" in table[0] and "load" in table[0] and "quick sizes" in table[0]
