@@ -62,9 +62,9 @@ from training.steplog import RolloutFacts, UpdateRecord, rollout_columns, token_
 from training.task import Problem, encode_prompt, make_splits
 from training.tokenizer import build_tokenizer, token_texts
 from training.warmstart import load_or_train
-from workbench.closed_forms import breakdown_from_batch
 from workbench.objectives import OBJECTIVES
 from workbench.runlog import RunWriter, atomic_write_json, read_meta
+from workbench.update_records import update_records
 
 MEAN_METRICS = ("loss", "grad_norm", "clip_frac_low", "clip_frac_high", "approx_kl")
 
@@ -531,10 +531,10 @@ class Trainer:
             self.writer.event("skipped_update", step=self._step, update=update, grad_norm=str(grad_norm))
         else:
             self.opt.step()
-        breakdown = breakdown_from_batch(cfg.method, result.batch, result.hparams)
-        record = UpdateRecord.from_result(
-            update, epoch, rows, sb.response_ids, ent, result, breakdown, self.hp
+        rollouts, tokens = update_records(
+            cfg.method, result, rollout_index=rows, minibatch=update, entropy=ent, token_ids=sb.response_ids
         )
+        record = UpdateRecord(epoch, rollouts, tokens)
         metrics = {
             **result.metrics,
             "grad_norm": grad_norm if not skipped else math.nan,

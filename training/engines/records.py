@@ -21,70 +21,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from workbench.closed_forms import breakdown_from_batch, kl_gradient
-from workbench.methods import CLIP_METHODS, ClipHParams
-from workbench.objectives import ObjectiveResult
+from workbench.update_records import update_records
 
-RATIO_LOG_CAP = 80.0  # e^80 ~ 5.5e34 still fits float32; the tokens table refuses inf
-
-
-def update_records(
-    method: str,
-    result: ObjectiveResult,
-    *,
-    scale: float,
-    rollout_index: Sequence[int],
-    minibatch: int | Sequence[int],
-    entropy: torch.Tensor | None = None,
-    token_ids: torch.Tensor | None = None,
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Per-rollout and per-token records of one objective call (one micro-batch at its update).
-
-    ``rollout_index[b]``: the rollout's index within the step (``rollouts.rollout``); ``minibatch``: the update's
-    index (one value or one per row). ``entropy`` and ``token_ids`` (``[B, T]``, optional) are copied onto the
-    token rows. Returns ``(rollouts, tokens)`` column dicts; rollouts hold ``rollout, minibatch, s_bar,
-    advantage, weight, log_c, used`` (an infinite ``log C`` of the no-anchor variant is stored as null); tokens hold ``rollout, pos, old_logp, logp, s, ratio, weight, grad`` (plus
-    ``entropy`` and ``token_id`` when given).
-    """
-    batch, hp = result.batch, result.hparams
-    bd = breakdown_from_batch(method, batch, hp)
-    agg = hp.loss_agg if isinstance(hp, ClipHParams) else "token-mean"
-    grad = (bd.grad - kl_gradient(batch, hp.kl_beta, hp.kl_target, agg)) * scale
-    n = batch.n_rollouts
-    rollout = np.asarray(rollout_index, dtype=np.int64)
-    if rollout.shape != (n,):
-        raise ValueError(f"rollout_index has {rollout.shape[0]} entries for {n} rollouts")
-    mb = np.broadcast_to(np.asarray(minibatch, dtype=np.int64), (n,))
-    nan = np.full(n, np.nan)
-    log_c = _np(bd.log_c) if method not in CLIP_METHODS else nan.copy()
-    log_c[~np.isfinite(log_c)] = np.nan  # no anchor, one-label group: C = inf (weight 0); stored as null
-    rollouts = {
-        "rollout": rollout,
-        "minibatch": mb.copy(),
-        "s_bar": _np(bd.s_bar),
-        "advantage": _np(bd.advantage) if method in CLIP_METHODS else nan,
-        "weight": _np(bd.rollout_weight),
-        "log_c": log_c,
-        "used": _np(bd.used).astype(bool),
-    }
-    mask = batch.mask
-    rows, pos = torch.nonzero(mask, as_tuple=True)
-    s = batch.s.detach()[mask]
-    tokens = {
-        "rollout": rollout[_np(rows)],
-        "pos": _np(pos),
-        "old_logp": _np(batch.old_logp[mask]),
-        "logp": _np(batch.logp.detach()[mask]),
-        "s": _np(s),
-        "ratio": _np(torch.exp(s.clamp(-RATIO_LOG_CAP, RATIO_LOG_CAP))),
-        "weight": _np(bd.token_weight[mask]),
-        "grad": _np(grad[mask]),
-    }
-    if entropy is not None:
-        tokens["entropy"] = _np(entropy.detach().to(mask.device)[mask])
-    if token_ids is not None:
-        tokens["token_id"] = _np(token_ids.to(mask.device)[mask])
-    return rollouts, tokens
+__all__ = [
+    "assemble_step",
+    "read_update_shards",
+    "rollout_info",
+    "rollout_metrics",
+    "token_texts",
+    "update_records",
+]
 
 
 def rollout_info(

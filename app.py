@@ -1,0 +1,62 @@
+"""The REAL workbench app: explore the gradient curves, learn the derivation, inspect and train runs, make figures.
+
+    streamlit run app.py                         # reads runs from runs/ (or $REAL_RUNS_ROOT)
+    streamlit run app.py -- --runs-root DIR      # reads and trains runs under DIR
+
+Every number it shows comes from ``workbench`` (closed forms, objectives, run logs, statistics); the app computes
+nothing of its own. It reads only under its runs root.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app_lib.config import get_runs_root
+from app_lib.data import scan
+
+st.set_page_config(page_title="REAL workbench", page_icon=":material/functions:", layout="wide")
+
+PAGES = {
+    "Theory": [
+        st.Page(
+            "app_pages/gradient_curves.py",
+            url_path="curves",
+            title="Gradient curves",
+            icon=":material/show_chart:",
+            default=True,
+        ),
+        st.Page("app_pages/learn.py", url_path="learn", title="Learn", icon=":material/school:"),
+    ],
+    "Runs": [
+        st.Page("app_pages/runs.py", url_path="runs", title="Runs", icon=":material/monitoring:"),
+        st.Page(
+            "app_pages/inspector.py",
+            url_path="inspector",
+            title="Rollout inspector",
+            icon=":material/manage_search:",
+        ),
+        st.Page("app_pages/train.py", url_path="train", title="Train", icon=":material/play_circle:"),
+    ],
+    "Figures": [
+        st.Page(
+            "app_pages/paper_figures.py", url_path="figures", title="Paper figures", icon=":material/image:"
+        ),
+    ],
+}
+
+page = st.navigation(PAGES)
+
+with st.sidebar:
+    root = get_runs_root()
+    cards = scan(root)
+    live = sum(c.ok and c.live for c in cards)
+    st.caption(
+        f"**Runs root** `{root}`  \n{len(cards)} run folder(s)" + (f", {live} training" if live else "")
+    )
+    if not cards:
+        st.page_link(
+            "app_pages/runs.py", label="No runs yet: train the tiny demo run", icon=":material/play_arrow:"
+        )
+    st.caption("REAL workbench · *Rewards as Labels* (GRPO, DAPO, GSPO, REAL)")
+
+page.run()

@@ -1,0 +1,224 @@
+"""Reading runs for the app: a card per folder of the runs root, and cached table reads keyed on file mtimes.
+
+Every read goes through ``workbench.runlog`` (the run-directory contract) and every run path through
+``workbench.runs_root.resolve_run_dir`` (no name leaves the root). A run being trained is read up to its last
+complete step; when a step lands, the folder's mtime changes and the cached tables are read again.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from workbench.methods import LABELS
+from workbench.runlog import TABLES, RunFormatError, open_run, step_file
+from workbench.runs_root import UnsafeRunName, list_run_names, resolve_run_dir
+
+
+@dataclass
+class RunCard:
+    """What the app knows about one folder of the runs root; ``error`` is set when it cannot be read."""
+
+    name: str
+    path: Path | None
+    error: str | None = None
+    method: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    status: dict[str, Any] = field(default_factory=dict)
+    steps: list[int] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def label(self) -> str:
+        return LABELS.get(self.method, self.method)
+
+    @property
+    def synthetic(self) -> bool:
+        return bool(self.config.get("synthetic"))
+
+    @property
+    def state(self) -> str:
+        return str(self.status.get("state", "unknown"))
+
+    @property
+    def last_step(self) -> int:
+        return self.steps[-1] if self.steps else 0
+
+    @property
+    def total_steps(self) -> int | None:
+        for src in (self.status, self.config):
+            v = src.get("steps") or src.get("total_steps")
+            if isinstance(v, int) and v > 0:
+                return v
+        return None
+
+    @property
+    def live(self) -> bool:
+        """Still training: state ``running`` and, when the pid is of this host, that process alive."""
+        if self.state != "running":
+            return False
+        pid = self.status.get("pid")
+        return pid_alive(pid) if isinstance(pid, int) else True
+
+    @property
+    def display_state(self) -> str:
+        if self.state == "running" and not self.live:
+            return "interrupted"
+        return self.state
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (a zombie child of ours is reaped and reported dead)."""
+    if pid <= 0:
+        return False
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass
+    except OSError:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _inside(path: Path, parent: Path) -> bool:
+    real = path.resolve()
+    return real == parent or real.is_relative_to(parent)
+
+
+def read_card(root: Path, name: str) -> RunCard:
+    """The card of folder ``name``: run.json, status.json and the complete steps, or the error that stops it."""
+    try:
+        path = resolve_run_dir(root, name)
+    except UnsafeRunName as e:
+        return RunCard(name, None, error=str(e))
+    card = RunCard(name, path)
+    try:
+        for table in TABLES:
+            if (path / table).exists() and not _inside(path / table, path):
+                raise RunFormatError(path / table, "is a link that leaves the run folder; refused")
+        run = open_run(path)
+        card.method = run.method
+        card.config = run.config
+        card.status = run.status()
+        card.steps = run.steps()
+    except RunFormatError as e:
+        card.error = str(e)
+    except OSError as e:
+        card.error = f"{path}: cannot be read ({e.strerror or e})"
+    return card
+
+
+def scan(root: Path) -> list[RunCard]:
+    """A card for every folder directly under ``root`` (hidden ones left out), sorted by name."""
+    return [read_card(root, n) for n in list_run_names(root)]
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+def run_signature(card: RunCard) -> int:
+    """Changes whenever a step lands in (or is removed from) the run: the metrics folder's mtime."""
+    assert card.path is not None
+    return _mtime(card.path / "metrics")
+
+
+def _check_files(run_dir: Path, table: str, steps: list[int]) -> None:
+    for s in steps:
+        f = step_file(run_dir, table, s)
+        if f.is_symlink() and not _inside(f, run_dir):
+            raise RunFormatError(f, "is a link that leaves the run folder; refused")
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _metrics(run_dir: str, sig: int) -> pd.DataFrame:
+    run = open_run(run_dir)
+    _check_files(run.dir, "metrics", run.steps())
+    return run.metrics().sort_values("step").reset_index(drop=True)
+
+
+def metrics(card: RunCard) -> pd.DataFrame:
+    """All complete steps' metrics of a run (cached until a step lands)."""
+    assert card.path is not None
+    return _metrics(str(card.path), _mtime(card.path / "metrics"))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _rollouts(run_dir: str, sig: int, columns: tuple[str, ...]) -> pd.DataFrame:
+    run = open_run(run_dir)
+    _check_files(run.dir, "rollouts", run.steps())
+    return run.rollouts(columns=list(columns))
+
+
+def rollouts_all_steps(card: RunCard, columns: tuple[str, ...]) -> pd.DataFrame:
+    """``columns`` of the rollouts table over every complete step (cached until a step lands)."""
+    assert card.path is not None
+    return _rollouts(str(card.path), _mtime(card.path / "metrics"), columns)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _step_tables(run_dir: str, step: int, sig: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    run = open_run(run_dir)
+    if step not in run.steps():
+        raise RunFormatError(run_dir, f"step {step} is not complete")
+    for table in ("rollouts", "tokens"):
+        _check_files(run.dir, table, [step])
+    return run.rollouts([step]), run.tokens([step])
+
+
+def step_tables(card: RunCard, step: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rollouts and tokens of one complete step (cached until its files change)."""
+    assert card.path is not None
+    sig = _mtime(step_file(card.path, "tokens", step)) + _mtime(step_file(card.path, "metrics", step))
+    return _step_tables(str(card.path), step, sig)
+
+
+# ----------------------------------------------------------------------------------------------- statistics
+# Computed by workbench.stats, cached here until a step lands.
+
+
+@st.cache_data(max_entries=32, show_spinner="Computing gradient allocation…")
+def _allocation(run_dir: str, sig: int) -> pd.DataFrame:
+    from workbench.stats import gradient_allocation
+
+    return gradient_allocation(run_dir)
+
+
+def gradient_allocation(card: RunCard) -> pd.DataFrame:
+    """``workbench.stats.gradient_allocation`` of a run (one row per step)."""
+    assert card.path is not None
+    return _allocation(str(card.path), run_signature(card))
+
+
+@st.cache_data(max_entries=32, show_spinner="Computing C+ and C-…")
+def _c_composition(run_dir: str, sig: int) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    from workbench.stats import c_by_composition, real_weights
+
+    values = real_weights(run_dir)  # REAL family: logged; clip family: REAL recomputed on the logged s_bar
+    source = str(values["source"].iloc[0]) if len(values) else ""
+    return c_by_composition(values, per_step=True), c_by_composition(values), source
+
+
+def c_composition(card: RunCard) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """``c_by_composition`` of ``real_weights`` per step and pooled over steps, and where ``log C`` comes from."""
+    assert card.path is not None
+    return _c_composition(str(card.path), run_signature(card))

@@ -1,0 +1,269 @@
+"""Display helpers shared by the pages: run cards, method colours, tokens coloured by a value, small charts."""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+from matplotlib import colormaps
+from matplotlib.colors import to_hex
+
+from app_lib.config import get_runs_root
+from app_lib.data import RunCard, read_card, scan
+from workbench.figures.common import METHOD_COLORS
+from workbench.methods import LABELS, METHODS
+
+STATE_ICONS = {
+    "running": ":material/progress_activity:",
+    "finished": ":material/check_circle:",
+    "failed": ":material/error:",
+    "stopped": ":material/stop_circle:",
+    "interrupted": ":material/warning:",
+}
+
+
+SYNTHETIC_BADGE = (
+    "<span style='background:#fff3cd;color:#7a5c00;border:1px solid #e6c200;border-radius:4px;padding:0 6px;"
+    "font-size:0.75rem;font-weight:600'>SYNTHETIC · not a training result</span>"
+)
+
+
+_MD_SPECIAL = set("\\`*_{}[]()<>#+-.!|~$")
+
+
+def md_escape(text: str) -> str:
+    """``text`` shown literally by st.markdown (no emphasis from ``1*2*3``, no math from ``$``, no HTML)."""
+    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text).replace("\n", "  \n")
+
+
+def method_label(m: str) -> str:
+    return LABELS.get(m, m)
+
+
+def method_scale(methods: Sequence[str] = METHODS) -> alt.Scale:
+    """Altair colour scale mapping method labels to the figures' method colours (only ``methods`` in the legend)."""
+    return alt.Scale(domain=[LABELS[m] for m in methods], range=[METHOD_COLORS[m] for m in methods])
+
+
+def runs_root_and_cards() -> tuple[str, list[RunCard]]:
+    root = get_runs_root()
+    return str(root), scan(root)
+
+
+def run_title(card: RunCard) -> str:
+    return f"{card.name} · {card.label}" if card.ok else card.name
+
+
+def render_card(card: RunCard) -> None:
+    """One bordered card: name, method, state, steps; or the error that keeps the run from being read."""
+    with st.container(border=True):
+        if not card.ok:
+            st.markdown(f"**{html.escape(card.name)}**")
+            st.error(card.error or "unreadable", icon=":material/error:")
+            return
+        color = METHOD_COLORS.get(card.method, "#555")
+        st.markdown(
+            f"**{card.name}** &nbsp; <span style='color:{color};font-weight:600'>{card.label}</span>",
+            unsafe_allow_html=True,
+        )
+        state = card.display_state
+        total = f" / {card.total_steps}" if card.total_steps else ""
+        seed = card.config.get("seed", "?")
+        st.caption(f"{STATE_ICONS.get(state, '')} {state} · step {card.last_step}{total} · seed {seed}")
+        if card.synthetic:
+            st.markdown(SYNTHETIC_BADGE, unsafe_allow_html=True, help="made by workbench.synthetic_run for tests "
+                        "and benchmarks, without training: not a result")  # fmt: skip
+        if state == "failed" and card.status.get("error"):
+            st.error(str(card.status["error"])[:500])
+
+
+def render_cards(cards: Sequence[RunCard], per_row: int = 3) -> None:
+    for i in range(0, len(cards), per_row):
+        cols = st.columns(per_row)
+        for col, card in zip(cols, cards[i : i + per_row], strict=False):
+            with col:
+                render_card(card)
+
+
+# ----------------------------------------------------------------------------------------------- tokens
+
+
+def value_colors(
+    values: np.ndarray, kind: str, center: float | None = None, scale_values: np.ndarray | None = None
+) -> tuple[list[str], float, float]:
+    """Background colours for ``values``: ``sequential`` (0..max, white to red) or ``diverging`` around
+    ``center`` (blue below, red above, symmetric). The scale's ends come from ``scale_values`` (default
+    ``values``), e.g. the whole group, so that rollouts are comparable. Colours stay light enough for black text.
+    Returns the colours and the scale's ends."""
+    v = np.asarray(values, dtype=float)
+    ref = np.asarray(v if scale_values is None else scale_values, dtype=float)
+    finite = ref[np.isfinite(ref)]
+    if kind == "diverging":
+        c = 0.0 if center is None else center
+        half = float(np.max(np.abs(finite - c))) if finite.size else 1.0
+        half = half if half > 0 else 1.0
+        x = 0.5 + 0.36 * np.clip((v - c) / half, -1, 1)
+        lo, hi = c - half, c + half
+    else:
+        top = float(np.max(finite)) if finite.size else 1.0
+        top = top if top > 0 else 1.0
+        x = np.clip(v / top, 0, 1) * 0.6
+        lo, hi = 0.0, top
+    cmap = colormaps[_CMAPS[kind]]
+    x = np.where(np.isfinite(x), x, 0.5 if kind == "diverging" else 0.0)
+    return [to_hex(cmap(float(t))) for t in x], lo, hi
+
+
+_CMAPS = {"diverging": "RdBu_r", "sequential": "Reds"}
+_SPAN = {"diverging": (0.14, 0.86), "sequential": (0.0, 0.6)}
+
+
+def legend_html(kind: str, lo: float, hi: float, label: str) -> str:
+    cmap = colormaps[_CMAPS[kind]]
+    stops = np.linspace(*_SPAN[kind], 9)
+    grad = ", ".join(to_hex(cmap(float(t))) for t in stops)
+    return (
+        "<div style='display:flex;align-items:center;gap:8px;font-size:0.8rem;margin:4px 0 8px 0'>"
+        f"<span>{html.escape(label)}</span><span>{lo:.3g}</span>"
+        f"<span style='display:inline-block;width:180px;height:12px;border-radius:3px;"
+        f"background:linear-gradient(to right, {grad})'></span><span>{hi:.3g}</span></div>"
+    )
+
+
+def tokens_html(
+    tokens: Sequence[str], colors: Sequence[str], titles: Sequence[str], struck: Sequence[bool]
+) -> str:
+    """The response as coloured token spans; hovering a token shows its values; ``struck`` tokens are clipped."""
+    spans = []
+    for tok, col, title, s in zip(tokens, colors, titles, struck, strict=True):
+        deco = "text-decoration:line-through;text-decoration-color:#444;" if s else ""
+        spans.append(
+            f"<span title='{html.escape(title, quote=True)}' style='background:{col};{deco}"
+            f"border-radius:2px;padding:1px 0'>{html.escape(tok)}</span>"
+        )
+    return (
+        "<div style='font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:0.92rem;line-height:1.9;"
+        "white-space:pre-wrap;word-break:break-word;color:#111;background:#fff;border:1px solid #ddd;"
+        "border-radius:6px;padding:10px'>" + "".join(spans) + "</div>"
+    )
+
+
+def fmt(x: float, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:.{digits}g}"
+
+
+DASHES = [[1, 0], [6, 3], [2, 2], [8, 3, 2, 3], [1, 3]]
+
+
+def series_scales(series: Sequence[str], methods: Sequence[str]) -> tuple[alt.Scale, alt.Scale]:
+    """Colour each series by its method (the figures' colours) and tell apart series of one method by dashes."""
+    seen: dict[str, int] = {}
+    dashes = []
+    for m in methods:
+        dashes.append(DASHES[seen.get(m, 0) % len(DASHES)])
+        seen[m] = seen.get(m, 0) + 1
+    colors = [METHOD_COLORS.get(m, "#555") for m in methods]
+    return alt.Scale(domain=list(series), range=colors), alt.Scale(domain=list(series), range=dashes)
+
+
+def line_chart(
+    df: pd.DataFrame,
+    x: str,
+    y: str,
+    color: str,
+    *,
+    rule_x: float | None = None,
+    height: int = 240,
+    y_title: str | None = None,
+    scales: tuple[alt.Scale, alt.Scale] | None = None,
+    x_title: str | None = None,
+) -> alt.LayerChart:
+    """A small multi-series line chart with tooltips and an optional vertical rule (the selected step).
+
+    No chart title: pages put a heading above it (a Vega title gets clipped in narrow columns)."""
+    enc = {
+        "x": alt.X(f"{x}:Q", title=x_title or x, axis=alt.Axis(format="d", tickMinStep=1)),
+        "y": alt.Y(f"{y}:Q", title=y_title or y, scale=alt.Scale(zero=False)),
+        "color": alt.Color(
+            f"{color}:N", title=None, scale=scales[0] if scales else alt.Scale(scheme="tableau10"),
+            legend=alt.Legend(
+                orient="top", labelLimit=260, symbolStrokeWidth=2.5, columns=2 if df[color].nunique() > 4 else 0
+            ),
+        ),
+        "tooltip": [alt.Tooltip(f"{color}:N"), alt.Tooltip(f"{x}:Q"), alt.Tooltip(f"{y}:Q", format=".4g")],
+    }  # fmt: skip
+    if scales:
+        enc["strokeDash"] = alt.StrokeDash(f"{color}:N", title=None, scale=scales[1])
+    chart = alt.Chart(df).mark_line(point=len(df) < 60).encode(**enc)
+    layers: list[alt.Chart] = [chart]
+    if rule_x is not None:
+        rule = pd.DataFrame({x: [rule_x]})
+        layers.append(alt.Chart(rule).mark_rule(color="#888", strokeDash=[4, 3]).encode(x=f"{x}:Q"))
+    n = df[color].nunique()
+    legend_rows = (n + 1) // 2 if n > 4 else 1
+    return alt.layer(*layers).properties(height=height + 22 * (legend_rows - 1))
+
+
+DEMO_RUN = "demo-real-tiny"
+
+
+def offer_demo_run(root: str, key: str) -> None:
+    """The empty state of the run pages: say where runs are looked for and offer to train the tiny demo run."""
+    from pathlib import Path
+
+    from app_lib import jobs
+
+    st.info(
+        f"No runs under `{root}` yet. The **Gradient curves**, **Learn** and **Paper figures** (Fig. 1) pages "
+        "work without runs. To see training dynamics and inspect rollouts, train the tiny demo run: REAL on "
+        "the embedded arithmetic task with the `tiny` preset, on this machine's CPU.",
+        icon=":material/info:",
+    )
+    job = jobs.read_job(Path(root), DEMO_RUN)
+    if job is not None and job.alive:
+        st.success(f"The demo run `{DEMO_RUN}` is training (pid {job.pid}).")
+        st.page_link("app_pages/train.py", label="Follow it on the Train page", icon=":material/play_circle:")
+        return
+    if not jobs.trainer_available():
+        st.warning(
+            "The training module (`python -m training`) is not in this checkout, so the app cannot train."
+        )
+        return
+    if st.button("Train the tiny demo run", type="primary", key=key, icon=":material/play_arrow:"):
+        try:
+            job = jobs.start_training(Path(root), DEMO_RUN, "real", "tiny")
+        except ValueError as e:
+            st.error(str(e))
+        else:
+            st.success(
+                f"Started `{DEMO_RUN}` (pid {job.pid}); it appears here as soon as its first step lands."
+            )
+            st.page_link(
+                "app_pages/train.py", label="Follow it on the Train page", icon=":material/play_circle:"
+            )
+
+
+def refresh_when_a_step_lands(root: str, cards: Sequence[RunCard]) -> None:
+    """While a run trains but has no complete step yet, poll every 3 s and redraw the page when one lands."""
+    from pathlib import Path
+
+    waiting = {c.name for c in cards if c.ok and c.live and not c.steps}
+    if not waiting:
+        return
+    st.caption(f":material/hourglass_top: Waiting for the first step of {', '.join(sorted(waiting))}…")
+
+    @st.fragment(run_every=3)
+    def _poll() -> None:
+        for name in waiting:
+            card = read_card(Path(root), name)
+            if card.steps or not card.live:
+                st.rerun()
+
+    _poll()

@@ -1,0 +1,245 @@
+"""Page 4: step -> prompt group -> rollout. Tokens coloured by weight, ratio or s_t; the group's C+ and C-; and how
+every other method would have weighted the same tokens (workbench.group_replay -> closed_forms.token_gradient)."""
+
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app_lib import data
+from app_lib.ui import (
+    fmt,
+    legend_html,
+    md_escape,
+    method_label,
+    method_scale,
+    offer_demo_run,
+    refresh_when_a_step_lands,
+    runs_root_and_cards,
+    tokens_html,
+    value_colors,
+)
+from workbench.group_replay import logged_group, replay_all, run_hparams
+from workbench.methods import CLIP_METHODS, METHODS, REAL_METHODS
+from workbench.runlog import RunFormatError
+
+st.title("Rollout inspector")
+root, cards = runs_root_and_cards()
+readable = [c for c in cards if c.ok and c.steps]
+refresh_when_a_step_lands(root, cards)
+if not readable:
+    if cards:
+        st.warning("No run has a complete step yet (see the Runs page for the state of each run folder).")
+    else:
+        offer_demo_run(root, key="inspector_demo")
+    st.stop()
+
+by_name = {c.name: c for c in readable}
+c_run, c_step = st.columns([2, 3])
+name = c_run.selectbox(
+    "Run", list(by_name), key="insp_run", on_change=lambda: st.session_state.pop("insp_under", None),
+    format_func=lambda n: f"{n} ({by_name[n].label}{', SYNTHETIC' if by_name[n].synthetic else ''})",
+)  # fmt: skip
+card = by_name[name]
+if card.synthetic:
+    st.warning("SYNTHETIC run (workbench.synthetic_run): invented rollouts for tests, not a training result.")
+steps = card.steps
+step = (
+    c_step.select_slider("Step", options=steps, value=steps[-1], key="insp_step")
+    if len(steps) > 1
+    else steps[0]
+)
+
+try:
+    rollouts, tokens = data.step_tables(card, step)
+except RunFormatError as e:
+    st.error(f"Step {step} of **{card.name}** cannot be read: {e}", icon=":material/error:")
+    st.stop()
+if rollouts.empty:
+    st.warning(f"Step {step} logged no rollouts.")
+    st.stop()
+
+groups = (
+    rollouts.groupby("group")
+    .agg(prompt=("prompt", "first"), size=("rollout", "size"), correct=("reward", lambda r: int((r > 0.5).sum())),
+         used=("used", "any"), minibatch=("minibatch", "first"))
+    .reset_index()
+)  # fmt: skip
+g_labels = {
+    int(
+        r.group
+    ): f"group {int(r.group)} · {r.correct}/{r.size} correct · {'in the loss' if r.used else 'left out'}"
+    f" · {str(r.prompt)[:50]}"
+    for r in groups.itertuples()
+}
+c_group, c_roll = st.columns([3, 2])
+# Open on an informative group: one that entered the loss, from the step's last mini-batch (where s_t != 0).
+informative = groups[groups["used"]].sort_values(["minibatch", "group"], ascending=[False, True])
+first = int(informative["group"].iloc[0]) if len(informative) else int(groups["group"].iloc[0])
+gid = c_group.selectbox(
+    "Prompt group",
+    list(g_labels),
+    index=list(g_labels).index(first),
+    format_func=g_labels.get,
+    key="insp_group",
+)
+grp = rollouts[rollouts["group"] == gid].sort_values("rollout").reset_index(drop=True)
+
+
+def _roll_label(r: pd.Series) -> str:
+    mark = "✓" if r["reward"] > 0.5 else "✗"
+    return (
+        f"#{int(r['rollout'])} {mark} · {int(r['length'])} tokens · s̄ {r['s_bar']:+.4f} · W {r['weight']:.4g}"
+    )
+
+
+roll_labels = {int(r["rollout"]): _roll_label(r) for _, r in grp.iterrows()}
+rid = c_roll.selectbox("Rollout", list(roll_labels), format_func=roll_labels.get, key="insp_rollout")
+
+# ---- replay the group under every method (closed forms on the logged log-probs)
+group = logged_group(grp, tokens)
+hp = {m: run_hparams(m, card.config) for m in METHODS if m == card.method}
+replays, skipped = replay_all(group, list(METHODS), hp)
+
+st.markdown(f"**Prompt** · {md_escape(str(grp['prompt'].iloc[0]))}  \n**Gold answer** · "
+            f"{md_escape(str(grp['answer'].iloc[0]))} · mini-batch {int(grp['minibatch'].iloc[0])} of this step")  # fmt: skip
+
+# ---- the group's C+ and C-, and the weights each method gives its rollouts
+st.subheader("The group")
+k1, k2, k3, k4 = st.columns(4)
+n_pos = int((grp["reward"] > 0.5).sum())
+k1.metric("correct / rollouts", f"{n_pos} / {len(grp)}")
+if card.method in REAL_METHODS:
+    c_src, c_vals = "logged", np.exp(grp["log_c"].to_numpy(dtype=float))
+elif "real" in replays:
+    c_src, c_vals = "REAL, replayed", np.exp(replays["real"].rollouts["log_c"].to_numpy(dtype=float))
+else:
+    c_src, c_vals = "", np.full(len(grp), np.nan)
+pos_mask = (grp["reward"] > 0.5).to_numpy()
+cp = c_vals[pos_mask & np.isfinite(c_vals)]
+cn = c_vals[~pos_mask & np.isfinite(c_vals)]
+k2.metric(f"C+ ({c_src})", f"{fmt(cp.min(), 3)} – {fmt(cp.max(), 3)}" if cp.size else "–",
+          help="C+ of each correct rollout: 1 + sum over the other correct rollouts of e^{-s̄/tau}")  # fmt: skip
+k3.metric(f"C- ({c_src})", f"{fmt(cn.min(), 3)} – {fmt(cn.max(), 3)}" if cn.size else "–",
+          help="C- of each wrong rollout: 1 + sum over the other wrong rollouts of e^{+s̄/tau}")  # fmt: skip
+own = replays.get(card.method)
+if own is not None:
+    merged = tokens[tokens["rollout"].isin(grp["rollout"])].merge(
+        own.tokens, on=["rollout", "pos"], suffixes=("", "_re")
+    )
+    check = float((merged["weight"] - merged["weight_re"]).abs().max()) if len(merged) else float("nan")
+    k4.metric("logged vs replayed weight", f"{check:.1e}",
+              help=f"max |tokens.weight − closed form of {card.label} on the logged log-probs| over this group")  # fmt: skip
+
+table = pd.DataFrame(
+    {
+        "rollout": grp["rollout"],
+        "label": np.where(pos_mask, "correct", "wrong"),
+        "length": grp["length"],
+        "s̄": grp["s_bar"],
+        "C (C+ or C-)": c_vals,
+        "logged W": grp["weight"],
+    }
+)
+for m, rep in replays.items():
+    table[f"{method_label(m)}{' (run)' if m == card.method else ''}"] = rep.rollouts["weight"].to_numpy()
+st.dataframe(
+    table,
+    hide_index=True,
+    column_config={c: st.column_config.NumberColumn(format="%.4g") for c in table.columns[3:]},
+)
+st.caption(
+    "Rollout weight under each method, replayed from the logged log-probs with `workbench.closed_forms.token_gradient`"
+    " (the run's own method with its logged hyper-parameters, the others with the paper's defaults, KL left out). "
+    "Clip family: sum over tokens of |A| ρ_t I_t / |o|; REAL family: W_k."
+)
+for m, why in skipped.items():
+    st.caption(f"{method_label(m)} not replayed: {why}")
+
+# ---- the rollout's tokens
+st.subheader(f"Rollout #{rid}")
+row = grp[grp["rollout"] == rid].iloc[0]
+tok = tokens[tokens["rollout"] == rid].sort_values("pos").reset_index(drop=True)
+c_by, c_under = st.columns([3, 2])
+colour_by = c_by.radio(
+    "Colour tokens by", ["gradient weight", "ratio", "s_t", "entropy"], horizontal=True, key="insp_colour"
+)
+weight_options = [card.method] + [m for m in METHODS if m != card.method and m in replays]
+under = c_under.selectbox(
+    "Weight under", weight_options, key="insp_under", disabled=colour_by != "gradient weight",
+    format_func=lambda m: f"{method_label(m)} (as logged)" if m == card.method else f"{method_label(m)} (replayed)",
+)  # fmt: skip
+
+struck = np.zeros(len(tok), dtype=bool)
+group_tok = tokens[tokens["rollout"].isin(grp["rollout"])]
+if colour_by == "gradient weight":
+    source = own if under == card.method else replays[under]
+    if under == card.method:
+        values, scale = tok["weight"].to_numpy(dtype=float), group_tok["weight"].to_numpy(dtype=float)
+    else:
+        values = (
+            source.tokens[source.tokens["rollout"] == rid].sort_values("pos")["weight"].to_numpy(dtype=float)
+        )
+        scale = source.tokens["weight"].to_numpy(dtype=float)
+    if source is not None:
+        kept = source.tokens[source.tokens["rollout"] == rid].sort_values("pos")["kept"].to_numpy()
+        struck = ~kept if len(kept) == len(tok) else struck
+    kind, center, label = (
+        "sequential",
+        None,
+        f"|W| per token ({method_label(under)}), scale: this group's max",
+    )
+else:
+    col, kind, center, label = {
+        "ratio": ("ratio", "diverging", 1.0, "ratio ρ_t = e^{s_t}"),
+        "s_t": ("s", "diverging", 0.0, "s_t = log π_θ − log π_old"),
+        "entropy": ("entropy", "sequential", None, "entropy (nats)"),
+    }[colour_by]
+    values, scale = tok[col].to_numpy(dtype=float), group_tok[col].to_numpy(dtype=float)
+colors, lo, hi = value_colors(values, kind, center, scale)
+titles = [
+    f"pos {int(r.pos)} · {r.token!r}\ns_t {r.s:+.5f} · ratio {r.ratio:.5f}\nlogp {r.logp:.4f} · old {r.old_logp:.4f}"
+    f"\nlogged weight {r.weight:.5g} · entropy {r.entropy:.3f}\nshown value {v:.5g}"
+    for r, v in zip(tok.itertuples(), values, strict=True)
+]
+st.markdown(
+    f"Reward **{row['reward']:g}** ({'correct' if row['reward'] > 0.5 else 'wrong'}) · {int(row['length'])} tokens · "
+    f"s̄ = {row['s_bar']:+.5f} · logged W = {row['weight']:.5g}"
+    + (
+        f" · A = {row['advantage']:+.4f}"
+        if card.method in CLIP_METHODS and pd.notna(row["advantage"])
+        else ""
+    )
+    + (f" · C = {np.exp(row['log_c']):.4g}" if card.method in REAL_METHODS and pd.notna(row["log_c"]) else "")
+)
+st.html(
+    legend_html(kind, lo, hi, label) + tokens_html(tok["token"].astype(str).tolist(), colors, titles, struck)
+)
+st.caption(
+    "Hover a token for its values. Struck-through tokens get no gradient under the chosen method (clipped). "
+    "In each step's first mini-batch s_t = 0 and the ratio is 1 for every token."
+)
+
+# ---- per-token weights of this rollout under every method
+rows = []
+for m, rep in replays.items():
+    t = rep.tokens[rep.tokens["rollout"] == rid]
+    rows.append(pd.DataFrame({"pos": t["pos"], "weight": t["weight"], "method": method_label(m)}))
+if rows:
+    per_tok = pd.concat(rows, ignore_index=True)
+    chart = (
+        alt.Chart(per_tok)
+        .mark_line(interpolate="step-after")
+        .encode(
+            x=alt.X("pos:Q", title="token position"),
+            y=alt.Y("weight:Q", title="|W| per token"),
+            color=alt.Color(
+                "method:N", scale=method_scale(list(replays)), title=None, legend=alt.Legend(orient="top")
+            ),
+            tooltip=["method", "pos", alt.Tooltip("weight:Q", format=".5g")],
+        )
+        .properties(height=260, title=f"Token weights of rollout #{rid} under every method")
+    )
+    st.altair_chart(chart)

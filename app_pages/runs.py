@@ -1,0 +1,207 @@
+"""Page 3: pick runs and compare their dynamics over steps, with a step slider. Reads run logs only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app_lib import data
+from app_lib.ui import (
+    DASHES,
+    line_chart,
+    offer_demo_run,
+    refresh_when_a_step_lands,
+    render_cards,
+    runs_root_and_cards,
+    series_scales,
+)
+from workbench.runlog import RunFormatError
+
+ALLOCATION_PANELS = [
+    ("top_token_share", "Share of the step's gradient held by its top 1% of tokens"),
+    ("top_rollout_share", "Share held by the top 1% of rollouts"),
+    ("corr_rollout_correct", "corr(weight, s̄), correct rollouts (> 0: misassignment)"),
+    ("corr_rollout_wrong", "corr(weight, s̄), wrong rollouts"),
+]
+
+st.title("Runs")
+root, cards = runs_root_and_cards()
+if not cards:
+    offer_demo_run(root, key="runs_demo")
+    st.stop()
+
+with st.expander(f"Run folders under `{root}` ({len(cards)})", expanded=len(cards) <= 6):
+    render_cards(cards)
+
+readable = [c for c in cards if c.ok and c.steps]
+refresh_when_a_step_lands(root, cards)
+if not readable:
+    st.warning("No run has a complete step yet. A run being trained appears once its first step is logged.")
+    st.stop()
+
+by_name = {c.name: c for c in readable}
+names = st.multiselect(
+    "Runs to compare", list(by_name), default=list(by_name)[:6], key="runs_pick",
+    format_func=lambda n: f"{n} ({by_name[n].label}{', SYNTHETIC' if by_name[n].synthetic else ''})",
+)  # fmt: skip
+if not names:
+    st.info("Pick one or more runs.")
+    st.stop()
+
+METRICS = [
+    ("reward_mean", "Reward (training rollouts)"),
+    ("entropy_mean", "Entropy (mean over response tokens)"),
+    ("val_pass1", "Validation Pass@1"),
+    ("solved_all_ratio", "100% solved ratio (share of prompts all G rollouts solve)"),
+    ("clip_frac_low", "Clip fraction, low side"),
+    ("clip_frac_high", "Clip fraction, high side"),
+    ("approx_kl", "Approx. KL(π_old ‖ π_θ) at update"),
+    ("response_len_mean", "Mean response length (tokens)"),
+]
+live = any(by_name[n].live for n in names)
+
+
+def _body() -> None:
+    # Re-read the cards so a run being trained shows its new steps on each refresh.
+    chosen = [data.read_card(Path(root), n) for n in names]
+    frames, errors = [], []
+    for c in chosen:
+        if not c.ok:
+            errors.append((c.name, c.error))
+            continue
+        try:
+            m = data.metrics(c)
+        except RunFormatError as e:
+            errors.append((c.name, str(e)))
+            continue
+        m = m.assign(run=c.name, method=c.label)
+        frames.append(m)
+    for name, err in errors:
+        st.error(f"**{name}**: {err}", icon=":material/error:")
+    if not frames:
+        return
+    met = pd.concat(frames, ignore_index=True)
+    steps = sorted(met["step"].unique().tolist())
+    if len(steps) > 1:
+        step = st.select_slider("Step", options=steps, value=steps[-1], key="runs_step")
+    else:
+        step = steps[0]
+        st.caption(f"One complete step so far (step {step}).")
+    if live:
+        st.caption(":material/autorenew: A run is still training: this view refreshes every few seconds.")
+
+    st.subheader(f"At step {step}")
+    at = met[met["step"] == step].set_index("run")
+    cols = [k for k, _ in METRICS if k in at.columns]
+    st.dataframe(
+        at[["method", *cols]], column_config={k: st.column_config.NumberColumn(format="%.4g") for k in cols}
+    )
+
+    tab_dyn, tab_alloc, tab_c = st.tabs(["Dynamics", "Gradient allocation", "C+ and C-"])
+    with tab_dyn:
+        st.caption("Colour: method (as in the figures); dashes tell apart runs of one method.")
+        shown = [c for c in chosen if c.ok and c.name in set(met["run"])]
+        scales = series_scales([c.name for c in shown], [c.method for c in shown])
+        grid = st.columns(2)
+        for i, (key, title) in enumerate(METRICS):
+            d = met[["step", "run", key]].dropna()
+            with grid[i % 2]:
+                st.markdown(f"**{title}**")
+                if d.empty:
+                    st.caption("not logged yet")
+                    continue
+                st.altair_chart(line_chart(d, "step", key, "run", rule_x=step, y_title=key, scales=scales))
+
+    with tab_alloc:
+        st.caption(
+            "`workbench.stats.gradient_allocation`, per step, over rollouts of groups in the loss and each step's later "
+            "mini-batches (s = 0 in the first). *Domination*: a few tokens carry the gradient. *Misassignment*: for "
+            "correct rollouts the weight grows with s̄ (a positive correlation)."
+        )
+        allocs = []
+        for c in shown:
+            try:
+                allocs.append(data.gradient_allocation(c))
+            except (RunFormatError, ValueError) as e:
+                st.error(f"**{c.name}**: gradient allocation cannot be computed: {e}")
+        alloc = pd.concat(allocs, ignore_index=True) if allocs else pd.DataFrame()
+        grid = st.columns(2)
+        for i, (key, title) in enumerate(ALLOCATION_PANELS):
+            with grid[i % 2]:
+                st.markdown(f"**{title}**")
+                d = alloc[["step", "run", key]].dropna() if key in alloc else pd.DataFrame()
+                if d.empty:
+                    st.caption("no value yet (needs steps with more than one mini-batch)")
+                    continue
+                st.altair_chart(line_chart(d, "step", key, "run", rule_x=step, y_title=key, scales=scales))
+
+    with tab_c:
+        st.caption(
+            "REAL's group constants by group composition (`workbench.stats.real_weights` → `c_by_composition`; medians "
+            "over the rollouts of groups in the loss, later mini-batches). REAL-family runs show their logged C; "
+            "clip-family runs show what REAL (tau 0.5) would give on their logged s̄."
+        )
+        per_step, pooled = [], []
+        for c in shown:
+            try:
+                ps_run, po_run, source = data.c_composition(c)
+            except (RunFormatError, ValueError) as e:
+                st.error(f"**{c.name}**: C+/C- cannot be computed: {e}")
+                continue
+            per_step.append(ps_run.assign(source=source))
+            pooled.append(po_run.assign(source=source))
+        ps = pd.concat(per_step, ignore_index=True) if per_step else pd.DataFrame()
+        if ps.empty:
+            st.caption("No rollout of a mixed group in a later mini-batch yet.")
+            return
+        po = pd.concat(pooled, ignore_index=True)
+        for df in (ps, po):
+            df["C"] = np.exp(df["log_c_median"])
+            df["series"] = df["run"] + " · " + np.where(df["correct"], "C+ (correct)", "C- (wrong)")
+        series = sorted(ps["series"].unique())
+        c_scales = (
+            alt.Scale(domain=series, range=["#2ca02c" if "C+" in s else "#d62728" for s in series]),
+            alt.Scale(domain=series, range=[DASHES[i // 2 % len(DASHES)] for i in range(len(series))]),
+        )
+        ks = sorted(ps["group_correct"].unique().tolist())
+        left, right = st.columns(2)
+        with left:
+            k = (
+                st.select_slider(
+                    "Group composition: correct rollouts", ks, value=ks[len(ks) // 2], key="runs_k"
+                )
+                if len(ks) > 1
+                else ks[0]
+            )
+            st.markdown(f"**Median C over training, groups with {k} correct** (green C+, red C-)")
+            d = ps[ps["group_correct"] == k]
+            st.altair_chart(
+                line_chart(d, "step", "C", "series", rule_x=step, y_title="C (median)", scales=c_scales)
+            )
+        with right:
+            d = ps[ps["step"] == step]
+            label = f"at step {step}"
+            if d.empty:
+                d, label = po, "all steps pooled (no mixed group at this step)"
+            st.markdown(f"**Median C by group composition, {label}**")
+            st.altair_chart(
+                line_chart(
+                    d,
+                    "group_correct",
+                    "C",
+                    "series",
+                    y_title="C (median)",
+                    scales=c_scales,
+                    x_title="correct rollouts in the group",
+                )
+            )
+
+
+if live:
+    st.fragment(run_every=3)(_body)()
+else:
+    _body()

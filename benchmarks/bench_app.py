@@ -1,0 +1,168 @@
+"""Warm response time of every app page over a run of 200 steps x 512 rollouts (target: 2 s).
+
+    python benchmarks/bench_app.py [--steps 200 --prompts 64 --group-size 8 --mean-len 64] [--repeats 3]
+
+Builds (once, cached under ``cache/bench_app/``) a SYNTHETIC run with ``workbench.synthetic_run`` of that size,
+then drives each page with ``streamlit.testing.v1.AppTest``: a cold first run, then ``--repeats`` warm reruns
+and the same number of widget changes (the step slider, another rollout, ...). It prints per page the cold time,
+the median warm rerun, the median warm interaction and their ratio to the 2 s target, plus AppTest's own
+overhead on a page that reads nothing (the baseline measured in the same run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from workbench.runlog import open_run  # noqa: E402
+from workbench.synthetic_run import write_synthetic_run  # noqa: E402
+
+TARGET_S = 2.0
+
+
+def build_run(cache: Path, method: str, steps: int, prompts: int, group_size: int, mean_len: int) -> Path:
+    """A benchmark run, built once and reused while its size matches (``cache/runs/<size>/<method>``)."""
+    size = f"{steps}x{prompts * group_size}-len{mean_len}"
+    name = method
+    run_dir = cache / "runs" / size / name
+    if run_dir.is_dir():
+        try:
+            run = open_run(run_dir)
+            complete = run.steps() == list(range(1, steps + 1)) and run.status().get("state") == "finished"
+            if complete and run.method == method:
+                return run_dir
+        except ValueError:
+            pass
+        shutil.rmtree(run_dir)
+    tmp = cache / "building" / size / name
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    print(f"building {name} (SYNTHETIC, {steps} steps x {prompts * group_size} rollouts) ...", flush=True)
+    write_synthetic_run(
+        tmp, method=method, steps=steps, prompts=prompts, group_size=group_size, mean_len=mean_len, seed=0
+    )
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, run_dir)
+    print(f"built in {time.perf_counter() - t0:.1f} s", flush=True)
+    return run_dir
+
+
+def timed(fn: Callable[[], AppTest]) -> tuple[float, AppTest]:
+    t0 = time.perf_counter()
+    at = fn()
+    dt = time.perf_counter() - t0
+    if at.exception:
+        raise RuntimeError(f"page raised: {[e.value for e in at.exception]}")
+    return dt, at
+
+
+def bench_page(
+    page: str,
+    interact: Callable[[AppTest, int], None] | None,
+    repeats: int,
+    setup: Callable[[AppTest], None] | None = None,
+) -> dict[str, float]:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=600)
+    at.run()
+    at.switch_page(f"app_pages/{page}.py")
+    if setup is not None:
+        at.run()
+        setup(at)
+    cold, at = timed(at.run)
+    reruns = [timed(at.run)[0] for _ in range(repeats)]
+    out = {"cold": cold, "rerun": statistics.median(reruns)}
+    if interact is not None:
+        times = []
+        for i in range(repeats):
+            interact(at, i)
+            times.append(timed(at.run)[0])
+        out["interaction"] = statistics.median(times)
+    return out
+
+
+def _step(at: AppTest, i: int, key: str) -> None:
+    """Move a step slider back 7 steps: a step not read before (the inspector reads its files afresh)."""
+    w = at.select_slider(key=key)
+    w.set_value(int(w.value) - 7)
+
+
+Row = tuple[str, str, str, Callable[[AppTest, int], None] | None, Callable[[AppTest], None] | None]
+
+
+def rows() -> list[Row]:
+    """(label, page, what the interaction does, interaction, setup before the cold run)."""
+    return [
+        ("gradient curves", "gradient_curves", "tau slider", lambda at, i: at.slider(key="gc_tau").set_value(0.3 + 0.1 * i), None),
+        ("learn", "learn", "s̄ slider", lambda at, i: at.slider(key="learn_s0").set_value(-1.0 + 0.5 * i), None),
+        ("runs", "runs", "step slider", lambda at, i: _step(at, i, "runs_step"), None),
+        ("inspector", "inspector", "step slider + colour", lambda at, i: (
+            _step(at, i, "insp_step"), at.radio(key="insp_colour").set_value(["ratio", "s_t", "entropy"][i % 3])), None),
+        ("train", "train", "none", None, None),
+        ("figures: Fig. 1", "paper_figures", "Fig. 1 tau", lambda at, i: at.number_input(key="f1_tau").set_value(0.3 + 0.1 * i), None),
+        ("figures: C+/C-", "paper_figures", "band (new data step)",
+         lambda at, i: at.selectbox(key="c-dynamics_band").set_value(["sd", "minmax"][i % 2]),
+         lambda at: at.segmented_control(key="fig_pick").set_value("c-dynamics")),
+    ]  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument(
+        "--prompts", type=int, default=64, help="prompt groups per step (x group size = rollouts)"
+    )
+    ap.add_argument("--group-size", type=int, default=8)
+    ap.add_argument("--mean-len", type=int, default=64, help="mean response length in tokens")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--cache", type=Path, default=REPO / "cache" / "bench_app")
+    args = ap.parse_args()
+
+    run_dirs = [
+        build_run(args.cache, m, args.steps, args.prompts, args.group_size, args.mean_len)
+        for m in ("real", "grpo")
+    ]
+    root = run_dirs[0].parent
+    n_bytes = sum(f.stat().st_size for d in run_dirs for f in (d / "tokens").iterdir())
+    n_tok = sum(open_run(d).read("tokens", columns=["step"]).num_rows for d in run_dirs)
+    print(f"runs: {', '.join(d.name for d in run_dirs)} under {root}: {args.steps} steps x "
+          f"{args.prompts * args.group_size} rollouts each, {n_tok / 1e6:.1f} M logged tokens, "
+          f"token files {n_bytes / 1e6:.0f} MB (SYNTHETIC)")  # fmt: skip
+
+    empty = args.cache / "empty_root"
+    empty.mkdir(parents=True, exist_ok=True)
+    os.environ["REAL_RUNS_ROOT"] = str(empty)
+    base = bench_page("train", None, args.repeats)["rerun"]
+    os.environ["REAL_RUNS_ROOT"] = str(root)
+
+    print(f"\nbaseline: AppTest rerun of the Train page with no runs: {base:.3f} s")
+    print(
+        f"{'page':<18} {'cold s':>8} {'warm rerun s':>13} {'warm interaction s':>19} {'/ 2 s':>7}  interaction"
+    )
+    worst = 0.0
+    for label, page, what, fn, setup in rows():
+        r = bench_page(page, fn, args.repeats, setup)
+        warm = max(r["rerun"], r.get("interaction", 0.0))
+        worst = max(worst, warm)
+        inter = f"{r['interaction']:.3f}" if "interaction" in r else "-"
+        print(
+            f"{label:<18} {r['cold']:>8.2f} {r['rerun']:>13.3f} {inter:>19} {warm / TARGET_S:>7.2f}  {what}"
+        )
+    print(f"\nslowest warm response {worst:.3f} s = {worst / TARGET_S:.2f} x the 2 s target "
+          f"({'met' if worst <= TARGET_S else 'MISSED'})")  # fmt: skip
+    return 0 if worst <= TARGET_S else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

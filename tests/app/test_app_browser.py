@@ -1,0 +1,198 @@
+"""The app in a real browser: `streamlit run app.py` headless on loopback, every page loaded in headless Debian
+Chromium (driven by selenium), a screenshot per page in test-artifacts/screenshots/, and no exception or error box.
+
+Skips only where Chromium cannot be installed (not root, or no apt-get); on a Debian CI machine running as root,
+`bash install.sh test` installs it, and a missing browser there is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.app.conftest import REPO, make_good_root
+
+PAGES = [
+    ("", "Gradient curves"),
+    ("learn", "Learn"),
+    ("runs", "Runs"),
+    ("inspector", "Rollout inspector"),
+    ("train", "Train"),
+    ("figures", "Paper figures"),
+]
+SHOTS = REPO / "test-artifacts" / "screenshots"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1440,2200",
+]
+
+
+def _browser() -> tuple[str, str]:
+    chromium = next((p for b in ("chromium", "chromium-browser") if (p := shutil.which(b))), None)
+    driver = shutil.which("chromedriver")
+    if chromium and driver:
+        return chromium, driver
+    installable = os.geteuid() == 0 and shutil.which("apt-get") is not None
+    msg = "Debian's chromium and chromium-driver are not installed"
+    if installable:
+        pytest.fail(f"{msg}, though this machine can install them: run `bash install.sh test`")
+    pytest.skip(f"{msg} and cannot be installed here (needs root and apt-get): the browser test cannot run")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = make_good_root(tmp_path_factory.mktemp("browser_runs"))
+    port = _free_port()
+    cmd = [
+        sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+        "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
+        "--", "--runs-root", str(root),
+    ]  # fmt: skip
+    log = tmp_path_factory.mktemp("browser_log") / "streamlit.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail(f"streamlit did not start: {log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("browser_downloads")
+
+
+@pytest.fixture(scope="module")
+def driver(downloads: Path) -> Iterator[object]:
+    chromium, chromedriver = _browser()
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.fail(
+            "selenium is missing: install the test extra (`bash install.sh test` or pip install -e .[test])"
+        )
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for flag in CHROMIUM_FLAGS:
+        opts.add_argument(flag)
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    opts.add_argument(f"--user-data-dir={profile}")
+    opts.add_experimental_option(
+        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    )
+    drv = webdriver.Chrome(service=Service(executable_path=chromedriver), options=opts)
+    drv.set_page_load_timeout(60)
+    try:
+        yield drv
+    finally:
+        drv.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _wait_rendered(drv, title: str, timeout: float = 90) -> None:
+    from selenium.webdriver.common.by import By
+
+    deadline = time.time() + timeout
+    quiet = 0
+    while time.time() < deadline:
+        heads = [h.text for h in drv.find_elements(By.CSS_SELECTOR, "h1")]
+        running = drv.find_elements(By.CSS_SELECTOR, "[data-testid='stStatusWidget']")
+        skeleton = drv.find_elements(By.CSS_SELECTOR, "[data-testid='stSkeleton']")
+        if drv.find_elements(By.CSS_SELECTOR, "[data-testid='stException']") and not running:
+            return  # the page failed: let the caller report the exception
+        if any(title in h for h in heads) and not running and not skeleton:
+            quiet += 1
+            if quiet >= 4:  # 2 s without a script run in flight
+                return
+        else:
+            quiet = 0
+        time.sleep(0.5)
+    raise AssertionError(f"page {title!r} did not finish rendering in {timeout:.0f} s; headings: {heads}")
+
+
+@pytest.mark.parametrize(("path", "title"), PAGES, ids=[t for _, t in PAGES])
+def test_page_renders_without_errors(server: str, driver, path: str, title: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{server}/{path}")
+    _wait_rendered(driver, title)
+    time.sleep(1.5)  # let charts draw
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    shot = SHOTS / f"{(path or 'curves')}.png"
+    assert driver.save_screenshot(str(shot)), f"could not save {shot}"
+    problems = [e.text[:500] for e in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stException']")]
+    problems += [
+        e.text[:500] for e in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stAlertContentError']")
+    ]
+    body = driver.find_element(By.TAG_NAME, "body").text
+    if "Traceback (most recent call last)" in body:
+        problems.append("a traceback is shown")
+    assert not problems, f"page {title!r} shows errors (screenshot {shot}): {problems}"
+    assert shot.stat().st_size > 10_000, "the screenshot is suspiciously small (blank page?)"
+
+
+def test_fig1_downloads_png_pdf_and_csv(server: str, driver, downloads: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{server}/figures")
+    _wait_rendered(driver, "Paper figures")
+    labels = [
+        b.text.split()[-1]
+        for b in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stDownloadButton'] button")
+    ]
+    assert labels == ["PNG", "PDF", "CSV"]
+    magic = {"png": b"\x89PNG", "pdf": b"%PDF", "csv": b"s,grpo_pos"}
+    for i, ext in enumerate(magic):  # one at a time: a click reruns the page, which redraws the buttons
+        target = downloads / f"fig1_gradient_magnitude.{ext}"
+        for _attempt in range(3):  # a click that lands while the page redraws is lost: click again
+            time.sleep(1.0)
+            _wait_rendered(driver, "Paper figures")
+            driver.find_elements(By.CSS_SELECTOR, "[data-testid='stDownloadButton'] button")[i].click()
+            deadline = time.time() + 20
+            while not target.exists() and time.time() < deadline:
+                time.sleep(0.3)
+            if target.exists():
+                break
+        assert target.exists(), f"no {ext} download; got {sorted(p.name for p in downloads.iterdir())}"
+        assert target.read_bytes().startswith(magic[ext]), ext

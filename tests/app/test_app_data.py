@@ -1,0 +1,74 @@
+"""app_lib.data: run cards and cached reads stay inside the runs root and follow a run as it trains."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from app_lib import data
+from workbench.runlog import RunFormatError
+from workbench.synthetic_run import write_synthetic_run
+
+KW = {"method": "real", "prompts": 2, "group_size": 4, "mean_len": 8}
+
+
+def test_cards_of_good_bad_and_escaping_folders(mixed_root: Path) -> None:
+    cards = {c.name: c for c in data.scan(mixed_root)}
+    assert sorted(cards) == ["corrupt", "empty", "escape", "grpo-s0", "partial", "real-s0"]
+    assert cards["real-s0"].ok and cards["real-s0"].steps == list(range(1, 7)) and cards["real-s0"].synthetic
+    assert "no run.json" in (cards["empty"].error or "")
+    assert "not valid UTF-8 JSON" in (cards["corrupt"].error or "")
+    assert "outside the runs root" in (cards["escape"].error or "") and cards["escape"].path is None
+
+
+def test_links_inside_a_run_that_leave_it_are_refused(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    write_synthetic_run(root / "a", steps=2, **KW)
+    outside = tmp_path / "elsewhere"
+    write_synthetic_run(outside, steps=2, **KW)
+    # a table folder that is a link out of the run
+    os.rename(root / "a" / "tokens", root / "a" / "tokens_real")
+    os.symlink(outside / "tokens", root / "a" / "tokens")
+    assert "leaves the run folder" in (data.read_card(root, "a").error or "")
+    # a single step file that is a link out of the run
+    os.remove(root / "a" / "tokens")
+    os.rename(root / "a" / "tokens_real", root / "a" / "tokens")
+    f = root / "a" / "rollouts" / "step_000002.parquet"
+    f.unlink()
+    os.symlink(outside / "rollouts" / "step_000002.parquet", f)
+    card = data.read_card(root, "a")
+    assert card.ok
+    with pytest.raises(RunFormatError, match="leaves the run folder"):
+        data.step_tables(card, 2)
+    rollouts, tokens = data.step_tables(card, 1)
+    assert len(rollouts) == 8 and len(tokens) > 0
+
+
+def test_state_of_a_run_whose_trainer_died(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    write_synthetic_run(root / "r", steps=1, state="running", **KW)
+    card = data.read_card(root, "r")
+    assert card.live and card.display_state == "running"  # its pid is this process
+    status = json.loads((root / "r" / "status.json").read_text())
+    status["pid"] = 2**22 + 12345  # no such process
+    (root / "r" / "status.json").write_text(json.dumps(status))
+    card = data.read_card(root, "r")
+    assert not card.live and card.display_state == "interrupted"
+
+
+def test_cached_metrics_follow_new_steps(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    write_synthetic_run(root / "r", steps=2, state="running", **KW)
+    later = write_synthetic_run(tmp_path / "later", steps=3, **KW)
+    card = data.read_card(root, "r")
+    assert list(data.metrics(card)["step"]) == [1, 2]
+    sig = data.run_signature(card)
+    for table in ("tokens", "rollouts", "metrics"):
+        name = "step_000003.parquet"
+        (root / "r" / table / name).write_bytes((later / table / name).read_bytes())
+    card = data.read_card(root, "r")
+    assert data.run_signature(card) != sig
+    assert list(data.metrics(card)["step"]) == [1, 2, 3]

@@ -1,0 +1,57 @@
+"""workbench.runs_root: a reader addresses runs by name and never leaves its runs root."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from workbench.runs_root import ENV_VAR, UnsafeRunName, list_run_names, resolve_run_dir, runs_root
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    r = tmp_path / "runs"
+    (r / "good").mkdir(parents=True)
+    (r / ".jobs").mkdir()
+    (r / "notes.txt").write_text("x")
+    (tmp_path / "outside").mkdir()
+    os.symlink(tmp_path / "outside", r / "escape")
+    os.symlink(r / "good", r / "alias")
+    os.symlink(tmp_path / "nowhere", r / "dangling")
+    return r
+
+
+def test_plain_names_resolve_inside(root: Path) -> None:
+    assert resolve_run_dir(root, "good") == (root / "good").resolve()
+    assert resolve_run_dir(root, "not-yet") == (root / "not-yet").resolve()  # a run about to be created
+    assert resolve_run_dir(root, "alias") == (root / "good").resolve()  # a link that stays inside
+
+
+@pytest.mark.parametrize(
+    "name", ["..", ".", "", "../good", "good/../..", "a/b", "a\\b", "/etc", "/tmp/runs/good", "x\x00y"]
+)
+def test_names_that_leave_or_nest_are_refused(root: Path, name: str) -> None:
+    with pytest.raises(UnsafeRunName):
+        resolve_run_dir(root, name)
+
+
+def test_links_out_of_the_root_are_refused(root: Path) -> None:
+    with pytest.raises(UnsafeRunName, match="outside the runs root"):
+        resolve_run_dir(root, "escape")
+    with pytest.raises(UnsafeRunName, match="outside the runs root"):
+        resolve_run_dir(root, "dangling")
+
+
+def test_listing_shows_every_candidate_but_hidden_and_files(root: Path) -> None:
+    assert list_run_names(root) == ["alias", "dangling", "escape", "good"]
+    assert list_run_names(root / "missing") == []
+
+
+def test_root_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert runs_root() == Path("runs")
+    monkeypatch.setenv(ENV_VAR, "/data/runs")
+    assert runs_root() == Path("/data/runs")
+    assert runs_root("elsewhere") == Path("elsewhere")

@@ -1,0 +1,227 @@
+"""Fig. 1 for every method: the closed-form weight curve and the same weight taken by autograd.
+
+``curve_weight(method, s, positive, p)`` evaluates the paper's elementwise closed forms from
+``workbench.closed_forms``: GRPO/DAPO ``|A| e^{s_t} I_clip`` (Eq. 3), GSPO ``|A| e^{s_bar} I_clip``, and for the
+REAL family ``(1/tau) / (1 + C e^{+-s_bar/tau})`` (Eq. 9) with
+
+- REAL:      ``C = C+`` (correct) or ``C-`` (wrong), as given (``>= 1``: the anchor contributes the 1);
+- BCE:       ``C = 1``;
+- no anchor: ``C = (C_REAL - 1) + 1 / M``, the same-class mass without the anchor plus the inverse of the other
+  class's mass ``M = sum_{other class} e^{-+s/tau}`` (``M = 1``: one other-class rollout at ``s_bar = 0``,
+  where no-anchor coincides with REAL).
+
+``autograd_weight`` gets the same numbers without any closed form: for each ``s`` it builds a small group of
+one-token rollouts whose quantities match ``p`` (a rollout with ``s_t = s_bar = s``; rewards whose group-normalised
+advantage is exactly ``+-|A|``; other rollouts whose ``e^{-+s/tau}`` sum to ``C - 1`` and ``M``), runs the real
+objective from ``workbench.objectives`` and differentiates it with torch autograd. The clip family's aggregation
+divides each token's gradient by the number of rollouts ``B`` (one token each); the point is ``|dL/dlogp| * B``.
+The REAL family uses ``normalize="sum"``, so the point is ``|dL/dlogp|`` itself. KL terms are switched off
+(``kl_beta = 0``), as in Fig. 1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from workbench.closed_forms import grpo_token_weight, gspo_sequence_weight, real_weight
+from workbench.methods import CLIP_METHODS, REAL_METHODS, check_method
+from workbench.objectives import OBJECTIVES
+
+
+@dataclass(frozen=True)
+class CurveParams:
+    """Everything the Fig. 1 curves depend on. ``eps_*`` are GRPO's; DAPO and GSPO keep their own ranges."""
+
+    eps_low: float = 0.2
+    eps_high: float = 0.2
+    advantage: float = 1.0  # |A|: A = +|A| for correct rollouts, -|A| for wrong ones
+    clip_mode: str = "vanilla"
+    tau: float = 0.5
+    c_pos: float = 4.0
+    c_neg: float = 4.0
+    other_class_mass: float = 1.0  # M of the no-anchor variant
+    dapo_eps_low: float = 0.2
+    dapo_eps_high: float = 0.28
+    gspo_eps_low: float = 3e-4
+    gspo_eps_high: float = 4e-4
+
+    def __post_init__(self) -> None:
+        if not self.advantage > 0:
+            raise ValueError(f"advantage is |A| and must be > 0, got {self.advantage}")
+        if not self.tau > 0:
+            raise ValueError(f"tau must be > 0, got {self.tau}")
+        if not (self.c_pos >= 1 and self.c_neg >= 1):
+            raise ValueError(f"REAL's C+ and C- are >= 1 (the anchor adds 1), got {self.c_pos}, {self.c_neg}")
+        if not self.other_class_mass > 0:
+            raise ValueError(f"other_class_mass must be > 0, got {self.other_class_mass}")
+        for lo, hi in (
+            (self.eps_low, self.eps_high),
+            (self.dapo_eps_low, self.dapo_eps_high),
+            (self.gspo_eps_low, self.gspo_eps_high),
+        ):
+            if not (0 <= lo < 1 and hi >= 0):
+                raise ValueError(f"need 0 <= eps_low < 1 and eps_high >= 0, got {lo}, {hi}")
+
+    def clip_range(self, method: str) -> tuple[float, float]:
+        """``(eps_low, eps_high)`` of a clip-family method."""
+        return {
+            "grpo": (self.eps_low, self.eps_high),
+            "dapo": (self.dapo_eps_low, self.dapo_eps_high),
+            "gspo": (self.gspo_eps_low, self.gspo_eps_high),
+        }[method]
+
+
+def curve_log_c(method: str, positive: bool, p: CurveParams) -> float:
+    """``log C`` of a REAL-family method for a correct (``positive``) or wrong rollout (see the module docstring)."""
+    c_real = p.c_pos if positive else p.c_neg
+    if method == "real":
+        return math.log(c_real)
+    if method == "real_bce":
+        return 0.0
+    if method == "real_no_anchor":
+        return math.log((c_real - 1.0) + 1.0 / p.other_class_mass)
+    raise ValueError(f"{method!r} is not a REAL-family method ({', '.join(REAL_METHODS)})")
+
+
+def curve_weight(method: str, s: np.ndarray, positive: bool, p: CurveParams) -> np.ndarray:
+    """Closed-form ``|W|`` of ``method`` at log-ratios ``s`` (``s_t`` for GRPO/DAPO, ``s_bar`` otherwise)."""
+    check_method(method)
+    s = np.asarray(s, dtype=float)
+    if method in CLIP_METHODS:
+        lo, hi = p.clip_range(method)
+        a = p.advantage if positive else -p.advantage
+        form = gspo_sequence_weight if method == "gspo" else grpo_token_weight
+        return np.asarray(form(s, a, lo, hi, p.clip_mode), dtype=float)
+    return np.asarray(real_weight(s, curve_log_c(method, positive, p), p.tau, positive), dtype=float)
+
+
+def advantage_rewards(advantage: float) -> list[float]:
+    """Rewards of a group whose first rollout gets group-normalised advantage exactly ``advantage``.
+
+    The advantage vector is the rewards standardised with the unbiased std, so it has mean 0 and sum of squares
+    ``G - 1``; the first entry can reach ``|A|`` only if ``(G - 1)^2 >= A^2 G``. We take the smallest such
+    ``G >= 3`` and rewards ``z = [A, b, c, ..., c]`` solving ``sum z = 0`` and ``sum z^2 = G - 1``; they are
+    already standardised, so with ``adv_eps = 0`` the objective computes ``A`` for the first rollout.
+    """
+    a = float(advantage)
+    g = 3
+    while (g - 1) ** 2 < a * a * g * (1 + 1e-9):
+        g += 1
+    n = g - 2  # rollouts with value c
+    r = (g - 1) - a * a
+    # (a + n c)^2 + n c^2 = r  <=>  n (n + 1) c^2 + 2 a n c + a^2 - r = 0
+    qa, qb, qc = n * (n + 1), 2 * a * n, a * a - r
+    c = (-qb + math.sqrt(max(qb * qb - 4 * qa * qc, 0.0))) / (2 * qa)
+    b = -a - n * c
+    return [a, b] + [c] * n
+
+
+def _one_token_batch(
+    s_rows: list[list[float]], rewards_rows: list[list[float]]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Groups of one-token rollouts with log-ratios ``s_rows[g]`` and rewards ``rewards_rows[g]``."""
+    s = torch.tensor([x for row in s_rows for x in row], dtype=torch.float64).unsqueeze(1)
+    rewards = torch.tensor([x for row in rewards_rows for x in row], dtype=torch.float64)
+    ids = torch.tensor([g for g, row in enumerate(s_rows) for _ in row], dtype=torch.long)
+    old = torch.full_like(s, -20.0)
+    logp = (old + s).requires_grad_(True)
+    return logp, old, torch.ones_like(s, dtype=torch.bool), rewards, ids
+
+
+def _real_group(s: float, positive: bool, method: str, p: CurveParams) -> tuple[list[float], list[float]]:
+    """One group: the rollout of interest first, then same-class rollouts of mass ``C - 1``, then the other class
+    with mass ``M`` (at least one, so that the group mixes labels)."""
+    tau = p.tau
+    c_real = p.c_pos if positive else p.c_neg
+    sign = 1.0 if positive else -1.0  # a correct rollout's mass term is e^{-s/tau}, a wrong one's e^{+s/tau}
+    label, other = (1.0, 0.0) if positive else (0.0, 1.0)
+    s_row, r_row = [s], [label]
+    if c_real - 1.0 > 0 and method != "real_bce":
+        s_row.append(-sign * tau * math.log(c_real - 1.0))
+        r_row.append(label)
+    s_row.append(sign * tau * math.log(p.other_class_mass))
+    r_row.append(other)
+    return s_row, r_row
+
+
+def _safe_points(method: str, s: np.ndarray, p: CurveParams) -> np.ndarray:
+    """Drop points within 1e-6 of a clip boundary, where the clipped loss has a kink (autograd splits ties)."""
+    if method not in CLIP_METHODS or p.clip_mode == "none":
+        return s
+    lo, hi = p.clip_range(method)
+    bounds = [math.log1p(-lo), math.log1p(hi)]
+    keep = np.ones_like(s, dtype=bool)
+    for x in bounds:
+        keep &= np.abs(s - x) > 1e-6
+    return s[keep]
+
+
+def autograd_weight(
+    method: str, s: np.ndarray, positive: bool, p: CurveParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(s_used, |W|)``: the weight at each ``s`` by autograd through ``OBJECTIVES[method]`` on a constructed batch.
+
+    ``s_used`` is ``s`` without points within 1e-6 of a clip boundary (see ``_safe_points``).
+    """
+    check_method(method)
+    s = _safe_points(method, np.asarray(s, dtype=float), p)
+    if s.size == 0:
+        return s, s.copy()
+    if method in CLIP_METHODS:
+        a = p.advantage if positive else -p.advantage
+        rewards = advantage_rewards(a)
+        s_rows = [[float(x)] + [0.0] * (len(rewards) - 1) for x in s]
+        r_rows = [rewards] * len(s)
+        lo, hi = p.clip_range(method)
+        hp = {"eps_low": lo, "eps_high": hi, "clip_mode": p.clip_mode, "kl_beta": 0.0, "adv_eps": 0.0}
+    else:
+        rows = [_real_group(float(x), positive, method, p) for x in s]
+        s_rows, r_rows = [r[0] for r in rows], [r[1] for r in rows]
+        hp = {"tau": p.tau, "normalize": "sum", "group_filter": "mixed", "kl_beta": 0.0}
+    logp, old, mask, rewards_t, ids = _one_token_batch(s_rows, r_rows)
+    res = OBJECTIVES[method](logp, old, mask, rewards_t, ids, **hp)
+    (grad,) = torch.autograd.grad(res.loss, logp)
+    firsts = torch.tensor([0, *list(np.cumsum([len(r) for r in s_rows])[:-1])], dtype=torch.long)
+    g = grad[firsts, 0].abs().numpy()
+    if method in CLIP_METHODS:
+        g = g * logp.shape[0]  # undo the 1/B of the aggregation (one token per rollout)
+    return s, g
+
+
+def curve_table(
+    methods: list[str], p: CurveParams, s_min: float = -2.0, s_max: float = 2.0, points: int = 401
+) -> dict[str, np.ndarray]:
+    """Closed-form curves of ``methods`` on a common grid, both panels: keys ``s`` and ``{method}_{pos|neg}``."""
+    s = np.linspace(s_min, s_max, points)
+    out = {"s": s}
+    for m in methods:
+        for positive, tag in ((True, "pos"), (False, "neg")):
+            out[f"{m}_{tag}"] = curve_weight(m, s, positive, p)
+    return out
+
+
+def check_points(
+    methods: list[str], p: CurveParams, s_min: float = -2.0, s_max: float = 2.0, points: int = 21
+) -> list[dict[str, float | str | bool]]:
+    """Autograd points and the closed form at the same ``s``, one record per method, panel and point."""
+    s = np.linspace(s_min, s_max, points)
+    records: list[dict[str, float | str | bool]] = []
+    for m in methods:
+        for positive in (True, False):
+            s_used, w_auto = autograd_weight(m, s, positive, p)
+            w_cf = curve_weight(m, s_used, positive, p)
+            for x, a, c in zip(s_used, w_auto, w_cf, strict=True):
+                records.append(
+                    {
+                        "method": m,
+                        "correct": positive,
+                        "s": float(x),
+                        "autograd": float(a),
+                        "closed_form": float(c),
+                    }
+                )
+    return records

@@ -1,0 +1,253 @@
+"""SYNTHETIC run directories for tests and benchmarks: made-up rollouts, real objectives. Not a training result.
+
+``write_synthetic_run(dir, method=..., steps=..., ...)`` writes a run in the documented format
+(``docs/run_format.md``, through ``workbench.runlog.RunWriter``) without training anything. The rollouts are
+arithmetic word problems with invented responses; rewards, log-probs and entropies are drawn from a seeded
+random generator with plausible trends (reward rises, entropy falls, later mini-batches drift ``s_t`` the way the
+objective pushes it). Everything derived from them is computed by the real code: each mini-batch's ``loss``,
+clip fractions and KL come from ``workbench.objectives``, every logged weight, gradient, advantage and ``log C``
+from ``workbench.closed_forms.token_gradient``.
+
+The run says what it is: ``config["synthetic"] = True``, ``config["preset"] = "synthetic"`` and
+``env["generator"] = "workbench.synthetic_run"``. Readers (the app) label such runs; never present one as a result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from workbench.closed_forms import token_gradient
+from workbench.methods import CLIP_METHODS, check_method, resolve_hparams
+from workbench.objectives import OBJECTIVES
+from workbench.runlog import RunWriter
+
+GENERATOR = "workbench.synthetic_run"
+_SENTENCES = [
+    [" By", " the", " order", " of", " operations", ",", " the", " product", " comes", " first", "."],
+    [" Let", " me", " double", "-", "check", " the", " multiplication", "."],
+    [" Carrying", " the", " tens", " gives", " the", " same", " value", "."],
+    [" Now", " add", " the", " remaining", " term", "."],
+    [" Hmm", ",", " wait", ".", " Let", " me", " redo", " this", " step", " carefully", "."],
+    [" Writing", " it", " out", " digit", " by", " digit", " confirms", " it", "."],
+]
+
+
+def _response(rng: np.random.Generator, a: int, b: int, c: int, answer: int, target_len: int) -> list[str]:
+    bc = b * c
+    head = ["Let", "'s", " compute", " ", str(b), " *", " ", str(c), " =", " ", str(bc), "."]
+    tail = [" Then", " ", str(a), " +", " ", str(bc), " =", " ", str(answer), ".",
+            " The", " answer", " is", " \\boxed{", str(answer), "}"]  # fmt: skip
+    fill: list[str] = []
+    while len(head) + len(fill) + len(tail) < target_len:
+        fill += _SENTENCES[int(rng.integers(0, len(_SENTENCES)))]
+    return head + fill + tail
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def write_synthetic_run(
+    run_dir: Path | str,
+    *,
+    method: str = "real",
+    steps: int = 12,
+    prompts: int = 8,
+    group_size: int = 8,
+    minibatches: int = 4,
+    mean_len: int = 24,
+    seed: int = 0,
+    val_every: int = 5,
+    state: str = "finished",
+    hparams: dict[str, Any] | None = None,
+) -> Path:
+    """Write a SYNTHETIC run of ``steps`` steps x ``prompts`` groups x ``group_size`` rollouts (see module doc).
+
+    ``state`` is the final ``status.json`` state (``running`` leaves it as a run still training would).
+    """
+    check_method(method)
+    if steps < 1 or prompts < 1 or group_size < 2 or minibatches < 1 or mean_len < 4:
+        raise ValueError("need steps >= 1, prompts >= 1, group_size >= 2, minibatches >= 1, mean_len >= 4")
+    run_dir = Path(run_dir)
+    hp = resolve_hparams(method, hparams)
+    rng = np.random.default_rng(seed)
+    config = {
+        "method": method,
+        "seed": seed,
+        "hparams": dataclasses.asdict(hp),
+        "group_size": group_size,
+        "prompts_per_step": prompts,
+        "minibatches": minibatches,
+        "steps": steps,
+        "preset": "synthetic",
+        "synthetic": True,
+    }
+    env = {
+        "generator": GENERATOR,
+        "note": "SYNTHETIC data for tests and benchmarks, made without training; not a result",
+        "torch": torch.__version__,
+    }
+    writer = RunWriter.create(run_dir, name=run_dir.name, method=method, config=config, env=env)
+    vocab: dict[str, int] = {}
+    skill = 0.0
+    for step in range(1, steps + 1):
+        skill += 0.04
+        _write_step(
+            writer, rng, step, method, hp, prompts, group_size, minibatches, mean_len, skill, val_every, vocab
+        )
+        writer.set_status("running", last_step=step, steps=steps)
+    writer.set_status(state, last_step=steps, steps=steps)
+    return run_dir
+
+
+def _write_step(
+    writer: RunWriter,
+    rng: np.random.Generator,
+    step: int,
+    method: str,
+    hp: Any,
+    prompts: int,
+    g: int,
+    minibatches: int,
+    mean_len: int,
+    skill: float,
+    val_every: int,
+    vocab: dict[str, int],
+) -> None:
+    n = prompts * g
+    group = np.repeat(np.arange(prompts), g)
+    difficulty = rng.normal(0.0, 1.2, prompts)
+    p_correct = _sigmoid(skill - difficulty)
+    rewards = (rng.random(n) < p_correct[group]).astype(float)
+    abc = rng.integers(2, 60, size=(prompts, 3))
+    answers = abc[:, 0] + abc[:, 1] * abc[:, 2]
+    prompt_ids = rng.integers(0, 7474, prompts)
+
+    responses: list[list[str]] = []
+    for k in range(n):
+        a, b, c = (int(x) for x in abc[group[k]])
+        given = int(answers[group[k]]) if rewards[k] else int(answers[group[k]]) + int(rng.integers(1, 9))
+        target = max(4, int(rng.gamma(4.0, mean_len / 4.0)))
+        responses.append(_response(rng, a, b, c, given, target))
+    lengths = np.array([len(r) for r in responses])
+    t_max = int(lengths.max())
+    mask = np.arange(t_max)[None, :] < lengths[:, None]
+
+    old = -rng.exponential(0.35, (n, t_max))
+    hard = rng.random((n, t_max)) < 0.04
+    old = np.where(hard, -rng.uniform(2.0, 9.0, (n, t_max)), old)
+    minibatch = np.minimum(group * minibatches // prompts, minibatches - 1)
+    drift = np.where(rewards > 0.5, 1.0, -1.0)[:, None] * 0.015 * minibatch[:, None]
+    noise = rng.normal(0.0, 0.04, (n, t_max)) * minibatch[:, None]
+    outlier = (rng.random((n, t_max)) < 0.01) * rng.normal(0.0, 0.6, (n, t_max)) * (minibatch[:, None] > 0)
+    s = np.where(mask, drift + noise + outlier, 0.0)
+    if method == "gspo":
+        s = s * 2e-3  # GSPO's clip range is 1e-4 wide; keep some sequences inside it
+    logp = np.where(mask, old + s, 0.0)
+    old = np.where(mask, old, 0.0)
+    entropy = np.where(mask, rng.gamma(2.0, 0.35, (n, t_max)) * math.exp(-0.004 * step), 0.0)
+
+    t = torch.from_numpy
+    weight = np.zeros((n, t_max))
+    grad = np.zeros((n, t_max))
+    keep = np.zeros((n, t_max), dtype=bool)
+    w_roll = np.zeros(n)
+    adv = np.full(n, np.nan)
+    log_c = np.full(n, np.nan)
+    used = np.zeros(n, dtype=bool)
+    losses, clip_lo, clip_hi, kls = [], [], [], []
+    hp_dict = dataclasses.asdict(hp)
+    for mb in range(minibatches):
+        rows = np.flatnonzero(minibatch == mb)
+        if rows.size == 0:
+            continue
+        args = (t(logp[rows]), t(old[rows]), t(mask[rows]), t(rewards[rows]), t(group[rows]))
+        ref = t(old[rows] - 0.01)
+        res = OBJECTIVES[method](*args, ref_logp=ref, **hp_dict)
+        losses.append(res.metrics["loss"])
+        clip_lo.append(res.metrics.get("clip_frac_low", 0.0))
+        clip_hi.append(res.metrics.get("clip_frac_high", 0.0))
+        kls.append(res.metrics["approx_kl"])
+        bd = token_gradient(method, *args, **{**hp_dict, "kl_beta": 0.0})
+        weight[rows] = bd.token_weight.numpy()
+        grad[rows] = bd.grad.numpy()
+        keep[rows] = bd.keep.numpy()
+        w_roll[rows] = bd.rollout_weight.numpy()
+        used[rows] = bd.used.numpy()
+        if bd.advantage is not None:
+            adv[rows] = bd.advantage.numpy()
+        if bd.log_c is not None:
+            lc = bd.log_c.numpy()
+            # no anchor: a single-label group has C = +inf (and weight 0); the format stores null there
+            log_c[rows] = np.where(np.isfinite(lc), lc, np.nan)
+
+    rr, cc = np.nonzero(mask)
+    tok_text = [responses[r][c] for r, c in zip(rr.tolist(), cc.tolist(), strict=True)]
+    tok_ids = [vocab.setdefault(x, len(vocab)) for x in tok_text]
+    tokens = {
+        "step": np.full(rr.size, step),
+        "rollout": rr,
+        "pos": cc,
+        "token_id": tok_ids,
+        "token": tok_text,
+        "old_logp": old[rr, cc],
+        "logp": logp[rr, cc],
+        "s": s[rr, cc],
+        "ratio": np.exp(s[rr, cc]),
+        "entropy": entropy[rr, cc],
+        "weight": weight[rr, cc],
+        "grad": grad[rr, cc],
+    }
+    correct_per_group = np.bincount(group, weights=rewards, minlength=prompts).astype(int)
+    s_bar = s.sum(1) / lengths
+    rollouts = {
+        "step": np.full(n, step),
+        "minibatch": minibatch,
+        "rollout": np.arange(n),
+        "group": group,
+        "prompt_id": prompt_ids[group],
+        "prompt": [f"What is {a} + {b} * {c}?" for a, b, c in abc[group]],
+        "response": ["".join(r) for r in responses],
+        "answer": [str(int(x)) for x in answers[group]],
+        "reward": rewards,
+        "length": lengths,
+        "s_bar": s_bar,
+        "advantage": adv if method in CLIP_METHODS else np.full(n, np.nan),
+        "weight": w_roll,
+        "log_c": log_c if method not in CLIP_METHODS else np.full(n, np.nan),
+        "used": used,
+        "group_size": np.full(n, g),
+        "group_correct": correct_per_group[group],
+    }
+    n_tok = int(lengths.sum())
+    t_sample = n_tok / 900.0
+    metrics = {
+        "reward_mean": float(rewards.mean()),
+        "solved_all_ratio": float((correct_per_group == g).mean()),
+        "solved_none_ratio": float((correct_per_group == 0).mean()),
+        "entropy_mean": float(entropy[mask].mean()),
+        "val_pass1": float(np.clip(_sigmoid(np.array(skill - 0.4)) + rng.normal(0, 0.02), 0, 1))
+        if step % val_every == 0
+        else float("nan"),
+        "loss": float(np.mean(losses)),
+        "grad_norm": float(rng.gamma(4.0, 0.05)),
+        "clip_frac_low": float(np.mean(clip_lo)),
+        "clip_frac_high": float(np.mean(clip_hi)),
+        "approx_kl": float(np.mean(kls)),
+        "response_len_mean": float(lengths.mean()),
+        "time_sample": t_sample,
+        "time_grade": 0.05 * n / 64,
+        "time_update": 0.8 * t_sample,
+        "time_log": 0.01 * t_sample,
+        "time_step": 1.86 * t_sample + 0.05 * n / 64,
+        "tokens_per_s": n_tok / t_sample,
+        "grader_timeouts": 0,
+        "grader_errors": 0,
+    }
+    writer.write_step(step, metrics, rollouts, tokens)
