@@ -27,6 +27,9 @@ class RunCard:
     name: str
     path: Path | None
     error: str | None = None
+    problem: str | None = (
+        None  # a bad file that does not stop the run from being read (e.g. one step's metrics)
+    )
     method: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     status: dict[str, Any] = field(default_factory=dict)
@@ -102,7 +105,12 @@ def _inside(path: Path, parent: Path) -> bool:
 
 
 def read_card(root: Path, name: str) -> RunCard:
-    """The card of folder ``name``: run.json, status.json and the complete steps, or the error that stops it."""
+    """The card of folder ``name``: run.json, status.json and the complete steps, or the error that stops it.
+
+    Every complete step's metrics file is also read through the reader's checks (cached until a step lands): a
+    truncated, retyped or non-finite one is the card's ``problem`` (shown on it, naming file, row and field),
+    while the run's other steps stay readable. Rollouts and tokens files are checked where they are read (the
+    Inspector, the statistics)."""
     try:
         path = resolve_run_dir(root, name)
     except UnsafeRunName as e:
@@ -121,6 +129,11 @@ def read_card(root: Path, name: str) -> RunCard:
         card.error = str(e)
     except OSError as e:
         card.error = f"{path}: cannot be read ({e.strerror or e})"
+    if card.ok and card.steps:
+        try:
+            metrics(card)
+        except RunFormatError as e:
+            card.problem = str(e)
     return card
 
 

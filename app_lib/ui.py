@@ -80,6 +80,8 @@ def render_card(card: RunCard) -> None:
                         "and benchmarks, without training: not a result")  # fmt: skip
         if state == "failed" and card.status.get("error"):
             st.error(str(card.status["error"])[:500])
+        if card.problem:
+            st.error(card.problem, icon=":material/error:")
 
 
 def render_cards(cards: Sequence[RunCard], per_row: int = 3) -> None:

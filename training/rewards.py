@@ -67,12 +67,14 @@ def _worker_main(conn: Connection, memory_limit_mb: int) -> None:
     import logging
     import resource
     import signal
+    import warnings
     from functools import lru_cache
 
     if memory_limit_mb > 0:
         limit = memory_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     logging.disable(logging.WARNING)  # math-verify warns once that its timeouts are off: they are, on purpose
+    warnings.simplefilter("ignore")  # sympy's deprecation warnings on odd model output: noise in the run's log
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
     gold_config = [LatexExtractionConfig(), ExprExtractionConfig()]

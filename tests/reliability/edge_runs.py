@@ -1,8 +1,9 @@
 """Run directories made of numerically awkward steps, logged through the trainer's own logging code.
 
-Each step's mini-batches go through ``workbench.objectives`` (loss and backward), the closed-form breakdown,
-``training.steplog`` (``UpdateRecord``, ``rollout_columns``, ``token_columns``) and ``workbench.runlog.RunWriter``
-exactly as ``training.loop`` does, in float32 as the trainer computes. Only the numbers are chosen:
+Each step's mini-batches go through ``workbench.objectives`` (loss and backward),
+``workbench.update_records.update_records`` (the closed-form breakdown, flattened), ``training.steplog``
+(``UpdateRecord``, ``rollout_columns``, ``token_columns``) and ``workbench.runlog.RunWriter`` exactly as
+``training.loop`` does, in float32 as the trainer computes. Only the numbers are chosen:
 
 - ``mixed``: ordinary groups, small log-ratios;
 - ``all_correct`` / ``all_wrong``: every group of the step solved by all / none of its rollouts;
@@ -26,10 +27,10 @@ import numpy as np
 import torch
 
 from training.steplog import RolloutFacts, UpdateRecord, rollout_columns, token_columns
-from workbench.closed_forms import breakdown_from_batch
 from workbench.methods import resolve_hparams
 from workbench.objectives import OBJECTIVES
 from workbench.runlog import RunWriter
+from workbench.update_records import update_records
 
 CASES = ("mixed", "all_correct", "all_wrong", "singletons", "huge", "one_token")
 VOCAB = np.array([f"t{i}" for i in range(64)], dtype=object)
@@ -103,10 +104,10 @@ def _step_tables(method: str, hparams: dict, case: str, step: int, rng: np.rando
         res.loss.backward()
         assert torch.isfinite(logp.grad).all(), (method, case)
         losses.append(float(res.loss.detach()))
-        bd = breakdown_from_batch(method, res.batch, res.hparams)
-        records.append(
-            UpdateRecord.from_result(update, 0, rows, token_ids[r], entropy[r], res, bd, res.hparams)
+        rollouts, tokens = update_records(
+            method, res, rollout_index=rows, minibatch=update, entropy=entropy[r], token_ids=token_ids[r]
         )
+        records.append(UpdateRecord(0, rollouts, tokens))
     facts = RolloutFacts(
         group=d["group"].astype(np.int32),
         prompt_id=(1000 * step + d["group"]).astype(np.int64),
