@@ -32,7 +32,8 @@ from tests.reliability.conftest import WorkerMemory, alive, report
 from tests.reliability.hostile import NAMES, Hostile, hostile, normal
 from training.rewards import ERROR, OK, TIMEOUT, Grader
 
-TIMEOUT_S = 2.0
+FAST_TIMEOUT_S = 1.0  # the default run's per-completion deadline
+FUZZ_TIMEOUT_S = 2.0  # the slow fuzz's: more headroom for normal completions on a loaded machine
 NORMAL_RETRY_TIMEOUT_S = 30.0
 MAX_STARVED_SHARE = 0.02  # of the normal completions: timed out under CPU starvation, right when graded again
 MARGIN = 0.5  # seconds over the timeout: the kill of a worker and the parent's reaction
@@ -86,7 +87,7 @@ def grade_interleaved(
     hostile_slots = set(range(1, len(responses), 2))
     agent = Chaos(grader, hostile_slots, chaos).start() if chaos is not None else None
     t0 = time.monotonic()
-    rep = grader.grade(responses, answers, timeout=TIMEOUT_S)
+    rep = grader.grade(responses, answers)  # the grader's own timeout
     wall = time.monotonic() - t0
     if agent is not None:
         agent.join()
@@ -98,7 +99,7 @@ def grade_interleaved(
     for k, (reward, st, took) in enumerate(zip(rep.rewards, rep.status, rep.elapsed, strict=True)):
         what = items[k // 2] if k % 2 else f"normal completion {k}"
         assert reward in (0.0, 1.0) and st in (OK, TIMEOUT, ERROR), what
-        assert 0.0 < took <= TIMEOUT_S + MARGIN, f"{what}: graded in {took:.2f} s"
+        assert 0.0 < took <= grader.timeout + MARGIN, f"{what}: graded in {took:.2f} s"
     starved = []
     for k, reward in expected.items():
         assert rep.status[k] in (OK, TIMEOUT), f"normal completion {k}: {rep.status[k]} {rep.details[k]}"
@@ -122,7 +123,9 @@ def grade_interleaved(
     }
 
 
-def fuzz(per_family: int, seed: int, batch_size: int, chaos_every: int, progress: int = 0) -> dict:
+def fuzz(
+    per_family: int, seed: int, batch_size: int, chaos_every: int, timeout: float, progress: int = 0
+) -> dict:
     """Grade ``per_family`` items of every family in interleaved batches, injecting chaos every
     ``chaos_every`` batches (SIGKILL, SIGSEGV and SIGSTOP in turn); returns the figures."""
     n = per_family * len(NAMES)
@@ -135,7 +138,7 @@ def fuzz(per_family: int, seed: int, batch_size: int, chaos_every: int, progress
     order = list(range(n))
     random.Random(seed).shuffle(order)  # families mixed within batches
     t0 = time.monotonic()
-    with Grader(workers=2, timeout=TIMEOUT_S, memory_limit_mb=MEMORY_CAP_MB) as grader:
+    with Grader(workers=2, timeout=timeout, memory_limit_mb=MEMORY_CAP_MB) as grader:
         grader.grade(["\\boxed{1}", "\\boxed{2}"], ["1", "1"])  # both workers up
         pids: set[int] = set()
         with WorkerMemory(grader) as mem:
@@ -171,7 +174,7 @@ def fuzz(per_family: int, seed: int, batch_size: int, chaos_every: int, progress
     assert sum(counts.values()) == n
     assert replaced >= len(victims)
     assert mem.max_mb < MEMORY_CAP_MB
-    assert starved <= MAX_STARVED_SHARE * n, f"{starved} of {n} normal completions timed out"
+    assert starved <= max(1, MAX_STARVED_SHARE * n), f"{starved} of {n} normal completions timed out"
     return {
         "completions": n,
         "normal_completions": n + 8,
@@ -181,7 +184,7 @@ def fuzz(per_family: int, seed: int, batch_size: int, chaos_every: int, progress
         "by_family": {f: dict(c) for f, c in sorted(by_family.items())},
         "max_elapsed_s": round(max(max_elapsed.values()), 3),
         "max_elapsed_by_family": {f: round(v, 3) for f, v in sorted(max_elapsed.items())},
-        "timeout_s": TIMEOUT_S,
+        "timeout_s": timeout,
         "max_batch_wall_s": round(max(walls), 2),
         "workers_replaced": replaced,
         "chaos_kills": len(victims),
@@ -192,7 +195,7 @@ def fuzz(per_family: int, seed: int, batch_size: int, chaos_every: int, progress
 
 
 def test_one_of_each_family_is_graded_in_time_with_bounded_memory():
-    figures = fuzz(per_family=1, seed=7, batch_size=len(NAMES), chaos_every=0)
+    figures = fuzz(per_family=1, seed=7, batch_size=len(NAMES), chaos_every=0, timeout=FAST_TIMEOUT_S)
     report("hostile_fast", **figures)
     assert figures["completions"] == len(NAMES) >= 16
 
@@ -200,7 +203,7 @@ def test_one_of_each_family_is_graded_in_time_with_bounded_memory():
 def test_a_crashed_or_hung_worker_is_replaced_and_grading_goes_on():
     """A worker killed (SIGKILL), crashed (SIGSEGV) or frozen (SIGSTOP: alive but hung) while it grades a hostile
     item costs that item only: it is scored 0 (error or timeout), the worker is replaced, the batch finishes."""
-    with Grader(workers=2, timeout=TIMEOUT_S) as grader:
+    with Grader(workers=2, timeout=FAST_TIMEOUT_S) as grader:
         grader.grade(["\\boxed{1}", "\\boxed{2}"], ["1", "1"])
         for b, sig in enumerate([signal.SIGKILL, signal.SIGSEGV, signal.SIGSTOP]):
             before = grader.replaced
@@ -230,7 +233,9 @@ def test_cache_memory_does_not_grow_with_response_length():
 @pytest.mark.slow
 @pytest.mark.timeout(7200)
 def test_fuzz_1224_hostile_completions():
-    figures = fuzz(per_family=72, seed=2026, batch_size=8, chaos_every=10, progress=10)
+    figures = fuzz(
+        per_family=72, seed=2026, batch_size=8, chaos_every=10, timeout=FUZZ_TIMEOUT_S, progress=10
+    )
     report("hostile_fuzz", **figures)
     assert figures["completions"] >= 1000
     assert figures["chaos_kills"] >= 10

@@ -29,8 +29,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.reliability.conftest import report
+from tests.reliability.writer_loop import step_tables
 from tests.training.conftest import ROOT, SMALL, cli_flags, run_cli
-from workbench.runlog import TABLES, open_run
+from workbench.runlog import TABLES, open_run, to_table
 
 # Columns that measure the machine, not the run.
 MACHINE = {"time_sample", "time_grade", "time_update", "time_log", "time_step", "time_logp", "time_val",
@@ -177,20 +178,24 @@ def kill_and_resume(
 
 
 def test_killed_writer_leaves_only_whole_files(tmp_path):
+    """The run-directory writer alone, killed five times (while it writes a file, right after a step lands, at
+    random) and resumed: the final files equal the tables an uninterrupted writer writes."""
     steps = 30
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    cmd = [sys.executable, "-m", "tests.reliability.writer_loop"]
-    subprocess.run([*cmd, str(whole), str(steps)], cwd=ROOT, env=ENV, check=True, capture_output=True)
+    killed = tmp_path / "killed"
+    args = [sys.executable, "-m", "tests.reliability.writer_loop", str(killed), str(steps)]
     rng = random.Random(11)
     modes = ["step_write", "random", "step_write", "step_landed", "random"]
-    args = [*cmd, str(killed), str(steps)]
     figures = kill_and_resume(args, args, killed, modes, rng, (0.1, 1.0), 300, ready=b"started")
     assert figures["kills"] == 5
-    a, b = open_run(whole), open_run(killed)
-    assert a.steps() == b.steps() == list(range(1, steps + 1))
-    for table in TABLES:
-        for f in a.files(table):
-            assert pq.read_table(f).equals(pq.read_table(killed / table / f.name)), f
+    run = open_run(killed)
+    assert run.steps() == list(range(1, steps + 1))
+    for step in run.steps():
+        expected = dict(zip(TABLES, step_tables(step), strict=True))
+        expected["metrics"] = {k: [v] for k, v in {**expected["metrics"], "step": step}.items()}
+        for table in TABLES:
+            assert pq.read_table(killed / table / f"step_{step:06d}.parquet").equals(
+                to_table(table, expected[table])
+            ), (table, step)
     report("killed_writer", **figures)
 
 
