@@ -334,6 +334,45 @@ def test_the_trainer_logs_all_wrong_steps_without_nan(method, grader, tmp_path):
     assert (run.tokens().grad == 0).all()  # the policy-gradient part (GRPO's KL term is logged apart)
 
 
+class NaNAtStep(Trainer):
+    """The trainer with one injected fault: at step ``bad_step`` the policy's logits turn NaN during its
+    updates (as broken weights or an overflowing kernel would give)."""
+
+    bad_step = 2
+
+    def setup(self) -> None:
+        super().setup()
+
+        def poison(module, args, output):
+            if module.training and self._step == self.bad_step:
+                output.logits = output.logits + math.nan
+            return output
+
+        self.model.register_forward_hook(poison)
+
+
+def test_a_nan_from_the_model_stops_the_run_cleanly_and_resume_goes_on(grader, tmp_path):
+    """NaN log-probs at an update are refused by the objective: the run stops as ``failed`` naming the tensor,
+    the steps before it and their checkpoint are intact, and ``--resume`` (without the fault) finishes the run."""
+    cfg = small_config(
+        "real", tmp_path / "cache", warmstart=False, steps=3, batch_prompts=2, group_size=2, minibatch_prompts=1,
+        max_new_tokens=8, val_every=0, val_prompts=2, n_train=16, n_val=4, n_test=4, n_sft=4, save_every=1,
+    )  # fmt: skip
+    cfg.validate()
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"logp holds \d+ NaN/inf value\(s\) on response tokens"):
+        NaNAtStep(cfg, out, grader=grader, log=lambda _: None).run()
+    run = open_run(out)
+    status = run.status()
+    assert status["state"] == "failed" and status["last_step"] == 1 and "logp holds" in status["error"]
+    assert run.steps() == [1]
+    assert_no_nan_in_files(out)
+    Trainer(cfg, out, resume=True, grader=grader, log=lambda _: None).run()
+    run = open_run(out)
+    assert run.steps() == [1, 2, 3] and run.status()["state"] == "finished"
+    assert_no_nan_in_files(out)
+
+
 def test_the_trainer_refuses_groups_of_one(capsys):
     assert train_main(["train", "--method", "real", "--group-size", "1", "--out", "/nonexistent/x"]) == 2
     assert "--group-size 1" in capsys.readouterr().err
