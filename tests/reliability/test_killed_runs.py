@@ -90,21 +90,23 @@ def check_finished(run_dir: Path, seen: dict) -> None:
         assert not list((run_dir / "checkpoints").glob(".*")), "a temporary checkpoint was left behind"
 
 
-def _hidden_step_file(run_dir: Path) -> bool:
-    for table in TABLES:
+def _hidden(run_dir: Path, folders: tuple[str, ...], prefix: str) -> set[str]:
+    """Names of the temporary files (``prefix``...) in ``folders`` of ``run_dir``."""
+    found = set()
+    for folder in folders:
         try:
-            if any(e.name.startswith(".step_") for e in os.scandir(run_dir / table)):
-                return True
+            found |= {f"{folder}/{e.name}" for e in os.scandir(run_dir / folder) if e.name.startswith(prefix)}
         except FileNotFoundError:
             pass
-    return False
+    return found
 
 
-def _hidden_checkpoint(run_dir: Path) -> bool:
-    try:
-        return any(e.name.startswith(".tmp-") for e in os.scandir(run_dir / "checkpoints"))
-    except FileNotFoundError:
-        return False
+def _step_temps(run_dir: Path) -> set[str]:
+    return _hidden(run_dir, TABLES, ".step_")
+
+
+def _checkpoint_temps(run_dir: Path) -> set[str]:
+    return _hidden(run_dir, ("checkpoints",), ".tmp-")
 
 
 def _metrics_count(run_dir: Path) -> int:
@@ -114,18 +116,29 @@ def _metrics_count(run_dir: Path) -> int:
         return 0
 
 
-def kill_when(proc: subprocess.Popen, run_dir: Path, mode: str, delay: float, give_up: float = 120.0) -> str:
-    """Wait until ``mode`` happens in ``run_dir`` (or ``delay`` seconds pass, for ``random``), then SIGKILL
-    ``proc``. Returns what the kill hit, or ``finished`` if the process ended first."""
+def kill_when(
+    proc: subprocess.Popen,
+    run_dir: Path,
+    mode: str,
+    delay: float,
+    after_steps: int = 0,
+    give_up: float = 120.0,
+) -> str:
+    """Once ``run_dir`` holds ``after_steps`` complete steps, wait until ``mode`` happens (or ``delay`` seconds
+    pass, for ``random``), then SIGKILL ``proc``. Returns what the kill hit, or ``finished`` if the process ended
+    first."""
+    while proc.poll() is None and _metrics_count(run_dir) < after_steps:
+        time.sleep(0.005)
     start = time.monotonic()
     landed = _metrics_count(run_dir)
+    stale = _step_temps(run_dir) | _checkpoint_temps(run_dir)  # left by the previous kill: not a new write
     while proc.poll() is None:
         now = time.monotonic() - start
         if mode == "random" and now >= delay:
             hit = "random"
-        elif mode == "step_write" and _hidden_step_file(run_dir):
+        elif mode == "step_write" and _step_temps(run_dir) - stale:
             hit = "step_write"
-        elif mode == "checkpoint_write" and _hidden_checkpoint(run_dir):
+        elif mode == "checkpoint_write" and _checkpoint_temps(run_dir) - stale:
             hit = "checkpoint_write"
         elif mode == "step_landed" and _metrics_count(run_dir) > landed:
             hit = "step_landed"
@@ -142,13 +155,15 @@ def kill_when(proc: subprocess.Popen, run_dir: Path, mode: str, delay: float, gi
 
 def kill_and_resume(
     start_cmd: list[str], resume_cmd: list[str], run_dir: Path, modes: list[str], rng: random.Random,
-    delays: tuple[float, float], timeout: float, ready: bytes | None = None,
+    delays: tuple[float, float], timeout: float, ready: bytes | None = None, steps: int = 0,
 ) -> dict:  # fmt: skip
     """Launch, kill per ``modes`` (one kill each, in order), resuming after each, then let the run finish.
 
-    ``ready``: a line the process prints once it has started; random delays then count from it."""
+    Kill ``k`` of ``n`` waits until the run holds ``k * steps / (n + 1)`` complete steps (``steps``: how many it
+    will have; 0 arms every kill at once), so the kills spread over the whole run. ``ready``: a line the process
+    prints once it has started; random delays then count from it."""
     seen: dict = {}
-    hits, hidden_max, launches = [], 0, 0
+    hits, hidden_max, launches, at_kill = [], 0, 0, []
     deadline = time.monotonic() + timeout
     for i, mode in enumerate([*modes, None]):
         cmd = resume_cmd if (run_dir / "run.json").exists() else start_cmd
@@ -161,7 +176,9 @@ def kill_and_resume(
             _, err = proc.communicate(timeout=max(deadline - time.monotonic(), 1))
             assert proc.returncode == 0, err.decode(errors="replace")[-3000:]
             break
-        hit = kill_when(proc, run_dir, mode, rng.uniform(*delays))
+        after = (i + 1) * steps // (len(modes) + 1)
+        hit = kill_when(proc, run_dir, mode, rng.uniform(*delays), after_steps=after)
+        at_kill.append(_metrics_count(run_dir))
         for pipe in (proc.stdout, proc.stderr):
             if pipe:
                 pipe.close()
@@ -173,8 +190,8 @@ def kill_and_resume(
         hidden_max = max(hidden_max, state["hidden_temp_files"])
         seen.update(state["logs"])
     check_finished(run_dir, seen)
-    return {"kills": len(hits), "hits": hits, "launches": launches, "max_hidden_temp_files": hidden_max,
-            "steps_checked_after_kills": len(seen) // len(TABLES)}  # fmt: skip
+    return {"kills": len(hits), "hits": hits, "complete_steps_at_kills": at_kill, "launches": launches,
+            "max_hidden_temp_files": hidden_max, "steps_checked_after_kills": len(seen) // len(TABLES)}  # fmt: skip
 
 
 def test_killed_writer_leaves_only_whole_files(tmp_path):
@@ -185,7 +202,7 @@ def test_killed_writer_leaves_only_whole_files(tmp_path):
     args = [sys.executable, "-m", "tests.reliability.writer_loop", str(killed), str(steps)]
     rng = random.Random(11)
     modes = ["step_write", "random", "step_write", "step_landed", "random"]
-    figures = kill_and_resume(args, args, killed, modes, rng, (0.1, 1.0), 300, ready=b"started")
+    figures = kill_and_resume(args, args, killed, modes, rng, (0.0, 0.5), 300, ready=b"started", steps=steps)
     assert figures["kills"] == 5
     run = open_run(killed)
     assert run.steps() == list(range(1, steps + 1))
@@ -216,7 +233,7 @@ def test_trainer_killed_eight_times_and_resumed_logs_what_an_uninterrupted_run_l
     start = [sys.executable, "-m", "training", *args, "--out", str(killed)]
     resume = [sys.executable, "-m", "training", "train", "--out", str(killed), "--resume", "--no-progress"]
     t0 = time.monotonic()
-    figures = kill_and_resume(start, resume, killed, modes, rng, (2.0, 25.0), timeout=2400)
+    figures = kill_and_resume(start, resume, killed, modes, rng, (0.0, 4.0), timeout=2400, steps=12)
     figures["seconds"] = round(time.monotonic() - t0, 1)
     figures["uninterrupted_seconds"] = round(uninterrupted_s, 1)
     assert figures["kills"] >= 5
