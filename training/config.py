@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from training.datasets import PROMPT_SUFFIX
 from training.model import TinyModelSpec
 from training.task import ArithmeticSpec
 from workbench.methods import (
@@ -88,7 +89,22 @@ class TrainConfig:
     tiny_layers: int = _f(4, "embedded model: decoder layers", "model")
     tiny_heads: int = _f(4, "embedded model: attention heads", "model")
     tiny_intermediate: int = _f(384, "embedded model: MLP width", "model")
-    dtype: str = _f("float32", "parameter dtype", "model", choices=("float32", "bfloat16"))
+    dtype: str = _f(
+        "float32",
+        "compute precision: bfloat16 runs forwards under bf16 autocast over float32 master weights (AdamW always "
+        "steps float32 weights; the KL reference is kept in bf16)",
+        "model",
+        choices=("float32", "bfloat16"),
+    )
+    gradient_checkpointing: bool = _f(
+        False, "recompute each decoder layer's activations in the backward pass (saves memory)", "model"
+    )
+    logit_chunk_tokens: int = _f(
+        0,
+        "compute log-probs and entropies over about N response tokens at a time, so a long response never "
+        "holds its full float32 logits (0: all at once; same values either way)",
+        "model",
+    )
     device: str = _f("auto", "where the policy runs: auto (cuda if available), cpu or cuda", "model",
                      choices=("auto", "cpu", "cuda"))  # fmt: skip
     ref_model: str = _f(
@@ -101,6 +117,42 @@ class TrainConfig:
 
     # -- data
     task: str = _f("arith", "data: 'arith' (the embedded arithmetic task)", "data", choices=("arith",))
+    train_data: str | None = _f(
+        None,
+        "training problems: a .json/.jsonl/.parquet file (DeepScaleR-style problem/answer, or verl-style "
+        "prompt/reward_model.ground_truth) or a benchmark name",
+        "data",
+        shown="the embedded task's train split",
+    )
+    val_data: str | None = _f(
+        None,
+        "validation problems: benchmark names (aime, aime25, amc, math, minerva, olympiad_bench; comma-separated) "
+        "or files; the first --val-prompts of them are used",
+        "data",
+        shown="the embedded task's val split",
+    )
+    bad_rows: str = _f(
+        "skip",
+        "a data row without a usable problem or answer: 'skip' (counted, logged as a data event) or 'raise'",
+        "data",
+        choices=("skip", "raise"),
+    )
+    prompt_suffix: str = _f(
+        PROMPT_SUFFIX,
+        "appended to each --train-data/--val-data problem unless it already ends with it ('' for none)",
+        "data",
+    )
+    max_prompt_tokens: int = _f(
+        0,
+        "drop --train-data/--val-data problems whose prompt is longer than N tokens (counted and logged; "
+        "0: keep all)",
+        "data",
+    )
+    chat_template: bool = _f(
+        True,
+        "wrap each prompt in the tokenizer's chat template when it has one (e.g. a --model folder)",
+        "data",
+    )
     task_seed: int = _f(1234, "seed of the embedded task's problems (shared by all runs)", "data")
     task_min_ops: int = _f(2, "embedded task: fewest operators per expression", "data")
     task_max_ops: int = _f(3, "embedded task: most operators per expression", "data")
@@ -173,10 +225,22 @@ class TrainConfig:
     save_every: int = _f(10, "checkpoint every N steps (and at the last step)", "checkpoint")
     keep_checkpoints: int = _f(2, "checkpoints kept (older ones are deleted)", "checkpoint")
     log_tokens: bool = _f(True, "log every response token (the tokens table)", "checkpoint")
+    save_final_model: bool = _f(
+        True,
+        "at the end, save the policy as a model folder <out>/final_model (bf16 weights for --dtype bfloat16) "
+        "that --model and `python -m training eval` load",
+        "checkpoint",
+    )
 
     # -- system
     backend: str = _f("transformers", "rollout back end: transformers or vllm (optional extra)", "system",
                       choices=("transformers", "vllm"))  # fmt: skip
+    vllm_gpu_memory_utilization: float = _f(
+        0.35, "vllm: share of the GPU's memory the engine may take (weights + KV cache)", "system"
+    )
+    vllm_sleep: bool = _f(
+        True, "vllm: free the engine's GPU memory (sleep mode) while the policy trains", "system"
+    )
     threads: int = _f(1, "torch CPU threads (fixed for reproducibility; 0: all cores)", "system")
     grader_workers: int = _f(1, "math-verify worker processes", "system")
     grader_timeout: float = _f(5.0, "seconds per completion before its grader is killed (reward 0)", "system")
@@ -243,7 +307,8 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{flag(name)} must be >= 1, got {getattr(self, name)}")
-        for name in ("val_every", "save_every", "micro_batch_rollouts", "lr_warmup_steps", "threads"):
+        for name in ("val_every", "save_every", "micro_batch_rollouts", "lr_warmup_steps", "threads",
+                     "logit_chunk_tokens", "max_prompt_tokens"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ConfigError(f"{flag(name)} must be >= 0, got {getattr(self, name)}")
         for name in ("lr", "temperature", "grader_timeout", "warmstart_lr"):
@@ -271,7 +336,11 @@ class TrainConfig:
                 f"{self.batch_prompts}: mini-batches keep each prompt's rollouts together, so choose a divisor "
                 f"(e.g. {_divisor_hint(self.batch_prompts, self.minibatch_prompts)})"
             )
-        if self.val_prompts > self.n_val and self.task == "arith":
+        if not 0 < self.vllm_gpu_memory_utilization < 1:
+            raise ConfigError(
+                f"--vllm-gpu-memory-utilization must be in (0, 1), got {self.vllm_gpu_memory_utilization}"
+            )
+        if self.val_prompts > self.n_val and self.val_data is None:
             raise ConfigError(
                 f"--val-prompts {self.val_prompts} exceeds the validation split (--n-val {self.n_val})"
             )
@@ -285,10 +354,40 @@ class TrainConfig:
         except ValueError as e:
             raise ConfigError(f"embedded task: {e} (flags --task-min-ops, --task-max-ops, --task-max-operand, "
                               "--n-train, --n-val, --n-test, --n-sft)") from None  # fmt: skip
-        if self.batch_prompts > self.n_train:
+        self._validate_data()
+        if self.batch_prompts > self.n_train and self.train_data is None:
             raise ConfigError(
                 f"--batch-prompts {self.batch_prompts} exceeds the training prompts (--n-train {self.n_train})"
             )
+
+    def _validate_data(self) -> None:
+        from training.datasets import benchmark_path
+
+        preset = PRESETS[self.preset]
+        if preset.needs_model and self.train_data is None:
+            raise ConfigError(
+                f"--preset {self.preset} trains on real problems: pass --train-data PATH (the paper: the "
+                "DeepScaleR-Preview set for Tables 1-2, ../shared/data/train/dapo-math-17k.parquet for Table 3; "
+                "../shared/data/train/math.json is the MATH train split)"
+            )
+        for name in ("train_data", "val_data"):
+            spec = getattr(self, name)
+            if spec is None:
+                continue
+            items = [x.strip() for x in spec.split(",") if x.strip()]
+            if not items or (name == "train_data" and len(items) != 1):
+                raise ConfigError(
+                    f"{flag(name)} {spec!r}: name one {'file' if name == 'train_data' else 'or more sets'}"
+                )
+            for item in items:
+                try:
+                    path = benchmark_path(item)
+                except ValueError as e:
+                    raise ConfigError(f"{flag(name)}: {e}") from None
+                if not path.is_file():
+                    raise ConfigError(
+                        f"{flag(name)} {item}: no such file {path} (set REAL_DATA_DIR for the benchmarks)"
+                    )
 
     def _validate_objective(self) -> None:
         family, other = (
@@ -384,11 +483,16 @@ _PAPER = {
     "threads": 0,
     "grader_workers": 8,
     "val_every": 50,
-    "val_prompts": 256,
     "val_k": 8,
     "save_every": 50,
     "keep_checkpoints": 1,
-    "micro_batch_rollouts": 1,  # one 8K-token rollout's float32 logits over a 152K vocabulary are ~5 GB
+    "micro_batch_rollouts": 1,  # one rollout per forward/backward chunk
+    "logit_chunk_tokens": 2048,  # and its float32 logits 2,048 positions at a time (1.2 GB at a 152K vocabulary)
+    "gradient_checkpointing": True,
+    "prompt_template": "{prompt}",  # the chat template wraps it; the data's suffix carries the instruction
+    "backend": "vllm",  # 1,024 rollouts of up to 8K tokens per step: the transformers sampler is far too slow
+    "val_data": "aime",  # Fig. 4: Pass@1 on AIME 2024 over 8 samples
+    "val_prompts": 30,
     "warmstart": False,
 }
 
@@ -410,12 +514,15 @@ PRESETS: dict[str, Preset] = {  # keys: PRESET_NAMES
         },
     ),
     "paper-1.5b": Preset(
-        "GPU: the paper's 1.5B setting (needs --model PATH); KL 0.001 to the reference for GRPO only",
+        "GPU: the paper's 1.5B setting (needs --model PATH and --train-data PATH); KL 0.001 to the reference for "
+        "GRPO only; one 80 GB GPU (H100/A100 80GB) for the trainer with the vllm back end",
         {**_PAPER, "steps": 1400, "lr": 2e-6},
         needs_model=True,
     ),
     "paper-7b": Preset(
-        "GPU: the paper's 7B setting (needs --model PATH); KL 0.001 to the reference for GRPO only",
+        "GPU: the paper's 7B setting (needs --model PATH and --train-data PATH); KL 0.001 to the reference for "
+        "GRPO only; float32 weights, gradients and AdamW state alone are ~122 GB: too large for one GPU with this "
+        "trainer, scale out (verl)",
         {**_PAPER, "steps": 1000, "lr": 1e-6},
         needs_model=True,
     ),

@@ -49,7 +49,9 @@ from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpo
 from training.config import TrainConfig
 from training.model import (
     ScoringBatch,
+    autocast,
     build_tiny_model,
+    enable_gradient_checkpointing,
     load_local_model,
     make_scoring_batch,
     max_positions,
@@ -84,8 +86,11 @@ class Policy:
 
 def load_policy(cfg: TrainConfig, grader: Grader, device: torch.device, log: Callable[[str], None]) -> Policy:
     """The starting policy: a local model folder, or the embedded model warm-started on the embedded task's
-    worked solutions (from the cache; the cache key covers everything in ``cfg`` that determines it)."""
-    dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32
+    worked solutions (from the cache; the cache key covers everything in ``cfg`` that determines it).
+
+    Weights are float32 whatever ``cfg.dtype``: they are the optimizer's master weights; ``cfg.dtype ==
+    "bfloat16"`` makes the forward passes run under bf16 autocast (``training.model.autocast``)."""
+    dtype = torch.float32
     if cfg.model is not None:
         model, tokenizer = load_local_model(cfg.model, dtype, device)
         return Policy(model, tokenizer, cfg.model, cfg.model, None)
@@ -186,7 +191,9 @@ class Trainer:
         self.grader = grader
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.env_extra = env_extra or {}
-        self.splits = splits  # None: the embedded task's splits from cfg; else "train", "val" (and "sft")
+        # None: from cfg (data files or the embedded task); else "train", "val" (and "sft") lists of problems
+        self.splits = splits
+        self._encoded: dict[str, list[int]] = {}  # prompt text -> token ids
         self.hp = cfg.hparams()
         self.objective = OBJECTIVES[cfg.method]
 
@@ -197,25 +204,37 @@ class Trainer:
         self.device = torch.device(cfg.resolved_device())
         check_backend(cfg.backend)
         if self.splits is None:
-            self.splits = make_splits(cfg.task_spec())
+            self.splits, self.data_info = load_splits(cfg, self.log)
+        else:
+            self.data_info = {}
         self.train_set = self.splits["train"]
         self.val_set = self.splits["val"][: cfg.val_prompts]
+        if cfg.batch_prompts > len(self.train_set):
+            raise SetupError(
+                f"--batch-prompts {cfg.batch_prompts} exceeds the {len(self.train_set)} training problems"
+            )
         if self.grader is None:
             self.grader = Grader(workers=cfg.grader_workers, timeout=cfg.grader_timeout)
         self.policy = load_policy(cfg, self.grader, self.device, self.log)
         self.model = self.policy.model
         self.tokenizer = self.policy.tokenizer
         self.model.config.use_cache = True
+        if cfg.gradient_checkpointing and not enable_gradient_checkpointing(self.model):
+            self.log("warning: this model does not support gradient checkpointing; training without it")
+        if cfg.max_prompt_tokens:
+            self._drop_long_prompts()
         limit = max_positions(self.model)
         longest = max(len(self.encode(p)) for p in self.train_set + self.val_set)
         if limit is not None and longest + cfg.max_new_tokens > limit:
             raise SetupError(
                 f"prompts of up to {longest} tokens plus --max-new-tokens {cfg.max_new_tokens} exceed the model's "
-                f"{limit} positions: lower --max-new-tokens"
+                f"{limit} positions: lower --max-new-tokens, or drop long prompts with --max-prompt-tokens"
             )
         self.ref = None
         if cfg.needs_reference():
             self.ref = copy.deepcopy(self.model).eval().requires_grad_(False)
+            if cfg.dtype == "bfloat16":  # no optimizer state: bf16 storage halves its memory
+                self.ref = self.ref.to(torch.bfloat16)
         self.opt = torch.optim.AdamW(
             self.model.parameters(),
             lr=cfg.lr,
@@ -233,6 +252,8 @@ class Trainer:
             self.log(f"resuming {self.out} from step {self.start_step}")
         else:
             env = {**environment(cfg, self.device), **self.env_extra}
+            if self.data_info:
+                env["data"] = self.data_info
             if self.policy.warmstart is not None:
                 env["warmstart"] = {k: v for k, v in self.policy.warmstart.items() if k != "history"}
             config = {**cfg.to_log(), "hparams": _asdict(self.hp)}
@@ -241,6 +262,45 @@ class Trainer:
             )
             if self.policy.warmstart is not None:
                 self.writer.event("warmstart", **self.policy.warmstart)
+            for split, info in self.data_info.items():
+                if info["skipped"]:
+                    self.writer.event("data_skipped", split=split, **info)
+
+    def _save_final_model(self) -> None:
+        """``<out>/final_model``: the policy and its tokenizer as a ``save_pretrained`` folder (written under a
+        temporary name, then renamed), in bf16 when the run computes in bf16."""
+        import shutil
+
+        final, tmp = self.out / "final_model", self.out / ".final_model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        state = self.model.state_dict()
+        if self.cfg.dtype == "bfloat16":
+            state = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state.items()}
+        self.model.save_pretrained(tmp, state_dict=state)
+        self.tokenizer.save_pretrained(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        self.writer.event("final_model", path=str(final))
+
+    def _drop_long_prompts(self) -> None:
+        """Drop problems whose encoded prompt exceeds ``--max-prompt-tokens``; counted in the data info."""
+        cap = self.cfg.max_prompt_tokens
+        for split in ("train", "val"):
+            kept = [p for p in getattr(self, f"{split}_set") if len(self.encode(p)) <= cap]
+            dropped = len(getattr(self, f"{split}_set")) - len(kept)
+            if dropped:
+                self.log(
+                    f"{split}: dropped {dropped} problems with prompts over {cap} tokens (--max-prompt-tokens)"
+                )
+                self.data_info.setdefault(split, {})["dropped_long_prompts"] = dropped
+            if not kept:
+                raise SetupError(f"every {split} prompt is longer than --max-prompt-tokens {cap}")
+            setattr(self, f"{split}_set", kept)
+        if self.cfg.batch_prompts > len(self.train_set):
+            raise SetupError(
+                f"--batch-prompts {self.cfg.batch_prompts} exceeds the {len(self.train_set)} training problems "
+                f"left under --max-prompt-tokens {cap}"
+            )
 
     def _make_backend(self) -> RolloutBackend:
         tok = self.tokenizer
@@ -249,15 +309,33 @@ class Trainer:
                 raise SetupError(
                     "--backend vllm needs weights in a folder: pass --model PATH or keep --warmstart"
                 )
+            longest = max(len(self.encode(p)) for p in self.train_set + self.val_set)
             backend = VLLMBackend(
-                self.policy.path, eos_id=tok.eos_token_id, dtype=self.cfg.dtype, seed=self.cfg.seed
+                self.policy.path,
+                eos_id=tok.eos_token_id,
+                dtype=self.cfg.dtype,
+                seed=self.cfg.seed,
+                gpu_memory_utilization=self.cfg.vllm_gpu_memory_utilization,
+                max_model_len=longest + self.cfg.max_new_tokens,
+                sleep=self.cfg.vllm_sleep,
             )
             backend.sync_weights(self.model)
             return backend
-        return TransformersBackend(self.model, tok.pad_token_id, tok.eos_token_id)
+        return TransformersBackend(self.model, tok.pad_token_id, tok.eos_token_id, dtype=self.cfg.dtype)
 
     def encode(self, problem: Problem) -> list[int]:
-        return encode_prompt(self.tokenizer, self.cfg.prompt_template, problem)
+        key = (problem.source, problem.id)
+        ids = self._encoded.get(key)
+        if ids is None:
+            ids = encode_prompt(
+                self.tokenizer, self.cfg.prompt_template, problem, chat=self.cfg.chat_template
+            )
+            self._encoded[key] = ids
+        return ids
+
+    def compute(self):
+        """The forward passes' precision context (bf16 autocast for ``--dtype bfloat16``)."""
+        return autocast(self.device, self.cfg.dtype)
 
     # ------------------------------------------------------------------------------------------------ run
     def run(self) -> Path:
@@ -265,6 +343,8 @@ class Trainer:
         try:
             self.setup()
             self._train_loop()
+            if self.cfg.save_final_model:
+                self._save_final_model()
             self.writer.set_status("finished", last_step=self.cfg.steps)
         except KeyboardInterrupt:
             if hasattr(self, "writer"):
@@ -341,7 +421,7 @@ class Trainer:
         times["time_sample"] = time.perf_counter() - t
         t = time.perf_counter()
         texts = self.tokenizer.batch_decode([r.tolist() for r in gens.responses], skip_special_tokens=True)
-        answers = [problems[i // cfg.group_size].answer for i in range(len(texts))]
+        answers = [problems[i // cfg.group_size].gold for i in range(len(texts))]
         report = self.grader.grade(texts, answers, timeout=cfg.grader_timeout)
         times["time_grade"] = time.perf_counter() - t
         if report.timeouts or report.errors:
@@ -477,12 +557,16 @@ class Trainer:
             sb = self._scoring_batch(data, rows)
             for sl in self._chunks(len(rows)):
                 part = self._slice(sb, sl)
-                lp, en = response_logprobs(self.model, part, self.cfg.temperature, with_entropy=True)
-                rl = (
-                    response_logprobs(self.ref, part, self.cfg.temperature)[0]
-                    if self.ref is not None
-                    else None
-                )
+                chunk = self.cfg.logit_chunk_tokens
+                with self.compute():
+                    lp, en = response_logprobs(
+                        self.model, part, self.cfg.temperature, with_entropy=True, chunk_tokens=chunk
+                    )
+                    rl = (
+                        response_logprobs(self.ref, part, self.cfg.temperature, chunk_tokens=chunk)[0]
+                        if self.ref is not None
+                        else None
+                    )
                 for j, r in enumerate(rows[sl]):
                     length = len(data.responses[r])
                     old[r] = lp[j, :length].float().cpu()
@@ -506,22 +590,28 @@ class Trainer:
         self.model.train()
         self.opt.zero_grad(set_to_none=True)
         chunks = self._chunks(len(rows))
+        chunk = cfg.logit_chunk_tokens
         if len(chunks) == 1:
-            logp, _ = response_logprobs(self.model, sb, cfg.temperature)
+            with self.compute():
+                logp, _ = response_logprobs(self.model, sb, cfg.temperature, chunk_tokens=chunk)
             result = self.objective(logp, old, sb.response_mask, rewards, groups, ref_logp=ref, **hp)
             result.loss.backward()
         else:
             # Two passes keep memory at one chunk: dL/dlogp from the whole mini-batch's loss on detached
             # log-probs, then each chunk's forward is back-propagated with its slice of that gradient.
-            with torch.no_grad():
+            with torch.no_grad(), self.compute():
                 parts = [
-                    response_logprobs(self.model, self._slice(sb, sl), cfg.temperature)[0] for sl in chunks
+                    response_logprobs(self.model, self._slice(sb, sl), cfg.temperature, chunk_tokens=chunk)[0]
+                    for sl in chunks
                 ]
             leaf = torch.cat(parts).requires_grad_(True)
             result = self.objective(leaf, old, sb.response_mask, rewards, groups, ref_logp=ref, **hp)
             result.loss.backward()
             for sl in chunks:
-                lp, _ = response_logprobs(self.model, self._slice(sb, sl), cfg.temperature)
+                with self.compute():
+                    lp, _ = response_logprobs(
+                        self.model, self._slice(sb, sl), cfg.temperature, chunk_tokens=chunk
+                    )
                 lp.backward(leaf.grad[sl])
         max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
@@ -574,7 +664,7 @@ class Trainer:
             seed=derive_seed(cfg.seed, VALIDATE, step),
         )
         texts = self.tokenizer.batch_decode([r.tolist() for r in gens.responses], skip_special_tokens=True)
-        answers = [self.val_set[i // cfg.val_k].answer for i in range(len(texts))]
+        answers = [self.val_set[i // cfg.val_k].gold for i in range(len(texts))]
         report = self.grader.grade(texts, answers, timeout=cfg.grader_timeout)
         r = torch.tensor(report.rewards).view(-1, cfg.val_k)
         return {
@@ -582,6 +672,36 @@ class Trainer:
             "val_pass_at_k": float((r.max(1).values > 0.5).float().mean()),
             "val_timeouts": report.timeouts,
         }
+
+
+def load_splits(
+    cfg: TrainConfig, log: Callable[[str], None]
+) -> tuple[dict[str, list[Problem]], dict[str, dict[str, Any]]]:
+    """The ``train`` and ``val`` problems of ``cfg``: ``--train-data`` / ``--val-data`` files (bad rows skipped
+    and reported, or raising, per ``--bad-rows``), the embedded task's splits for whichever is not given; and
+    what was read from each file (path, fingerprint, problems, skipped rows) for ``run.json``."""
+    from training.datasets import fingerprint, load_problems, resolve
+
+    splits: dict[str, list[Problem]] = {}
+    info: dict[str, dict[str, Any]] = {}
+    if cfg.train_data is None or cfg.val_data is None:
+        splits = make_splits(cfg.task_spec())
+    for split, spec in (("train", cfg.train_data), ("val", cfg.val_data)):
+        if spec is None:
+            continue
+        problems: list[Problem] = []
+        files, skipped = [], []
+        for name, path in resolve(spec):
+            report = load_problems(path, on_error=cfg.bad_rows, prompt_suffix=cfg.prompt_suffix, source=name)
+            problems += report.problems
+            files.append({"name": name, "path": str(path), "sha256_16": fingerprint(path),
+                          "problems": len(report.problems), "skipped": len(report.skipped)})  # fmt: skip
+            skipped += [str(e) for e in report.skipped]
+            log(report.summary())
+        splits[split] = problems
+        info[split] = {"files": files, "problems": len(problems), "skipped": len(skipped),
+                       "skipped_rows": skipped[:50]}  # fmt: skip
+    return splits, info
 
 
 def _asdict(hp) -> dict[str, Any]:

@@ -12,14 +12,24 @@ Prompts are left-padded to a common width P, responses right-padded to T. Positi
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.utils.checkpoint
 from torch import Tensor
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, Qwen2Config, Qwen2ForCausalLM
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,44 @@ def build_tiny_model(
     return model
 
 
+def save_tiny_model_folder(
+    path: str | Path, spec: TinyModelSpec | None = None, *, seed: int = 0, chat: bool = True
+) -> Path:
+    """Write a randomly initialised tiny model and its tokenizer as a ``save_pretrained`` folder that ``--model``
+    loads like any downloaded checkpoint (with a chat template when ``chat``). Built locally from a config."""
+    from training.tokenizer import build_chat_tokenizer, build_tokenizer
+
+    path = Path(path)
+    tokenizer = build_chat_tokenizer() if chat else build_tokenizer()
+    spec = spec or TinyModelSpec(hidden=64, layers=2, heads=2, intermediate=128, max_positions=2048)
+    model = build_tiny_model(spec, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id, seed)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+GENERIC_TOKENIZERS = ("TokenizersBackend", "PreTrainedTokenizerFast")
+
+
+def load_local_tokenizer(path: str | Path):
+    """The tokenizer of a local model folder. A folder that declares the generic fast tokenizer (what
+    ``save_pretrained`` writes for a tokenizer built from a ``tokenizers`` object, e.g. ``save_tiny_model_folder``)
+    gets exactly its ``tokenizer.json``: ``AutoTokenizer`` in transformers 5 would substitute the model type's
+    own tokenizer class (Qwen2's byte-level rules for a Qwen2 config) and change the encoding. Any other folder
+    loads through ``AutoTokenizer``."""
+    path = Path(path)
+    declared = None
+    config = path / "tokenizer_config.json"
+    if config.is_file():
+        try:
+            declared = json.loads(config.read_text()).get("tokenizer_class")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            declared = None
+    if declared in GENERIC_TOKENIZERS and (path / "tokenizer.json").is_file():
+        return PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
+    return AutoTokenizer.from_pretrained(path, local_files_only=True)
+
+
 def load_local_model(path: str | Path, dtype: torch.dtype, device: torch.device):
     """Load a causal LM and its tokenizer from a local folder (``local_files_only``: never downloads).
 
@@ -73,7 +121,7 @@ def load_local_model(path: str | Path, dtype: torch.dtype, device: torch.device)
     if not (path / "config.json").is_file():
         raise ValueError(f"--model {path}: not a local model folder (no config.json there)")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        tokenizer = load_local_tokenizer(path)
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype)
     except (OSError, ValueError) as e:
         raise ValueError(f"--model {path}: could not load the model or its tokenizer ({e})") from None
@@ -154,8 +202,45 @@ def make_scoring_batch(
     return ScoringBatch(ids.to(device), mask.to(device), ids[:, p_width:].to(device), resp_mask.to(device))
 
 
+# Config attributes of architectures whose logits are not ``lm_head(hidden)`` (soft-capping, scaling): the chunked
+# path cannot reproduce them from the decoder's output, so those models take the full-logits path.
+_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
+
+
+def chunkable(model: PreTrainedModel) -> bool:
+    """Whether ``model``'s logits are exactly ``get_output_embeddings()(get_decoder()(...).last_hidden_state)``
+    (Qwen2, Llama, Mistral, ...): then log-probs can be computed a few positions at a time."""
+    cfg = model.config
+    if any(getattr(cfg, name, None) not in (None, 1, 1.0) for name in _LOGIT_TRANSFORMS):
+        return False
+    try:
+        return model.get_decoder() is not None and model.get_output_embeddings() is not None
+    except (AttributeError, NotImplementedError):
+        return False
+
+
+def _token_logp(logits: Tensor, targets: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
+    """``(log_softmax(z/T)[target], z/T)`` in float32 for logits ``[..., V]``."""
+    z = logits.float() / temperature
+    return z.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(z, dim=-1), z
+
+
+def _entropy(z: Tensor) -> Tensor:
+    """``H = LSE(z) - sum_v softmax(z)_v z_v`` of temperature-scaled logits ``z``."""
+    return torch.logsumexp(z, dim=-1) - (torch.softmax(z, dim=-1) * z).sum(-1)
+
+
+def _chunk_logp(head: torch.nn.Module, temperature: float, h: Tensor, targets: Tensor) -> Tensor:
+    return _token_logp(head(h), targets, temperature)[0]
+
+
 def response_logprobs(
-    model: PreTrainedModel, batch: ScoringBatch, temperature: float, *, with_entropy: bool = False
+    model: PreTrainedModel,
+    batch: ScoringBatch,
+    temperature: float,
+    *,
+    with_entropy: bool = False,
+    chunk_tokens: int = 0,
 ) -> tuple[Tensor, Tensor | None]:
     """Per-token log-probs ``[B, T]`` of the responses at the sampling temperature, and optionally entropies.
 
@@ -163,17 +248,80 @@ def response_logprobs(
     temperature-scaled one, so ratios and KL are measured against it (verl and TRL do the same). Entropy is that
     of the same distribution, ``H_t = LSE(z/T) - sum_v p_v z_v/T``. Values on padding are 0. Computed in float32
     whatever the model's dtype.
+
+    ``chunk_tokens > 0`` bounds memory: the decoder runs once, then the output head, the float32 log-softmax and
+    the entropy take about ``chunk_tokens`` response positions (rows x columns) at a time, and with gradient each
+    chunk is recomputed in the backward pass (activation checkpointing) instead of keeping its logits. So an
+    8,192-token response over a 152K vocabulary never holds its 5 GB of float32 logits, only one chunk's. The
+    values are those of the unchunked path (``chunk_tokens=0``; ``tests/training/test_model_chunks.py``). Models
+    whose logits are not the head applied to the decoder's output (``chunkable``) use the unchunked path.
     """
     t_width = batch.response_width
-    logits = forward_logits(model, batch.input_ids, batch.attention_mask, keep_last=t_width + 1)[:, :t_width]
-    logits = logits.float() / temperature
-    lse = torch.logsumexp(logits, dim=-1)
-    logp = logits.gather(-1, batch.response_ids.unsqueeze(-1)).squeeze(-1) - lse
-    zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
-    logp = torch.where(batch.response_mask, logp, zero)
-    entropy = None
-    if with_entropy:
-        with torch.no_grad():
-            probs = torch.softmax(logits, dim=-1)
-            entropy = torch.where(batch.response_mask, lse - (probs * logits).sum(-1), zero)
+    if chunk_tokens <= 0 or not chunkable(model):
+        logits = forward_logits(model, batch.input_ids, batch.attention_mask, keep_last=t_width + 1)[
+            :, :t_width
+        ]
+        logp, z = _token_logp(logits, batch.response_ids, temperature)
+        zero_like = torch.zeros((), dtype=logp.dtype, device=logp.device)
+        logp = torch.where(batch.response_mask, logp, zero_like)
+        entropy = None
+        if with_entropy:
+            with torch.no_grad():
+                entropy = torch.where(batch.response_mask, _entropy(z), zero_like)
+        return logp, entropy
+
+    positions = (batch.attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    hidden = model.get_decoder()(
+        input_ids=batch.input_ids,
+        attention_mask=batch.attention_mask,
+        position_ids=positions,
+        use_cache=False,
+    ).last_hidden_state[:, -(t_width + 1) : -1]
+    head = model.get_output_embeddings()
+    rows = hidden.shape[0]
+    cols = max(1, chunk_tokens // max(rows, 1))
+    logps, entropies = [], []
+    for c in range(0, t_width, cols):
+        h, targets = hidden[:, c : c + cols], batch.response_ids[:, c : c + cols]
+        if torch.is_grad_enabled() and h.requires_grad:
+            logps.append(
+                torch.utils.checkpoint.checkpoint(
+                    _chunk_logp, head, temperature, h, targets, use_reentrant=False
+                )
+            )
+            if with_entropy:
+                with torch.no_grad():
+                    entropies.append(_entropy(head(h).float() / temperature))
+        else:
+            lp, z = _token_logp(head(h), targets, temperature)
+            logps.append(lp)
+            if with_entropy:
+                entropies.append(_entropy(z))
+            del z
+    logp = torch.cat(logps, dim=1)
+    zero_like = torch.zeros((), dtype=logp.dtype, device=logp.device)
+    logp = torch.where(batch.response_mask, logp, zero_like)
+    entropy = (
+        torch.where(batch.response_mask, torch.cat(entropies, dim=1), zero_like) if with_entropy else None
+    )
     return logp, entropy
+
+
+def autocast(device: torch.device, dtype: str):
+    """The compute-precision context: bfloat16 autocast over float32 (master) weights for ``dtype ==
+    "bfloat16"``; nothing for float32. The optimizer always steps float32 weights."""
+    if dtype == "bfloat16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def enable_gradient_checkpointing(model: PreTrainedModel) -> bool:
+    """Recompute each decoder layer's activations in the backward pass (non-reentrant); False if the model
+    does not support it."""
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        return False
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x: the new name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return True

@@ -1,7 +1,10 @@
 """Binary rewards from math-verify, in worker processes with a hard per-completion timeout.
 
 ``grade(responses, answers, timeout=...)`` returns one float per response: 1.0 when math-verify finds the
-response's final answer equal to the gold answer, else 0.0.
+response's final answer equal to the gold answer, else 0.0. A gold answer is a string, or a tuple of strings when
+a problem accepts several answers (Minerva lists alternatives): then the response is correct when it matches any
+of them (math-verify's ``verify`` over the parsed alternatives together, one worker call, so a single-answer
+problem costs exactly what it did).
 
 Why worker processes: math-verify's own timeouts use SIGALRM, which works only in a main thread, and some inputs
 (power towers such as ``9^{9^{9^9}}``) hang inside C code where no signal handler runs. Each completion is
@@ -74,7 +77,9 @@ def _worker_main(conn: Connection, memory_limit_mb: int) -> None:
         limit = memory_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     logging.disable(logging.WARNING)  # math-verify warns once that its timeouts are off: they are, on purpose
-    warnings.simplefilter("ignore")  # sympy's deprecation warnings on odd model output: noise in the run's log
+    warnings.simplefilter(
+        "ignore"
+    )  # sympy's deprecation warnings on odd model output: noise in the run's log
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
     gold_config = [LatexExtractionConfig(), ExprExtractionConfig()]
@@ -103,7 +108,10 @@ def _worker_main(conn: Connection, memory_limit_mb: int) -> None:
         if soft > 0:
             signal.setitimer(signal.ITIMER_REAL, soft)
         try:
-            gold = parse_gold(answer)
+            if isinstance(answer, str):
+                gold = parse_gold(answer)
+            else:  # several accepted answers: verify() is true when any gold matches any prediction
+                gold = [g for alt in answer for g in parse_gold(alt)]
             pred = parse(response, pred_config, parsing_timeout=None)
             ok = bool(gold) and bool(pred) and verify(gold, pred, timeout_seconds=None)
             result = (task_id, 1.0 if ok else 0.0, OK, "")
@@ -226,9 +234,12 @@ class Grader:
         self.replaced += 1
 
     # -- grading
-    def grade(self, responses: list[str], answers: list[str], timeout: float | None = None) -> GradeReport:
-        """Grade ``responses[i]`` against ``answers[i]``; each completion gets at most ``timeout`` seconds of a
-        worker (default: the grader's) before it is killed and scored 0."""
+    def grade(
+        self, responses: list[str], answers: list[str | tuple[str, ...]], timeout: float | None = None
+    ) -> GradeReport:
+        """Grade ``responses[i]`` against ``answers[i]`` (a string, or a tuple of accepted answers: correct when
+        any matches); each completion gets at most ``timeout`` seconds of a worker (default: the grader's)
+        before it is killed and scored 0."""
         if len(responses) != len(answers):
             raise ValueError(f"{len(responses)} responses but {len(answers)} answers")
         if not self._workers:
@@ -244,19 +255,26 @@ class Grader:
         elapsed = [0.0] * n
         # Distinct (response, answer) pairs not yet known, by digest.
         pending: dict[bytes, list[int]] = {}
-        pairs: dict[bytes, tuple[str, str]] = {}
+        pairs: dict[bytes, tuple[str, str | tuple[str, ...]]] = {}
         hits = 0
-        for i, pair in enumerate(zip(responses, answers, strict=True)):
-            if not isinstance(pair[0], str) or not isinstance(pair[1], str):
-                raise ValueError(f"response and answer {i} must be strings")
-            key = _digest(*pair)
+        for i, (response, answer) in enumerate(zip(responses, answers, strict=True)):
+            if not isinstance(answer, str):
+                if isinstance(answer, list | tuple) and answer and all(isinstance(a, str) for a in answer):
+                    answer = answer[0] if len(answer) == 1 else tuple(answer)
+                else:
+                    raise ValueError(
+                        f"answer {i} must be a string or a non-empty tuple of strings: {answer!r}"
+                    )
+            if not isinstance(response, str):
+                raise ValueError(f"response {i} must be a string")
+            key = _digest(response, answer)
             if key in self._cache:
                 self._cache.move_to_end(key)
                 rewards[i] = self._cache[key]
                 hits += 1
             else:
                 pending.setdefault(key, []).append(i)
-                pairs.setdefault(key, pair)
+                pairs.setdefault(key, (response, answer))
         keys = list(pending)
         results = self._run([pairs[k] for k in keys], timeout)
         for key, (reward, st, detail, took) in zip(keys, results, strict=True):
@@ -268,7 +286,9 @@ class Grader:
                     self._cache.popitem(last=False)
         return GradeReport(rewards, status, time.perf_counter() - t0, hits, details, elapsed)
 
-    def _run(self, keys: list[tuple[str, str]], timeout: float) -> list[tuple[float, str, str, float]]:
+    def _run(
+        self, keys: list[tuple[str, str | tuple[str, ...]]], timeout: float
+    ) -> list[tuple[float, str, str, float]]:
         results: list[tuple[float, str, str, float] | None] = [None] * len(keys)
         queue = list(range(len(keys)))[::-1]  # pop() from the end: in order
         soft = max(0.05, self.soft_fraction * timeout) if self.soft_fraction else 0.0
@@ -344,10 +364,12 @@ class Grader:
             results[task] = (0.0, status, detail, time.monotonic() - started)
 
 
-def _digest(response: str, answer: str) -> bytes:
-    """16-byte key of a (response, answer) pair; lone surrogates (invalid Unicode) are encoded, not refused."""
+def _digest(response: str, answer: str | tuple[str, ...]) -> bytes:
+    """16-byte key of a (response, answer) pair, the answer a string or a tuple of accepted answers (a tuple of
+    one string is not the string); lone surrogates (invalid Unicode) are encoded, not refused."""
     h = hashlib.blake2b(digest_size=16)
-    for text in (response, answer):
+    texts = (response, answer) if isinstance(answer, str) else (response, "\x00tuple", *answer)
+    for text in texts:
         data = text.encode("utf-8", "surrogatepass")
         h.update(len(data).to_bytes(8, "little"))
         h.update(data)
@@ -369,9 +391,13 @@ def default_grader(workers: int | None = None) -> Grader:
 
 
 def grade(
-    responses: list[str], answers: list[str], timeout: float = 5.0, workers: int | None = None
+    responses: list[str],
+    answers: list[str | tuple[str, ...]],
+    timeout: float = 5.0,
+    workers: int | None = None,
 ) -> list[float]:
-    """One float per response: 1.0 if math-verify finds its answer equal to the gold answer, else 0.0.
+    """One float per response: 1.0 if math-verify finds its answer equal to the gold answer (any of them, for a
+    tuple of accepted answers), else 0.0.
 
     A completion whose verification exceeds ``timeout`` seconds, or crashes its worker, gets 0.0; the worker is
     killed and replaced. Uses a process-wide pool of worker processes (``default_grader``).

@@ -10,8 +10,11 @@ updates (before validation and the next step's sampling, the only times the back
   together, one token per forward, dropping finished rows from the batch as they accumulate. Sampling is
   ``argmax(p / E)`` with ``E ~ Exp(1)`` drawn from a generator seeded per call, which is an exact draw from
   ``p = softmax(z / T)`` and reproducible for a given seed.
-- ``vllm`` (optional extra ``real-workbench[vllm]``, GPU): imported only when chosen; weights are pushed from the
-  policy at every ``sync_weights``.
+- ``vllm`` (optional extra ``real-workbench[vllm]``, GPU): a vLLM engine in the trainer's process on the same GPU
+  (TRL's "colocate" mode), imported only when chosen. ``sync_weights`` pushes the policy's weights into the
+  engine's model (``load_weights``) and clears its prefix cache; with sleep mode the engine frees its GPU memory
+  (``sleep(level=2)``: weights and KV cache) after each ``generate``, so training gets the memory back, and wakes
+  the weights before the next push and the KV cache before the next generation.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import torch
 from torch import Tensor
 from transformers import DynamicCache, PreTrainedModel
 
-from training.model import forward_logits
+from training.model import autocast, forward_logits
 
 BACKENDS = ("transformers", "vllm")
 
@@ -76,11 +79,20 @@ class TransformersBackend:
 
     name = "transformers"
 
-    def __init__(self, model: PreTrainedModel, pad_id: int, eos_id: int, *, compact_fraction: float = 0.25):
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        pad_id: int,
+        eos_id: int,
+        *,
+        compact_fraction: float = 0.25,
+        dtype: str = "float32",
+    ):
         self.model = model
         self.pad_id = pad_id
         self.eos_id = eos_id
         self.compact_fraction = compact_fraction
+        self.dtype = dtype  # compute precision: "bfloat16" samples under bf16 autocast
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         self.model = model  # samples from the policy module itself: nothing to copy
@@ -100,7 +112,8 @@ class TransformersBackend:
         was_training = model.training
         model.eval()
         try:
-            return self._generate(model, prompts, n, temperature, max_new_tokens, seed)
+            with autocast(next(model.parameters()).device, self.dtype):
+                return self._generate(model, prompts, n, temperature, max_new_tokens, seed)
         finally:
             model.train(was_training)
 
@@ -179,41 +192,125 @@ VLLM_MISSING = (
 
 
 class VLLMBackend:
-    """vLLM engine in the trainer's process, colocated on the same GPU; weights pushed at ``sync_weights``.
+    """A vLLM engine in the trainer's process, colocated on the trainer's GPU; weights pushed at ``sync_weights``.
 
-    Untested on this project's machines (vLLM is a GPU extra; none was available): it follows vLLM's offline
-    ``LLM`` API and TRL's colocate mode (in-process engine, ``load_weights`` on the engine's model, then
-    ``reset_prefix_cache``).
+    Follows vLLM's offline ``LLM`` API and TRL's colocate mode: ``LLM(model, dtype, gpu_memory_utilization,
+    enable_sleep_mode, ...)``; a push is ``load_weights(state_dict items)`` on the engine's model followed by
+    ``reset_prefix_cache()`` (cached prompt keys/values were computed with the old weights). With ``sleep``, each
+    ``generate`` ends with ``sleep(level=2)`` (weights and KV cache freed, the trainer gets the memory), the next
+    push starts with ``wake_up(tags=["weights"])``, and the next generation with ``wake_up(tags=["kv_cache"])``;
+    a generation with no push since the last sleep first pushes the last synced policy again (level 2 discarded
+    the engine's copy).
+
+    ``llm`` and ``sampling_params`` replace the engine object and ``vllm.SamplingParams`` (tests use a stand-in
+    engine: vLLM itself needs a GPU). Not yet run on a GPU in this project.
     """
 
     name = "vllm"
 
     def __init__(
-        self, model_path: str, *, eos_id: int, dtype: str, gpu_memory_utilization: float = 0.4, seed: int = 0
+        self,
+        model_path: str,
+        *,
+        eos_id: int,
+        dtype: str = "bfloat16",
+        gpu_memory_utilization: float = 0.35,
+        seed: int = 0,
+        max_model_len: int | None = None,
+        sleep: bool = True,
+        llm=None,
+        sampling_params=None,
     ):
-        if not vllm_available():
-            raise BackendUnavailable(VLLM_MISSING)
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # keep the engine in this process
-        import vllm
+        if llm is None:
+            if not vllm_available():
+                raise BackendUnavailable(VLLM_MISSING)
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # keep the engine in this process
+            import vllm
 
-        self._vllm = vllm
+            kwargs = dict(
+                model=model_path,
+                dtype=dtype,
+                gpu_memory_utilization=gpu_memory_utilization,
+                enable_prefix_caching=True,
+                enable_sleep_mode=sleep,
+                seed=seed,
+            )
+            if max_model_len:
+                kwargs["max_model_len"] = max_model_len
+            llm = vllm.LLM(**kwargs)
+            sampling_params = vllm.SamplingParams
+        if sampling_params is None:
+            raise ValueError("VLLMBackend(llm=...) needs sampling_params too")
+        self.llm = llm
+        self._sampling_params = sampling_params
         self.eos_id = eos_id
-        self.llm = vllm.LLM(
-            model=model_path,
-            dtype=dtype,
-            gpu_memory_utilization=gpu_memory_utilization,
-            enable_prefix_caching=True,
-            seed=seed,
-        )
+        self.sleep = sleep
+        self.push_dtype = torch.bfloat16 if dtype == "bfloat16" else None
+        self._weights_awake = True
+        self._kv_awake = True
+        self._source: torch.nn.Module | None = None  # the policy last pushed
+
+    def _engine_model(self):
+        executor = self.llm.llm_engine.model_executor
+        worker = executor.driver_worker
+        worker = getattr(worker, "worker", worker)  # V1 wraps the worker
+        return worker.model_runner.model
+
+    def _push(self, model: torch.nn.Module) -> None:
+        """``load_weights`` on the engine's model with the policy's tensors (cast one at a time to the engine's
+        dtype: no second full copy of the model), then ``reset_prefix_cache``."""
+        cast = self.push_dtype
+
+        def weights():
+            for name, tensor in model.state_dict().items():
+                t = tensor.detach()
+                yield name, (t.to(cast) if cast is not None and t.is_floating_point() else t)
+
+        try:
+            engine_model = self._engine_model()
+        except AttributeError:
+            engine_model = None
+        if engine_model is not None:
+            engine_model.load_weights(weights())
+        else:  # engines that only expose apply_model
+            self.llm.apply_model(lambda m: m.load_weights(weights()))
+        self.llm.reset_prefix_cache()
+
+    def sync_weights(self, model: torch.nn.Module) -> None:
+        if self.sleep and not self._weights_awake:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            self.llm.wake_up(tags=["weights"])
+            self._weights_awake = True
+        self._push(model)
+        self._source = model
 
     def generate(
         self, prompts: list[list[int]], n: int, *, temperature: float, max_new_tokens: int, seed: int
     ) -> Generations:
-        params = self._vllm.SamplingParams(n=n, temperature=temperature, max_tokens=max_new_tokens, seed=seed)
+        if not prompts or n < 1:
+            raise ValueError("generate needs at least one prompt and n >= 1")
+        if not self._weights_awake:
+            if self._source is None:
+                raise RuntimeError(
+                    "the vLLM engine slept before any weights were pushed: call sync_weights first"
+                )
+            self.sync_weights(self._source)
+        if self.sleep and not self._kv_awake:
+            self.llm.wake_up(tags=["kv_cache"])
+            self._kv_awake = True
+        params = self._sampling_params(n=n, temperature=temperature, max_tokens=max_new_tokens, seed=seed)
         inputs = [{"prompt_token_ids": list(p)} for p in prompts]
         outputs = self.llm.generate(inputs, params, use_tqdm=False)
+        if self.sleep:
+            self.llm.sleep(level=2)
+            self._weights_awake = self._kv_awake = False
+        if len(outputs) != len(prompts):
+            raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(prompts)} prompts")
         responses, finished = [], []
         for o in outputs:
+            if len(o.outputs) != n:
+                raise RuntimeError(f"vLLM returned {len(o.outputs)} completions for a prompt, expected {n}")
             for c in o.outputs:
                 ids = list(c.token_ids)
                 stopped = c.finish_reason == "stop"
@@ -225,26 +322,11 @@ class VLLMBackend:
             [list(p) for p in prompts], n, responses, torch.as_tensor(finished, dtype=torch.bool)
         )
 
-    def _engine_model(self):
-        executor = self.llm.llm_engine.model_executor
-        worker = executor.driver_worker
-        worker = getattr(worker, "worker", worker)  # V1 wraps the worker
-        return worker.model_runner.model
-
-    def sync_weights(self, model: torch.nn.Module) -> None:
-        state = model.state_dict()
-        try:
-            engine_model = self._engine_model()
-        except AttributeError:
-            engine_model = None
-        if engine_model is not None:
-            engine_model.load_weights(state.items())
-        else:  # engines that only expose apply_model
-            self.llm.apply_model(lambda m: m.load_weights(state.items()))
-        self.llm.reset_prefix_cache()
-
     def close(self) -> None:
-        del self.llm
+        self.llm = None
+        self._source = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def check_backend(name: str) -> None:

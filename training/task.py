@@ -15,7 +15,8 @@ right), then sums and differences (left to right), and ends with the answer in `
 ``val``, ``test`` (held out), ``train`` (RL prompts) and ``sft`` (the warm start's worked solutions). The same
 spec always gives the same problems, whatever the run's seed, so every method and seed sees the same data.
 
-``Problem(id, prompt, answer)`` is the record every data source produces (real-data loaders too).
+``Problem(id, prompt, answer, solution, source, alternatives)`` is the record every data source produces (the
+real-data loaders of ``training.datasets`` too); ``encode_prompt`` turns one into the token ids the policy sees.
 """
 
 from __future__ import annotations
@@ -34,13 +35,26 @@ SPLITS = ("val", "test", "train", "sft")
 
 @dataclass(frozen=True)
 class Problem:
-    """One verifiable problem. ``id`` is unique within its data source; ``answer`` is the gold answer as text."""
+    """One verifiable problem. ``id`` is unique within its data source; ``answer`` is the gold answer as text;
+    ``alternatives`` are further accepted forms of it (a response is correct when it matches any of them)."""
 
     id: int
     prompt: str
     answer: str
     solution: str | None = None  # a worked solution ending in \\boxed{answer}, when the source has one
     source: str = ""
+    alternatives: tuple[str, ...] = ()
+
+    @property
+    def answers(self) -> tuple[str, ...]:
+        """Every accepted answer: ``answer`` first, then the alternatives."""
+        return (self.answer, *self.alternatives)
+
+    @property
+    def gold(self) -> str | tuple[str, ...]:
+        """What the grader takes: the answer text alone, or the tuple of accepted answers when there are several
+        (``training.rewards.Grader.grade`` accepts both)."""
+        return (self.answer, *self.alternatives) if self.alternatives else self.answer
 
 
 @dataclass(frozen=True)
@@ -85,11 +99,27 @@ class ArithmeticSpec:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
 
-def encode_prompt(tokenizer: Any, template: str, problem: Problem) -> list[int]:
-    """Token ids of ``template`` with ``{prompt}`` replaced by the problem's text (other braces kept as written);
-    the tokenizer adds no special tokens."""
+def has_chat_template(tokenizer: Any) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def prompt_text(tokenizer: Any, template: str, problem: Problem, *, chat: bool = True) -> str:
+    """The text the policy sees: ``template`` with ``{prompt}`` replaced by the problem's text (other braces kept
+    as written), wrapped as one user turn by the tokenizer's chat template (with the assistant's generation
+    prompt) when ``chat`` is on and the tokenizer has a template; the plain text otherwise."""
+    text = template.replace("{prompt}", problem.prompt)
+    if chat and has_chat_template(tokenizer):
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+        )
+    return text
+
+
+def encode_prompt(tokenizer: Any, template: str, problem: Problem, *, chat: bool = True) -> list[int]:
+    """Token ids of ``prompt_text(...)``. The tokenizer adds no special tokens of its own: a chat template
+    writes the ones its model expects (e.g. a BOS token) into the text."""
     return list(
-        tokenizer(template.replace("{prompt}", problem.prompt), add_special_tokens=False)["input_ids"]
+        tokenizer(prompt_text(tokenizer, template, problem, chat=chat), add_special_tokens=False)["input_ids"]
     )
 
 

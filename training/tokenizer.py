@@ -40,3 +40,24 @@ def token_texts(tokenizer: PreTrainedTokenizerBase) -> np.ndarray:
     n = len(tokenizer)
     texts = tokenizer.batch_decode([[i] for i in range(n)], skip_special_tokens=False)
     return np.asarray(texts, dtype=object)
+
+
+# A chat template in the style of instruction-tuned models: role markers are special tokens (one id each), the
+# generation prompt opens the assistant's turn. Used for locally built test and check models (nothing downloaded).
+CHAT_TOKENS = ("<|user|>", "<|assistant|>", "<|end|>")
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}<|user|>{{ message['content'] }}<|end|>"
+    "{% else %}<|assistant|>{{ message['content'] }}<|end|>{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def build_chat_tokenizer() -> PreTrainedTokenizerFast:
+    """The embedded tokenizer plus role tokens and ``CHAT_TEMPLATE``: a stand-in, built locally, for the
+    tokenizer of a chat model such as DeepSeek-R1-Distill-Qwen (``apply_chat_template`` works on it)."""
+    tok = build_tokenizer()
+    tok.add_special_tokens({"additional_special_tokens": list(CHAT_TOKENS)})
+    tok.chat_template = CHAT_TEMPLATE
+    return tok

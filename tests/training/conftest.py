@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,10 @@ def cli_flags(settings: dict[str, Any]) -> list[str]:
     return out
 
 
-def run_cli(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def run_cli(
+    args: list[str], timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "training", *args],
         cwd=ROOT,
@@ -93,3 +96,47 @@ def ws_cache(tmp_path_factory, grader) -> Path:
     _, _, info = load_or_train(cfg, make_splits(cfg.task_spec()), grader, log=lambda _: None)
     assert info["pass_rate"] > 0.1, info  # the warm start learned the task
     return cache
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared data folder (``$REAL_DATA_DIR`` or ``../shared/data``). Missing: skipped on a developer's
+    machine (say where to point ``REAL_DATA_DIR``), a failure in CI."""
+    from training.datasets import data_dir
+
+    path = data_dir()
+    if not (path / "benchmarks").is_dir():
+        message = f"no shared data at {path}: set REAL_DATA_DIR (e.g. REAL_DATA_DIR=/work/shared/data)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def chat_model(tmp_path_factory) -> Path:
+    """A tiny randomly initialised model folder with a chat-template tokenizer, built locally."""
+    from training.model import save_tiny_model_folder
+
+    return save_tiny_model_folder(tmp_path_factory.mktemp("models") / "tinychat")
+
+
+def data_env(shared: Path) -> dict[str, str]:
+    return {"REAL_DATA_DIR": str(shared)}
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_main(args: list[str], capsys) -> CliResult:
+    """``python -m training ARGS`` in this process (no interpreter start-up: the same ``main``)."""
+    from training.cli import main
+
+    capsys.readouterr()
+    code = main(args)
+    captured = capsys.readouterr()
+    return CliResult(code, captured.out, captured.err)

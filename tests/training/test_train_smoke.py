@@ -198,6 +198,17 @@ def test_a_local_model_folder_trains_through_the_same_loop(ws_cache, grader, tmp
     assert len(tok) and (tok.token.str.len() > 0).all()
     from training.config import build_config
 
-    paper = build_config("paper-1.5b", {"method": "real", "model": info["path"], "device": "cpu"})
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"problem": "1+1=?", "answer": "2"}\n')
+    paper = build_config(
+        "paper-1.5b",
+        {
+            "method": "real",
+            "model": info["path"],
+            "device": "cpu",
+            "backend": "transformers",
+            "train_data": str(data),
+        },
+    )
     paper.validate()
     assert paper.batch_prompts == 128 and paper.hparams().kl_beta == 0

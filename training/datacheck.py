@@ -1,0 +1,196 @@
+"""``python -m training check-data PATH...``: does the real grader agree with each file's own gold answers?
+
+For every problem of a file (loaded by ``training.datasets.load_problems``, bad rows skipped and listed):
+
+- **self-check**: each accepted answer ``a`` written as a model would, ``"The answer is \\boxed{a}."``, is graded
+  with the trainer's grader (``training.rewards.Grader``, math-verify in worker processes) against ``a`` itself.
+  A problem passes when all its accepted answers do. A failure means the grader cannot read that gold answer, so
+  training and evaluation would score every response to it 0: fix the normalisation (``normalize_answer``).
+- **cross-check**: the problem's primary answer is graded against the gold answers of another problem of the same
+  file (a seeded derangement: each problem is some other problem's partner exactly once). It should fail; the
+  accepted pairs are counted, and so are those whose answer texts are equal (distinct problems that share an
+  answer, e.g. two AIME problems whose answer is 25, are accepted by any grader).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from training.datasets import DataFormatError, LoadReport, load_problems
+from training.rewards import Grader
+from training.task import Problem
+
+
+def boxed(answer: str) -> str:
+    """A response that states ``answer`` the way the paper's prompt asks for it."""
+    return f"The answer is \\boxed{{{answer}}}."
+
+
+@dataclass
+class CheckResult:
+    """The outcome of ``check_file`` for one file."""
+
+    path: str
+    problems: int
+    skipped: int
+    answers: int  # accepted answers over all problems (alternatives included)
+    self_pass: int  # problems whose every accepted answer verifies against itself
+    cross_pairs: int
+    cross_accepted: int  # pairs where another problem's answer was accepted
+    cross_same_text: int  # of those, pairs whose answer texts are equal
+    seconds: float
+    grader_timeouts: int = 0
+    grader_errors: int = 0
+    self_failures: list[dict] = field(default_factory=list)  # problem id, answer, status, detail
+    cross_examples: list[dict] = field(default_factory=list)  # accepted pairs whose texts differ (first 10)
+    skipped_rows: list[str] = field(default_factory=list)
+
+    @property
+    def self_ok(self) -> bool:
+        return self.self_pass == self.problems
+
+
+def derangement(n: int, seed: int) -> np.ndarray:
+    """``partner[i] != i`` for every i (n >= 2), each index a partner once: a random cycle through all items."""
+    if n < 2:
+        raise ValueError("the cross-check needs at least two problems")
+    order = np.random.default_rng([seed, 0xC405]).permutation(n)
+    partner = np.empty(n, dtype=np.int64)
+    partner[order] = np.roll(order, -1)
+    return partner
+
+
+def check_problems(
+    path: str, problems: list[Problem], grader: Grader, *, seed: int = 0, timeout: float | None = None
+) -> CheckResult:
+    """Self- and cross-check ``problems`` (see the module docstring)."""
+    t0 = time.perf_counter()
+    responses, golds, owner = [], [], []
+    for k, p in enumerate(problems):
+        for a in p.answers:
+            responses.append(boxed(a))
+            golds.append(a)
+            owner.append(k)
+    report = grader.grade(responses, golds, timeout=timeout)
+    ok = np.ones(len(problems), dtype=bool)
+    failures = []
+    for j, r in enumerate(report.rewards):
+        if r < 1.0:
+            ok[owner[j]] = False
+            p = problems[owner[j]]
+            failures.append(
+                {"id": p.id, "answer": golds[j], "status": report.status[j], "detail": report.details[j]}
+            )
+    partner = derangement(len(problems), seed) if len(problems) >= 2 else np.zeros(0, dtype=np.int64)
+    cross_resp = [boxed(problems[int(partner[k])].answer) for k in range(len(partner))]
+    cross_gold = [problems[k].gold for k in range(len(partner))]
+    cross = grader.grade(cross_resp, cross_gold, timeout=timeout)
+    accepted = same = 0
+    examples = []
+    for k, r in enumerate(cross.rewards):
+        if r < 1.0:
+            continue
+        accepted += 1
+        other = problems[int(partner[k])]
+        if set(other.answers) & set(problems[k].answers):
+            same += 1
+        elif len(examples) < 10:
+            examples.append({"id": problems[k].id, "gold": problems[k].gold, "other_id": other.id,
+                             "other_answer": other.answer})  # fmt: skip
+    return CheckResult(
+        path=path,
+        problems=len(problems),
+        skipped=0,
+        answers=len(responses),
+        self_pass=int(ok.sum()),
+        cross_pairs=len(partner),
+        cross_accepted=accepted,
+        cross_same_text=same,
+        seconds=time.perf_counter() - t0,
+        grader_timeouts=report.timeouts + cross.timeouts,
+        grader_errors=report.errors + cross.errors,
+        self_failures=failures,
+        cross_examples=examples,
+    )
+
+
+def check_file(
+    path: str | Path, grader: Grader, *, seed: int = 0, limit: int | None = None, timeout: float | None = None
+) -> CheckResult:
+    """Load ``path`` (bad rows skipped and counted) and check its problems."""
+    loaded: LoadReport = load_problems(path, on_error="skip", limit=limit)
+    result = check_problems(str(path), loaded.problems, grader, seed=seed, timeout=timeout)
+    result.skipped = len(loaded.skipped)
+    result.skipped_rows = [str(e) for e in loaded.skipped]
+    return result
+
+
+def _pct(a: int, b: int) -> str:
+    return f"{a}/{b} ({100.0 * a / b:.1f}%)" if b else "-"
+
+
+def format_results(results: list[CheckResult]) -> str:
+    """One line per file, then the details of every failure and skip."""
+    name_w = max([len(Path(r.path).name) for r in results] + [4])
+    head = (f"{'file':<{name_w}}  {'problems':>8}  {'skipped':>7}  {'answers':>7}  {'self-check':>17}  "
+            f"{'cross-check accepted':>20}  {'same text':>9}  {'seconds':>7}")  # fmt: skip
+    lines = [head, "-" * len(head)]
+    for r in results:
+        lines.append(
+            f"{Path(r.path).name:<{name_w}}  {r.problems:>8}  {r.skipped:>7}  {r.answers:>7}  "
+            f"{_pct(r.self_pass, r.problems):>17}  {_pct(r.cross_accepted, r.cross_pairs):>20}  "
+            f"{r.cross_same_text:>9}  {r.seconds:>7.1f}"
+        )
+    for r in results:
+        name = Path(r.path).name
+        for f in r.self_failures:
+            lines.append(f"{name}: self-check FAILED for problem {f['id']}: {f['answer']!r} ({f['status']}"
+                         + (f": {f['detail']}" if f["detail"] else "") + ")")  # fmt: skip
+        for e in r.cross_examples:
+            lines.append(f"{name}: problem {e['id']} (gold {e['gold']!r}) accepts problem {e['other_id']}'s "
+                         f"answer {e['other_answer']!r}")  # fmt: skip
+        for s in r.skipped_rows:
+            lines.append(f"skipped: {s}")
+        if r.grader_timeouts or r.grader_errors:
+            lines.append(f"{name}: grader timeouts {r.grader_timeouts}, errors {r.grader_errors}")
+    lines.append(
+        "self-check: each accepted answer, boxed, graded against itself (must be 100%). cross-check: the answer "
+        "of another problem of the same file graded against this one's (accepted pairs; 'same text': the two "
+        "problems share an answer text)."
+    )
+    return "\n".join(lines)
+
+
+def run_check(
+    paths: list[str],
+    *,
+    workers: int = 2,
+    timeout: float = 10.0,
+    seed: int = 0,
+    limit: int | None = None,
+    json_out: str | None = None,
+    log=print,
+) -> tuple[list[CheckResult], list[str]]:
+    """Check every path; returns the results and the files that could not be read (with the reason)."""
+    results, unreadable = [], []
+    with Grader(workers=workers, timeout=timeout) as grader:
+        for path in paths:
+            try:
+                results.append(check_file(path, grader, seed=seed, limit=limit))
+            except DataFormatError as e:
+                unreadable.append(str(e))
+                log(f"error: {e}")
+                continue
+            r = results[-1]
+            log(f"{Path(path).name}: self-check {_pct(r.self_pass, r.problems)}, cross-check accepted "
+                f"{_pct(r.cross_accepted, r.cross_pairs)}, {r.skipped} rows skipped ({r.seconds:.1f} s)")  # fmt: skip
+    if json_out:
+        Path(json_out).write_text(
+            json.dumps({"results": [asdict(r) for r in results], "unreadable": unreadable}, indent=1)
+        )
+    return results, unreadable
