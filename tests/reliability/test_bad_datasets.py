@@ -149,22 +149,40 @@ def test_a_truncated_or_foreign_parquet_file_is_named(tmp_path, on_error):
         assert err.value.path == path
 
 
-def test_non_utf8_text_in_a_parquet_file_is_named_with_its_row_and_field(tmp_path):
-    """A foreign writer can store bytes that are not UTF-8 in a string column: the row and field are named (and
-    with ``on_error="skip"`` that row alone is skipped)."""
-    texts = [r["problem"].encode() for r in GOOD]
-    texts[2] = b"caf\xe9?"
+def _raw_strings(texts: list[bytes]) -> pa.Array:
+    """A string array holding ``texts`` as they are (pyarrow would refuse bytes that are not UTF-8)."""
     offsets = np.cumsum([0] + [len(t) for t in texts]).astype(np.int32)
-    problem = pa.Array.from_buffers(
+    return pa.Array.from_buffers(
         pa.string(), len(texts), [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(texts))]
     )
+
+
+@pytest.mark.parametrize("layout", ["flat", "verl"])
+def test_non_utf8_text_in_a_parquet_file_is_named_with_its_row_and_field(tmp_path, layout):
+    """A foreign writer can store bytes that are not UTF-8 in a string column, flat (``problem``) or nested in a
+    verl chat list (``prompt[0].content``): the row and the top-level column are named, and with
+    ``on_error="skip"`` that row alone is skipped."""
+    texts = [r["problem"].encode() for r in GOOD]
+    texts[2] = b"caf\xe9?"
+    if layout == "flat":
+        columns = {"problem": _raw_strings(texts), "answer": [r["answer"] for r in GOOD]}
+        field = "problem"
+    else:
+        chat = pa.StructArray.from_arrays(
+            [pa.array(["user"] * len(texts)), _raw_strings(texts)], names=["role", "content"]
+        )
+        prompt = pa.ListArray.from_arrays(pa.array(range(len(texts) + 1), type=pa.int32()), chat)
+        gold = pa.StructArray.from_arrays([pa.array([r["answer"] for r in GOOD])], names=["ground_truth"])
+        columns = {"data_source": ["x"] * len(texts), "prompt": prompt, "reward_model": gold}
+        field = "prompt"
     path = tmp_path / "latin1.parquet"
-    pq.write_table(pa.table({"problem": problem, "answer": [r["answer"] for r in GOOD]}), path)
-    with pytest.raises(DataFormatError) as err:
+    pq.write_table(pa.table(columns), path)
+    with pytest.raises(DataFormatError, match=r"not UTF-8 text \(byte \d+") as err:
         load_problems(path)
-    check_error(err.value, path, 2, "problem")
+    check_error(err.value, path, 2, field)
     report = load_problems(path, on_error="skip")
-    assert len(report.problems) == len(GOOD) - 1 and [e.row for e in report.skipped] == [2]
+    assert [p.id for p in report.problems] == [0, 1, 3, 4, 5] and [e.row for e in report.skipped] == [2]
+    assert report.problems[1].prompt.startswith(GOOD[1]["problem"])
 
 
 def test_a_file_with_no_usable_row_is_an_error_even_when_skipping(tmp_path):
