@@ -34,6 +34,8 @@ class RunCard:
     config: dict[str, Any] = field(default_factory=dict)
     status: dict[str, Any] = field(default_factory=dict)
     steps: list[int] = field(default_factory=list)
+    data_skipped: dict[str, int] = field(default_factory=dict)  # split -> bad data rows the trainer skipped
+    data_skipped_rows: list[str] = field(default_factory=list)  # their errors (file, row, field), as logged
 
     @property
     def ok(self) -> bool:
@@ -125,6 +127,7 @@ def read_card(root: Path, name: str) -> RunCard:
         card.config = run.config
         card.status = run.status()
         card.steps = run.steps()
+        card.data_skipped, card.data_skipped_rows = data_skips(run.env)
     except RunFormatError as e:
         card.error = str(e)
     except OSError as e:
@@ -135,6 +138,28 @@ def read_card(root: Path, name: str) -> RunCard:
         except RunFormatError as e:
             card.problem = str(e)
     return card
+
+
+def data_skips(env: Any) -> tuple[dict[str, int], list[str]]:
+    """The bad data rows a run skipped (``--bad-rows skip``), from ``run.json``'s ``env.data``, which
+    ``training.loop.load_splits`` writes as ``{split: {"skipped": n, "skipped_rows": [error, ...]}}``: the count
+    per split and the logged errors (each naming file, row and field). A hand-edited or foreign ``env`` that does
+    not have this shape counts as no skip."""
+    counts: dict[str, int] = {}
+    rows: list[str] = []
+    data = env.get("data") if isinstance(env, dict) else None
+    if not isinstance(data, dict):
+        return counts, rows
+    for split, info in data.items():
+        if not isinstance(info, dict):
+            continue
+        n = info.get("skipped")
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+            counts[str(split)] = n
+            listed = info.get("skipped_rows")
+            if isinstance(listed, list):
+                rows += [f"{split}: {r}" for r in listed if isinstance(r, str)]
+    return counts, rows
 
 
 def scan(root: Path) -> list[RunCard]:

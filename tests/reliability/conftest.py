@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.training.conftest import chat_model  # noqa: F401  (a fixture: a tiny chat model built locally)
 from training.rewards import Grader
 
 

@@ -164,3 +164,49 @@ def test_each_bad_run_shows_its_error_on_its_card(root, monkeypatch):
     assert list(table.index) == ["good"]
     # its step with |s_bar|/tau = 1e4 has log C = 1e4: C is beyond float range and is said to be left out
     assert any("left out of the charts" in c.value for c in at.caption)
+
+
+# ------------------------------------------------------------------------------------------ bad data rows
+
+
+def test_bad_data_rows_a_run_skipped_are_counted_on_its_card(chat_model, tmp_path, capsys, monkeypatch):
+    """A run trained with ``--bad-rows skip`` on damaged data files (a row without an answer, a line that is not
+    UTF-8, an answer of the wrong type) logs the skipped rows in ``run.json``; its card on the Runs page
+    counts them per split and names file, row and field of each."""
+    from tests.training.conftest import run_main
+
+    train = tmp_path / "train.jsonl"
+    lines = [json.dumps({"problem": f"What is {a}+{a}?", "answer": str(2 * a)}).encode() for a in range(6)]
+    lines[1] = json.dumps({"problem": "No answer here"}).encode()
+    lines[3] = '{"problem": "caf\u00e9 1+1?", "answer": "2"}'.encode("latin-1")
+    train.write_bytes(b"\n".join(lines) + b"\n")
+    val = tmp_path / "val.json"
+    val.write_text(json.dumps([{"problem": "1+1?", "answer": "2"}, {"problem": "2+2?", "answer": {"x": 4}}]))
+    root = tmp_path / "runs"
+    args = ["train", "--method", "real", "--model", str(chat_model), "--train-data", str(train),
+            "--val-data", str(val), "--bad-rows", "skip", "--steps", "1", "--batch-prompts", "2",
+            "--minibatch-prompts", "1", "--group-size", "2", "--max-new-tokens", "4", "--val-every", "1",
+            "--val-prompts", "1", "--val-k", "1", "--save-every", "1", "--prompt-template", "{prompt}",
+            "--grader-workers", "1", "--no-progress", "--out", str(root / "skipped")]  # fmt: skip
+    done = run_main(args, capsys)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    card = data.read_card(root, "skipped")
+    assert card.ok and card.steps == [1]
+    assert card.data_skipped == {"train": 2, "val": 1}
+    expected = [
+        f"{train}, row 1, field 'answer'",
+        f"{train}, row 3: not UTF-8 text",
+        f"{val}, row 1, field 'answer'",
+    ]
+    for text in expected:
+        assert any(text in r for r in card.data_skipped_rows), (text, card.data_skipped_rows)
+
+    monkeypatch.setenv("REAL_RUNS_ROOT", str(root))
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("app_pages/runs.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = [w.value for w in at.warning if "bad data rows skipped" in w.value]
+    assert len(shown) == 1 and shown[0].startswith("3 bad data rows skipped (train 2, val 1)"), shown
+    assert all(text in shown[0] for text in expected), shown[0]
