@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -200,3 +201,66 @@ def test_statistics_and_figures_name_the_bad_file(edge_suite, tmp_path, case, ca
     err = capsys.readouterr().err
     assert code == 2
     assert re.search(re.escape(str(path)) + ".*" + message, err), err
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+
+
+def _logs(run_dir: Path, steps: list[int]) -> dict:
+    from tests.reliability.test_killed_runs import MACHINE
+
+    out = {}
+    for table in ("metrics", "rollouts", "tokens"):
+        for step in steps:
+            df = pd.read_parquet(step_file(run_dir, table, step))
+            out[(table, step)] = df.drop(columns=[c for c in df.columns if c in MACHINE])
+    return out
+
+
+def test_a_damaged_checkpoint_is_named_and_passed_over_on_resume(tmp_path, capsys):
+    """Checkpoints damaged after they were written (a truncated ``model.pt``, a ``meta.json`` that is not JSON):
+    ``--resume`` names each one, passes over it to the newest checkpoint that loads, and redoes the later steps
+    identically. When no checkpoint loads, resume stops (exit 2) naming every file instead of restarting the
+    run from step 0."""
+    from tests.training.conftest import small_config
+    from training.cli import main as train_main
+    from training.loop import Trainer
+    from training.rewards import Grader
+
+    settings = dict(warmstart=False, steps=3, batch_prompts=2, group_size=2, minibatch_prompts=1,
+                    max_new_tokens=8, val_every=0, val_prompts=2, n_train=16, n_val=4, n_test=4, n_sft=4, save_every=1,
+                    keep_checkpoints=3, save_final_model=False)  # fmt: skip
+    out = tmp_path / "run"
+    with Grader(workers=1, timeout=5.0) as grader:
+        Trainer(small_config("real", tmp_path / "cache", **settings), out, grader=grader, log=print).run()
+        before = _logs(out, [1, 2, 3])
+        ck = out / "checkpoints"
+        model3 = ck / "step_000003" / "model.pt"
+        model3.write_bytes(model3.read_bytes()[:1000])
+        meta2 = ck / "step_000002" / "meta.json"
+        meta2.write_text('{"step": ')
+        capsys.readouterr()
+        cfg = small_config("real", tmp_path / "cache", **{**settings, "steps": 4})
+        Trainer(cfg, out, resume=True, grader=grader, log=print).run()
+    said = capsys.readouterr().out
+    assert f"warning: {model3}: not a readable checkpoint file" in said, said
+    assert f"warning: {meta2}: not a checkpoint's meta.json" in said, said
+    assert "resuming" in said and "from step 1" in said
+    run = open_run(out)
+    assert run.steps() == [1, 2, 3, 4] and run.status()["state"] == "finished"
+    after = _logs(out, [1, 2, 3])
+    for key, df in before.items():  # the steps after the checkpoint used were redone identically
+        pd.testing.assert_frame_equal(df, after[key], check_exact=True, obj=str(key))
+    events = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
+    bad = [e["path"] for e in events if e["event"] == "bad_checkpoint"]
+    assert bad == [str(model3), str(meta2)]
+
+    for step in (2, 3, 4):  # now every checkpoint is damaged
+        (ck / f"step_{step:06d}" / "optimizer.pt").write_bytes(b"not a tensor file")
+    code = train_main(["train", "--out", str(out), "--resume", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2, err[-2000:]
+    assert "none of the 3 checkpoints loads" in err and err.count("not a readable checkpoint file") == 3
+    for step in (2, 3, 4):
+        assert str(ck / f"step_{step:06d}" / "optimizer.pt") in err
+    assert open_run(out).steps() == [1, 2, 3, 4]  # nothing was dropped
