@@ -199,10 +199,12 @@ def test_killed_writer_leaves_only_whole_files(tmp_path):
     random) and resumed: the final files equal the tables an uninterrupted writer writes."""
     steps = 30
     killed = tmp_path / "killed"
-    args = [sys.executable, "-m", "tests.reliability.writer_loop", str(killed), str(steps)]
+    # 0.1 s between steps: on an idle machine 30 steps would otherwise be written before the later kills are armed;
+    # the last kill, armed after 25 steps, then has >= 0.5 s to land, more than the longest random delay (0.25 s)
+    args = [sys.executable, "-m", "tests.reliability.writer_loop", str(killed), str(steps), "0.1"]
     rng = random.Random(11)
     modes = ["step_write", "random", "step_write", "step_landed", "random"]
-    figures = kill_and_resume(args, args, killed, modes, rng, (0.0, 0.5), 300, ready=b"started", steps=steps)
+    figures = kill_and_resume(args, args, killed, modes, rng, (0.0, 0.25), 300, ready=b"started", steps=steps)
     assert figures["kills"] == 5
     run = open_run(killed)
     assert run.steps() == list(range(1, steps + 1))

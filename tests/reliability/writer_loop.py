@@ -1,14 +1,17 @@
 """A process that logs steps with ``RunWriter`` as fast as it can, for the kill tests.
 
-``python -m tests.reliability.writer_loop RUN_DIR STEPS`` creates the run (or, if it exists, resumes it after
+``python -m tests.reliability.writer_loop RUN_DIR STEPS [PAUSE_S]`` creates the run (or, if it exists, resumes it after
 its last complete step, as the trainer does after its last checkpoint) and writes steps up to ``STEPS``. Each
 step's tables depend only on the step number, so a run killed and resumed any number of times must end up
-equal, file for file, to one written in one go. Prints ``started`` once the writer is open.
+equal, file for file, to one written in one go. Prints ``started`` once the writer is open. ``PAUSE_S`` (default
+0) is a sleep after each step, so that on an idle machine the run does not end before a test's kills are armed
+(a step's write itself is not slowed).
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +43,7 @@ def step_tables(step: int) -> tuple[dict, dict, dict]:
 
 def main(argv: list[str]) -> int:
     run_dir, steps = Path(argv[0]), int(argv[1])
+    pause = float(argv[2]) if len(argv) > 2 else 0.0
     if (run_dir / "run.json").exists():
         done = max(open_run(run_dir).steps(), default=0)
         writer = RunWriter.resume(run_dir, last_step=done)
@@ -50,6 +54,7 @@ def main(argv: list[str]) -> int:
     for step in range(done + 1, steps + 1):
         writer.write_step(step, *step_tables(step))
         writer.event("step", step=step)
+        time.sleep(pause)
     writer.set_status("finished", last_step=steps)
     return 0
 
