@@ -119,7 +119,15 @@ def driver(downloads: Path) -> Iterator[object]:
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
     opts.add_argument(f"--user-data-dir={profile}")
     opts.add_experimental_option(
-        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+        "prefs",
+        {
+            "download.default_directory": str(downloads),
+            "download.prompt_for_download": False,
+            # Streamlit fetches the file before it starts the download; on a loaded machine that lands after the
+            # click's user activation has expired, and Chromium then blocks every automatic download after the
+            # first one ("multiple automatic downloads"). Seen in CI: PNG and PDF arrived, CSV never did.
+            "profile.default_content_setting_values.automatic_downloads": 1,
+        },
     )
     drv = webdriver.Chrome(service=Service(executable_path=chromedriver), options=opts)
     drv.set_page_load_timeout(60)
