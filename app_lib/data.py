@@ -27,10 +27,15 @@ class RunCard:
     name: str
     path: Path | None
     error: str | None = None
+    problem: str | None = (
+        None  # a bad file that does not stop the run from being read (e.g. one step's metrics)
+    )
     method: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     status: dict[str, Any] = field(default_factory=dict)
     steps: list[int] = field(default_factory=list)
+    data_skipped: dict[str, int] = field(default_factory=dict)  # split -> bad data rows the trainer skipped
+    data_skipped_rows: list[str] = field(default_factory=list)  # their errors (file, row, field), as logged
 
     @property
     def ok(self) -> bool:
@@ -102,7 +107,12 @@ def _inside(path: Path, parent: Path) -> bool:
 
 
 def read_card(root: Path, name: str) -> RunCard:
-    """The card of folder ``name``: run.json, status.json and the complete steps, or the error that stops it."""
+    """The card of folder ``name``: run.json, status.json and the complete steps, or the error that stops it.
+
+    Every complete step's metrics file is also read through the reader's checks (cached until a step lands): a
+    truncated, retyped or non-finite one is the card's ``problem`` (shown on it, naming file, row and field),
+    while the run's other steps stay readable. Rollouts and tokens files are checked where they are read (the
+    Inspector, the statistics)."""
     try:
         path = resolve_run_dir(root, name)
     except UnsafeRunName as e:
@@ -117,11 +127,39 @@ def read_card(root: Path, name: str) -> RunCard:
         card.config = run.config
         card.status = run.status()
         card.steps = run.steps()
+        card.data_skipped, card.data_skipped_rows = data_skips(run.env)
     except RunFormatError as e:
         card.error = str(e)
     except OSError as e:
         card.error = f"{path}: cannot be read ({e.strerror or e})"
+    if card.ok and card.steps:
+        try:
+            metrics(card)
+        except RunFormatError as e:
+            card.problem = str(e)
     return card
+
+
+def data_skips(env: Any) -> tuple[dict[str, int], list[str]]:
+    """The bad data rows a run skipped (``--bad-rows skip``), from ``run.json``'s ``env.data``, which
+    ``training.loop.load_splits`` writes as ``{split: {"skipped": n, "skipped_rows": [error, ...]}}``: the count
+    per split and the logged errors (each naming file, row and field). A hand-edited or foreign ``env`` that does
+    not have this shape counts as no skip."""
+    counts: dict[str, int] = {}
+    rows: list[str] = []
+    data = env.get("data") if isinstance(env, dict) else None
+    if not isinstance(data, dict):
+        return counts, rows
+    for split, info in data.items():
+        if not isinstance(info, dict):
+            continue
+        n = info.get("skipped")
+        if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+            counts[str(split)] = n
+            listed = info.get("skipped_rows")
+            if isinstance(listed, list):
+                rows += [f"{split}: {r}" for r in listed if isinstance(r, str)]
+    return counts, rows
 
 
 def scan(root: Path) -> list[RunCard]:

@@ -80,6 +80,18 @@ def render_card(card: RunCard) -> None:
                         "and benchmarks, without training: not a result")  # fmt: skip
         if state == "failed" and card.status.get("error"):
             st.error(str(card.status["error"])[:500])
+        if card.problem:
+            st.error(card.problem, icon=":material/error:")
+        if card.data_skipped:
+            counts = ", ".join(f"{split} {n}" for split, n in card.data_skipped.items())
+            total = sum(card.data_skipped.values())
+            shown = "\n".join(f"- {r}" for r in card.data_skipped_rows[:5])
+            more = total - min(len(card.data_skipped_rows), 5)
+            st.warning(
+                f"{total} bad data row{'s' * (total != 1)} skipped ({counts}):\n{shown}"
+                + (f"\n- ... and {more} more (run.json, env.data)" if more > 0 else ""),
+                icon=":material/warning:",
+            )
 
 
 def render_cards(cards: Sequence[RunCard], per_row: int = 3) -> None:

@@ -159,8 +159,17 @@ def _body() -> None:
             st.caption("No rollout of a mixed group in a later mini-batch yet.")
             return
         po = pd.concat(pooled, ignore_index=True)
+        with np.errstate(over="ignore"):
+            ps["C"], po["C"] = np.exp(ps["log_c_median"]), np.exp(po["log_c_median"])
+        overflow = int((~np.isfinite(ps["C"])).sum())
+        if overflow:  # log C > 709 (|s̄|/τ in the hundreds): C is beyond float range, not plotted
+            st.caption(
+                f"{overflow} median(s) with log C > 709 (C beyond float range) are left out of the charts."
+            )
+            ps, po = ps[np.isfinite(ps["C"])], po[np.isfinite(po["C"])]
+        if ps.empty:
+            return
         for df in (ps, po):
-            df["C"] = np.exp(df["log_c_median"])
             df["series"] = df["run"] + " · " + np.where(df["correct"], "C+ (correct)", "C- (wrong)")
         series = sorted(ps["series"].unique())
         c_scales = (

@@ -3,6 +3,10 @@
 A checkpoint holds the policy's state dict (``model.pt``), the optimizer's state (``optimizer.pt``) and
 ``meta.json`` (step, time). It is written into a hidden temporary folder, every file flushed to disk, then the
 folder is renamed into place: a checkpoint folder that exists is complete. The newest ``keep`` are kept.
+
+A checkpoint damaged after it was written (a truncated or overwritten file, a disk error) cannot be loaded: that
+is a ``CheckpointError`` naming the file. On resume, ``load_latest`` then falls back to the newest checkpoint that
+loads (the steps after it are redone, identically), and fails naming every file only when none does.
 """
 
 from __future__ import annotations
@@ -16,6 +20,14 @@ from pathlib import Path
 import torch
 
 CHECKPOINTS = "checkpoints"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message names the file and what is wrong with it."""
+
+    def __init__(self, path: Path, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path, self.problem = Path(path), problem
 
 
 def _fsync_dir(path: Path) -> None:
@@ -86,10 +98,61 @@ def save_checkpoint(
     return final
 
 
+def _load_state(path: Path, device: torch.device) -> dict:
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(path, "missing") from None
+    except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for a damaged file
+        raise CheckpointError(path, f"not a readable checkpoint file ({type(e).__name__}: {e})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(path, f"holds a {type(state).__name__}, not a state dict")
+    return state
+
+
+def _checkpoint_step(path: Path) -> int:
+    meta = path / "meta.json"
+    try:
+        step = json.loads(meta.read_bytes().decode("utf-8"))["step"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError) as e:
+        raise CheckpointError(meta, f"not a checkpoint's meta.json ({type(e).__name__}: {e})") from None
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(meta, f"field 'step' must be a step number, got {step!r}")
+    return step
+
+
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """Restore model and optimizer state from a checkpoint folder; returns its step."""
+    """Restore model and optimizer state from a checkpoint folder; returns its step. A damaged or foreign
+    checkpoint raises ``CheckpointError`` naming the file (model and optimizer may then be partly restored:
+    load another checkpoint into them before use)."""
     path = Path(path)
     device = next(model.parameters()).device
-    model.load_state_dict(torch.load(path / "model.pt", map_location=device, weights_only=True))
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=device, weights_only=True))
-    return int(json.loads((path / "meta.json").read_text())["step"])
+    step = _checkpoint_step(path)
+    for name, target in (("model.pt", model), ("optimizer.pt", optimizer)):
+        state = _load_state(path / name, device)
+        try:
+            target.load_state_dict(state)
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(path / name, f"does not fit this run's {name[:-3]} ({e})") from None
+    return step
+
+
+def load_latest(
+    run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[int, list[CheckpointError]]:
+    """Load the newest checkpoint of ``run_dir`` that loads; returns its step (0 if the run has none) and the
+    errors of the newer ones passed over. Raises ``CheckpointError`` (listing every error) if checkpoints exist
+    but none loads: the run is not silently restarted from step 0."""
+    found = list_checkpoints(run_dir)
+    bad: list[CheckpointError] = []
+    for _, path in reversed(found):
+        try:
+            return load_checkpoint(path, model, optimizer), bad
+        except CheckpointError as e:
+            bad.append(e)
+    if bad:
+        raise CheckpointError(
+            Path(run_dir) / CHECKPOINTS,
+            f"none of the {len(bad)} checkpoints loads: " + "; ".join(str(e) for e in bad),
+        )
+    return 0, bad

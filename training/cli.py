@@ -233,6 +233,7 @@ def run_train(args: argparse.Namespace) -> int:
     except (UsageError, ConfigError, BackendUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    from training.checkpoint import CheckpointError
     from training.datasets import DataFormatError
     from training.loop import SetupError, Trainer, update_logged_config
 
@@ -243,7 +244,7 @@ def run_train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"stopped; continue with: python -m training train --out {args.out} --resume", file=sys.stderr)
         return 130
-    except (BackendUnavailable, SetupError, DataFormatError) as e:
+    except (BackendUnavailable, SetupError, DataFormatError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     print(f"done: {args.out}", file=sys.stderr)

@@ -170,9 +170,11 @@ def with_suffix(problem_text: str, suffix: str = PROMPT_SUFFIX) -> str:
     return f"{text}\n\n{suffix}"
 
 
-def _decode_error(path: Path, e: UnicodeDecodeError, row: int | None = None) -> DataFormatError:
+def _decode_error(
+    path: Path, e: UnicodeDecodeError, row: int | None = None, field: str | None = None
+) -> DataFormatError:
     return DataFormatError(
-        path, f"not UTF-8 text (byte {e.start}: {e.object[e.start : e.start + 1]!r})", row=row
+        path, f"not UTF-8 text (byte {e.start}: {e.object[e.start : e.start + 1]!r})", row=row, field=field
     )
 
 
@@ -210,15 +212,36 @@ def _rows_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
 
 
 def _rows_parquet(path: Path) -> Iterator[tuple[int, Any]]:
+    """Rows of a Parquet file. A foreign writer can store text that is not UTF-8 in a string column: such a row
+    is a ``DataFormatError`` naming its row and column (skippable like any bad row), not a failed file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         table = pq.read_table(path)
-        rows = table.to_pylist()
-    except (pa.ArrowException, OSError, ValueError, UnicodeDecodeError) as e:
+    except (pa.ArrowException, OSError, ValueError) as e:
         raise DataFormatError(path, f"not a readable Parquet file ({type(e).__name__}: {e})") from None
+    try:
+        rows = table.to_pylist()
+    except UnicodeDecodeError:  # look for the bad rows one at a time (only for such a file)
+        for i in range(table.num_rows):
+            try:
+                yield i, table.slice(i, 1).to_pylist()[0]
+            except UnicodeDecodeError as e:
+                bad = (c for c in table.column_names if _undecodable(table.column(c).slice(i, 1)))
+                yield i, _decode_error(path, e, row=i, field=next(bad, None))
+        return
     yield from enumerate(rows)
+
+
+def _undecodable(value: Any) -> bool:
+    """Whether an Arrow array (a one-row slice of a column, nested columns included) holds text that is not
+    UTF-8."""
+    try:
+        value.to_pylist()
+    except UnicodeDecodeError:
+        return True
+    return False
 
 
 def _problem_text(row: dict[str, Any], path: Path, i: int) -> str:

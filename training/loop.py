@@ -49,7 +49,7 @@ from torch import Tensor
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from training.checkpoint import load_latest, save_checkpoint
 from training.config import TrainConfig
 from training.model import (
     ScoringBatch,
@@ -270,12 +270,15 @@ class Trainer:
         )
         self.token_text = token_texts(self.tokenizer)
         self.start_step = 0
-        found = latest_checkpoint(self.out) if self.resume else None
-        if found is not None:
-            self.start_step = load_checkpoint(found[1], self.model, self.opt)
+        passed_over = []
+        if self.resume:  # the newest checkpoint that loads; a damaged newer one is named and passed over
+            self.start_step, passed_over = load_latest(self.out, self.model, self.opt)
         self.backend = self._make_backend()
         if self.resume:
             self.writer = RunWriter.resume(self.out, last_step=self.start_step)
+            for e in passed_over:
+                self.log(f"warning: {e}; passed over")
+                self.writer.event("bad_checkpoint", path=str(e.path), error=e.problem)
             self.log(f"resuming {self.out} from step {self.start_step}")
         else:
             env = {**environment(cfg, self.device), **self.env_extra}

@@ -16,12 +16,14 @@ with ``RLIMIT_AS`` so a blow-up is a counted error, not a frozen machine.
 
 Parsing: the gold answer is wrapped in ``$...$`` and parsed with LaTeX and plain-expression extraction; the
 response is parsed with LaTeX extraction only, so an answer counts only when the model writes it in LaTeX
-(``\\boxed{}`` first). Identical (response, answer) pairs are graded once and remembered.
+(``\\boxed{}`` first). Identical (response, answer) pairs are graded once and remembered, under a 16-byte digest
+of the pair (not the strings: the cache's memory is bounded by its size, however long the responses).
 """
 
 from __future__ import annotations
 
 import atexit
+import hashlib
 import multiprocessing as mp
 import os
 import subprocess
@@ -44,6 +46,8 @@ class GradeReport:
     seconds: float = 0.0
     cache_hits: int = 0
     details: list[str] = field(default_factory=list)  # error text for non-ok responses ('' otherwise)
+    # seconds from handing the completion to a worker to its result (kill included); 0.0 for a cache hit
+    elapsed: list[float] = field(default_factory=list)
 
     @property
     def timeouts(self) -> int:
@@ -66,12 +70,16 @@ def _worker_main(conn: Connection, memory_limit_mb: int) -> None:
     import logging
     import resource
     import signal
+    import warnings
     from functools import lru_cache
 
     if memory_limit_mb > 0:
         limit = memory_limit_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     logging.disable(logging.WARNING)  # math-verify warns once that its timeouts are off: they are, on purpose
+    warnings.simplefilter(
+        "ignore"
+    )  # sympy's deprecation warnings on odd model output: noise in the run's log
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
     gold_config = [LatexExtractionConfig(), ExprExtractionConfig()]
@@ -145,6 +153,7 @@ class _Worker:
         self.ready = False
         self.task: int | None = None
         self.deadline = 0.0
+        self.started = 0.0  # when the current task was handed over
 
     @property
     def pid(self) -> int:
@@ -196,7 +205,7 @@ class Grader:
         self.start_timeout = start_timeout
         self.soft_fraction = soft_fraction  # the worker's own timer, as a share of the deadline (None: off)
         self._workers: list[_Worker] = [_Worker(memory_limit_mb) for _ in range(workers)]
-        self._cache: OrderedDict[tuple[str, str | tuple[str, ...]], float] = OrderedDict()
+        self._cache: OrderedDict[bytes, float] = OrderedDict()  # digest of (response, answer) -> reward
         self._cache_size = cache_size
         self.replaced = 0  # workers killed or dead and replaced, over the grader's life
         self._startup_failures = 0
@@ -243,8 +252,10 @@ class Grader:
         rewards = [0.0] * n
         status = [OK] * n
         details = [""] * n
-        # Distinct (response, answer) pairs not yet known.
-        pending: dict[tuple[str, str | tuple[str, ...]], list[int]] = {}
+        elapsed = [0.0] * n
+        # Distinct (response, answer) pairs not yet known, by digest.
+        pending: dict[bytes, list[int]] = {}
+        pairs: dict[bytes, tuple[str, str | tuple[str, ...]]] = {}
         hits = 0
         for i, (response, answer) in enumerate(zip(responses, answers, strict=True)):
             if not isinstance(answer, str):
@@ -256,28 +267,29 @@ class Grader:
                     )
             if not isinstance(response, str):
                 raise ValueError(f"response {i} must be a string")
-            key = (response, answer)
+            key = _digest(response, answer)
             if key in self._cache:
                 self._cache.move_to_end(key)
                 rewards[i] = self._cache[key]
                 hits += 1
             else:
                 pending.setdefault(key, []).append(i)
+                pairs.setdefault(key, (response, answer))
         keys = list(pending)
-        results = self._run(keys, timeout)
-        for key, (reward, st, detail) in zip(keys, results, strict=True):
+        results = self._run([pairs[k] for k in keys], timeout)
+        for key, (reward, st, detail, took) in zip(keys, results, strict=True):
             for i in pending[key]:
-                rewards[i], status[i], details[i] = reward, st, detail
+                rewards[i], status[i], details[i], elapsed[i] = reward, st, detail, took
             if st == OK:
                 self._cache[key] = reward
                 if len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
-        return GradeReport(rewards, status, time.perf_counter() - t0, hits, details)
+        return GradeReport(rewards, status, time.perf_counter() - t0, hits, details, elapsed)
 
     def _run(
         self, keys: list[tuple[str, str | tuple[str, ...]]], timeout: float
-    ) -> list[tuple[float, str, str]]:
-        results: list[tuple[float, str, str] | None] = [None] * len(keys)
+    ) -> list[tuple[float, str, str, float]]:
+        results: list[tuple[float, str, str, float] | None] = [None] * len(keys)
         queue = list(range(len(keys)))[::-1]  # pop() from the end: in order
         soft = max(0.05, self.soft_fraction * timeout) if self.soft_fraction else 0.0
         started = time.monotonic()
@@ -296,7 +308,7 @@ class Grader:
                             False  # dead pipe: reading it gives end of file, then the worker is replaced
                         )
                         continue
-                    w.task, w.deadline = k, now + timeout
+                    w.task, w.deadline, w.started = k, now + timeout, now
             busy = [w for w in self._workers if w.task is not None]
             if not busy and not queue:
                 break
@@ -332,7 +344,7 @@ class Grader:
                         continue
                     k, reward, st, detail = msg
                     if k == w.task:
-                        results[k] = (float(reward), st, detail)
+                        results[k] = (float(reward), st, detail, now - w.started)
                         w.task = None
                 elif not w.alive():
                     self._fail(i, results, ERROR, f"worker exited with code {w.proc.returncode}")
@@ -340,13 +352,28 @@ class Grader:
                     self._fail(i, results, TIMEOUT, f"no answer within {timeout:g} s: worker killed")
                 elif not w.ready and now - started > self.start_timeout:
                     raise RuntimeError(f"a grader worker did not start within {self.start_timeout:g} s")
-        return [r if r is not None else (0.0, ERROR, "not graded") for r in results]
+        return [r if r is not None else (0.0, ERROR, "not graded", 0.0) for r in results]
 
     def _fail(self, i: int, results: list, status: str, detail: str) -> None:
+        """Score the worker's task 0 with ``status``, then kill and replace the worker (its elapsed time counts
+        the kill: that is when the parent can go on)."""
         w = self._workers[i]
-        if w.task is not None:
-            results[w.task] = (0.0, status, detail)
+        task, started = w.task, w.started
         self._replace(i)
+        if task is not None:
+            results[task] = (0.0, status, detail, time.monotonic() - started)
+
+
+def _digest(response: str, answer: str | tuple[str, ...]) -> bytes:
+    """16-byte key of a (response, answer) pair, the answer a string or a tuple of accepted answers (a tuple of
+    one string is not the string); lone surrogates (invalid Unicode) are encoded, not refused."""
+    h = hashlib.blake2b(digest_size=16)
+    texts = (response, answer) if isinstance(answer, str) else (response, "\x00tuple", *answer)
+    for text in texts:
+        data = text.encode("utf-8", "surrogatepass")
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.digest()
 
 
 _DEFAULT: Grader | None = None

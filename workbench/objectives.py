@@ -73,6 +73,15 @@ def _approx_kl_old(batch: RolloutBatch) -> Tensor:
     return k3.sum() / batch.lengths.sum()
 
 
+def _kl_log_ratio_max(batch: RolloutBatch, kl_target: str) -> float:
+    """Largest ``log pi_target - log pi_theta`` over response tokens (for the KL overflow message)."""
+    target = batch.old_logp if kl_target == "old" else batch.ref_logp
+    if target is None:
+        return math.nan
+    d = torch.where(batch.mask, target - batch.logp.detach(), torch.full_like(batch.s, -torch.inf))
+    return float(d.max())
+
+
 def _finish(
     loss: Tensor, pg: Tensor, kl: Tensor, stats: dict[str, Tensor], batch: RolloutBatch, hp: Any
 ) -> ObjectiveResult:
@@ -91,6 +100,12 @@ def _finish(
     values = torch.stack([v.detach().to(torch.float64).cpu().reshape(()) for v in stats.values()]).tolist()
     metrics = dict(zip(keys, values, strict=True))
     if not math.isfinite(metrics["loss"]):
+        if not math.isfinite(metrics["kl_loss"]):
+            raise ValueError(
+                f"the KL penalty is not finite ({metrics['kl_loss']}): its k3 term e^d - d - 1 overflows where "
+                f"d = log pi_{hp.kl_target} - log pi_theta is large on a response token (largest d = "
+                f"{_kl_log_ratio_max(batch, hp.kl_target):.3g}; float32 overflows beyond 88, float64 beyond 709)"
+            )
         raise ValueError(
             f"the loss is not finite ({metrics['loss']}); largest |s_t| = {metrics['s_abs_max']:.3g}. "
             "For the clip family set log_ratio_cap (default 20) so that e^s cannot overflow."

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from workbench.errors import LocatedError
@@ -155,7 +157,9 @@ def to_table(name: str, columns: Mapping[str, Any]) -> pa.Table:
     """Build a table of ``name`` from columns (lists or numpy arrays), cast to the schema; extra columns kept.
 
     Raises ``RunFormatError`` for a missing required column, unequal lengths, or a non-finite float where the
-    schema does not allow nulls (NaN is written as null only in nullable columns).
+    schema does not allow nulls (NaN is written as null only in nullable columns). Extra float columns have
+    no schema: NaN is written as null there, and +-inf is refused. No NaN or inf is ever written: where a caller
+    has an infinite value with a meaning (REAL w/o anchor's log C in a one-label group), it decides what to log.
     """
     schema = SCHEMAS[name]
     missing = [f.name for f in schema if f.name not in columns]
@@ -168,7 +172,7 @@ def to_table(name: str, columns: Mapping[str, Any]) -> pa.Table:
     for key, values in columns.items():
         if key in schema.names:
             continue
-        arr = pa.array(np.asarray(values)) if isinstance(values, np.ndarray) else pa.array(values)
+        arr = _extra_array(name, key, values)
         arrays.append(arr)
         fields.append(pa.field(key, arr.type))
     lengths = {len(a) for a in arrays}
@@ -184,7 +188,7 @@ def _to_array(table: str, fld: pa.Field, values: Any) -> pa.Array:
         if bad.any():
             if (table, fld.name) not in NULLABLE or np.isinf(arr).any():
                 row = int(np.flatnonzero(bad)[0])
-                raise RunFormatError(table, f"non-finite value {arr[row]!r}", field=fld.name, row=row)
+                raise RunFormatError(table, f"non-finite value {float(arr[row])}", field=fld.name, row=row)
             return pa.array(arr, mask=bad).cast(fld.type)
         return pa.array(arr).cast(fld.type)
     if pa.types.is_integer(fld.type):
@@ -192,6 +196,19 @@ def _to_array(table: str, fld: pa.Field, values: Any) -> pa.Array:
     if pa.types.is_boolean(fld.type):
         return pa.array(np.asarray(values, dtype=bool))
     return pa.array(list(values), type=fld.type)
+
+
+def _extra_array(table: str, key: str, values: Any) -> pa.Array:
+    """A column outside the schema as written: NaN becomes null, +-inf is refused (naming row and field)."""
+    arr = pa.array(np.asarray(values)) if isinstance(values, np.ndarray) else pa.array(values)
+    if pa.types.is_floating(arr.type):
+        x = arr.to_numpy(zero_copy_only=False).astype(np.float64)  # nulls read as NaN
+        if np.isinf(x).any():
+            row = int(np.flatnonzero(np.isinf(x))[0])
+            raise RunFormatError(table, f"non-finite value {float(x[row])}", field=key, row=row)
+        if np.isnan(x).any():
+            arr = pa.array(x, mask=np.isnan(x)).cast(arr.type)
+    return arr
 
 
 class RunWriter:
@@ -313,6 +330,8 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
             raise RunFormatError(path, "missing", field=key)
         if not isinstance(meta[key], typ):
             raise RunFormatError(path, f"must be {typ.__name__}, got {type(meta[key]).__name__}", field=key)
+        if typ is str and not meta[key].strip():
+            raise RunFormatError(path, "is empty", field=key)
     if meta["schema_version"] > SCHEMA_VERSION:
         raise RunFormatError(
             path,
@@ -348,11 +367,14 @@ class Run:
     def status(self) -> dict[str, Any]:
         path = self.dir / "status.json"
         try:
-            return json.loads(path.read_text())
+            status = json.loads(path.read_bytes().decode("utf-8"))
         except FileNotFoundError:
             return {"state": "unknown", "last_step": None}
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise RunFormatError(path, f"not valid JSON ({e})") from None
+            raise RunFormatError(path, f"not valid UTF-8 JSON ({e})") from None
+        if not isinstance(status, dict):
+            raise RunFormatError(path, f"must hold a JSON object, got {type(status).__name__}")
+        return status
 
     def steps(self) -> list[int]:
         """Complete steps, ascending."""
@@ -390,7 +412,10 @@ class Run:
 
 
 def read_table_file(path: Path, table: str, columns: list[str] | None = None) -> pa.Table:
-    """Read one step file and check it: readable Parquet, required columns present with the right types."""
+    """Read one step file and check it: readable Parquet, required columns present with the right types, and
+    their values present (no null outside the nullable columns), finite (no NaN or inf in a float column; the
+    nullable ones may hold NaN, read as a missing value) and text valid UTF-8. A violation raises
+    ``RunFormatError`` naming the file, the row (0-based within the file) and the field."""
     schema = SCHEMAS[table]
     try:
         file_schema = pq.read_schema(path)
@@ -415,7 +440,41 @@ def read_table_file(path: Path, table: str, columns: list[str] | None = None) ->
         tbl = pq.read_table(path, columns=list(needed))
     except (pa.ArrowInvalid, OSError) as e:
         raise RunFormatError(path, f"not a readable Parquet file ({e})") from None
+    for name in needed:
+        if name in schema.names:
+            _check_values(path, table, name, tbl.column(name))
     return tbl
+
+
+def _first(mask: pa.ChunkedArray) -> int | None:
+    """Index of the first True of a boolean column (nulls count as False), or None."""
+    hits = pc.indices_nonzero(mask.fill_null(False))
+    return int(hits[0].as_py()) if len(hits) else None
+
+
+def _check_values(path: Path, table: str, name: str, col: pa.ChunkedArray) -> None:
+    nullable = (table, name) in NULLABLE
+    if col.null_count and not nullable and not pa.types.is_null(col.type):
+        raise RunFormatError(
+            path, "is empty (null) in a required column", field=name, row=_first(col.is_null())
+        )
+    if pa.types.is_null(col.type) and not nullable and len(col):
+        raise RunFormatError(path, "is empty (null) in a required column", field=name, row=0)
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        offset = 0
+        for chunk in col.chunks:  # Parquet readers do not check UTF-8; pandas would fail on it later
+            try:
+                chunk.validate(full=True)
+            except pa.ArrowInvalid as e:
+                at = re.search(r"index (\d+)", str(e))
+                row = offset + int(at.group(1)) if at else None
+                raise RunFormatError(path, f"text is not valid UTF-8 ({e})", field=name, row=row) from None
+            offset += len(chunk)
+    if pa.types.is_floating(col.type):
+        bad = pc.is_inf(col) if nullable else pc.invert(pc.is_finite(col))
+        if pc.any(bad).as_py():  # one vectorised pass; the row is looked up only on failure
+            row = _first(bad)
+            raise RunFormatError(path, f"non-finite value {col[row].as_py()!r}", field=name, row=row)
 
 
 def _compatible(expected: pa.DataType, got: pa.DataType) -> bool:

@@ -17,6 +17,7 @@ from workbench.closed_forms import grpo_token_weight, real_weight_c
 from workbench.figures.common import METHOD_COLORS, new_figure
 
 NAME = "fig1_gradient_magnitude"
+LOG_FLOAT64_MAX = 709.0  # e^x overflows float64 beyond x = 709.78
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class Fig1Params:
     points: int = 801
 
     def __post_init__(self) -> None:
+        for name in ("eps_low", "eps_high", "advantage", "tau", "c_pos", "c_neg", "s_min", "s_max"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
         if not self.s_min < self.s_max:
             raise ValueError(f"s_min ({self.s_min}) must be below s_max ({self.s_max})")
         if self.advantage <= 0:
@@ -45,6 +49,11 @@ class Fig1Params:
             raise ValueError("need 0 <= eps_low < 1 and eps_high >= 0")
         if self.points < 2:
             raise ValueError("points must be >= 2")
+        if math.log(self.advantage) + max(abs(self.s_min), abs(self.s_max)) > LOG_FLOAT64_MAX:
+            raise ValueError(
+                f"GRPO's weight |A| e^s overflows float64 on [{self.s_min}, {self.s_max}] with |A| = "
+                f"{self.advantage}: keep log|A| + max|s| <= {LOG_FLOAT64_MAX:.0f}"
+            )
 
 
 def curves(p: Fig1Params) -> dict[str, np.ndarray]:
@@ -59,10 +68,18 @@ def curves(p: Fig1Params) -> dict[str, np.ndarray]:
     }
 
 
+def _stretches(keep: np.ndarray) -> list[slice]:
+    """The maximal runs of True in ``keep``, as slices."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], keep.astype(np.int8), [0]])))
+    return [slice(a, b) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
 def _panel(ax, s, grpo, real, p: Fig1Params, title: str, note: str, legend_loc: str) -> None:
-    # Draw GRPO with gaps where it is clipped (a vertical drop at the clip boundary is not part of the curve).
-    grpo_plot = np.where(grpo > 0, grpo, np.nan)
-    ax.plot(s, grpo_plot, color=METHOD_COLORS["grpo"], lw=2.2, label=r"GRPO $|W|$ vs $s_t$")
+    # Draw GRPO with gaps where it is clipped (a vertical drop at the clip boundary is not part of the curve):
+    # one line per unclipped stretch, so that no NaN is plotted.
+    for k, part in enumerate(_stretches(grpo > 0)):
+        label = r"GRPO $|W|$ vs $s_t$" if k == 0 else "_nolegend_"
+        ax.plot(s[part], grpo[part], color=METHOD_COLORS["grpo"], lw=2.2, label=label)
     clipped = grpo == 0
     if clipped.any():
         ax.plot(
