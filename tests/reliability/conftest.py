@@ -93,7 +93,7 @@ def report(name: str, **figures: Any) -> None:
 def edge_suite(tmp_path_factory) -> list[Path]:
     """One edge run (``tests/reliability/edge_runs.py``) per variant every run figure needs, written once."""
     from tests.reliability.edge_runs import write_edge_run
-    from workbench.stats.synthetic import PAPER_VARIANTS
+    from workbench.synthetic_run import PAPER_VARIANTS
 
     root = tmp_path_factory.mktemp("edge_suite")
     return [write_edge_run(root, method, hp) for method, hp in PAPER_VARIANTS]
