@@ -25,6 +25,7 @@ STAND_IN = textwrap.dedent(
     sys.path.insert(0, {repo!r})
     from workbench.runlog import RunWriter
     from workbench.synthetic_run import write_synthetic_run
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as python -m training: even if started ignored
     if sys.argv[2] == "stubborn":
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

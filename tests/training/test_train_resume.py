@@ -79,3 +79,34 @@ def test_resume_can_extend_a_finished_run(ws_cache, tmp_path, capsys):
     assert run.steps() == [1, 2, 3] and run.config["steps"] == 3 and run.status()["state"] == "finished"
     assert run.method == "dapo" and run.config["hparams"]["eps_high"] == 0.28
     assert "from step 2" in capsys.readouterr().err
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell's background job (`cmd &`) starts
+
+
+def test_sigint_stops_a_run_started_with_sigint_ignored(ws_cache, tmp_path):
+    """The app and the pipeline stop a run with SIGINT. Started from a background shell, the trainer inherits
+    SIGINT ignored; it must still log ``stopped`` (and keep its steps), not run on until SIGTERM/SIGKILL."""
+    settings = {**SMALL, "steps": 50, "save_every": 0, "val_every": 0, "cache_dir": str(ws_cache)}
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "training", "train", "--method", "grpo", *cli_flags(settings), "--out", str(out)],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, preexec_fn=_ignore_sigint,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    marker = out / "metrics" / "step_000001.parquet"
+    deadline = time.monotonic() + 240
+    while not marker.exists():
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "the run ended early"
+        assert time.monotonic() < deadline, "the run did not reach step 1"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("SIGINT did not stop the trainer") from None
+    status = open_run(out).status()
+    assert status["state"] == "stopped", status
+    assert 1 <= len(open_run(out).steps()) < 50
