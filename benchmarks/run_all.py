@@ -125,7 +125,9 @@ def table(records: list[dict]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="small sizes (checks that every item runs)")
     ap.add_argument("--only", nargs="+", choices=ITEMS, default=None, metavar="ITEM",
                     help=f"run only these items ({', '.join(ITEMS)})")  # fmt: skip
