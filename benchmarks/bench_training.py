@@ -18,7 +18,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -30,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import trainer_cpu_seconds
+from benchmarks.common import cpu_name, trainer_cpu_seconds
 from training.config import build_config
 from training.loop import Trainer
 from training.rollout import TransformersBackend
@@ -38,16 +37,6 @@ from training.task import encode_prompt
 from workbench.runlog import open_run
 
 PHASES = ("time_sample", "time_grade", "time_logp", "time_update", "time_val", "time_log")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def sampler_vs_generate(trainer: Trainer, repeats: int) -> tuple[float, float]:
