@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from workbench.runs_root import ENV_VAR, UnsafeRunName, list_run_names, resolve_run_dir, runs_root
+from workbench.runs_root import (
+    ENV_VAR,
+    PIPELINE_LOG_DIR,
+    UnsafeRunName,
+    list_run_names,
+    resolve_run_dir,
+    runs_root,
+)
 
 
 @pytest.fixture
@@ -55,3 +62,15 @@ def test_root_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV_VAR, "/data/runs")
     assert runs_root() == Path("/data/runs")
     assert runs_root("elsewhere") == Path("elsewhere")
+
+
+def test_the_pipeline_log_folder_is_not_a_run(tmp_path: Path) -> None:
+    """training.pipeline writes <root>/logs/<run>.log; the app listed it as a broken run ("no run.json")."""
+    root = tmp_path / "runs"
+    (root / "good").mkdir(parents=True)
+    (root / PIPELINE_LOG_DIR).mkdir()
+    (root / PIPELINE_LOG_DIR / "good.log").write_text("step 1\n")
+    assert list_run_names(root) == ["good"]
+    # a run that happens to be named "logs" (it has run.json) is still listed
+    (root / PIPELINE_LOG_DIR / "run.json").write_text("{}")
+    assert list_run_names(root) == ["good", "logs"]

@@ -17,6 +17,9 @@ from pathlib import Path
 
 ENV_VAR = "REAL_RUNS_ROOT"
 DEFAULT_ROOT = Path("runs")
+# The paper pipeline (training.pipeline) appends each job's stdout/stderr to <runs root>/logs/<run>.log: that
+# folder is the pipeline's, not a run, so listings leave it out unless it holds a run.json.
+PIPELINE_LOG_DIR = "logs"
 
 
 class UnsafeRunName(ValueError):
@@ -64,7 +67,8 @@ def list_run_names(root: str | os.PathLike[str]) -> list[str]:
     """Names of the folders (and links to folders) directly under ``root``, hidden ones (``.x``) left out, sorted.
 
     Every such folder is a candidate run, including empty or broken ones, so that a reader can show an error
-    for each instead of hiding it. Entries that are not folders are skipped. A missing root gives ``[]``.
+    for each instead of hiding it. Entries that are not folders are skipped, and so is the pipeline's log folder
+    (``PIPELINE_LOG_DIR``, a real folder without run.json). A missing root gives ``[]``.
     """
     root = Path(root)
     if not root.is_dir():
@@ -73,6 +77,18 @@ def list_run_names(root: str | os.PathLike[str]) -> list[str]:
     for entry in root.iterdir():
         if entry.name.startswith("."):
             continue
+        if _is_pipeline_logs(entry):
+            continue
         if entry.is_dir() or entry.is_symlink():
             names.append(entry.name)
     return sorted(names)
+
+
+def _is_pipeline_logs(entry: Path) -> bool:
+    """Whether ``entry`` is the pipeline's ``<runs root>/logs`` folder: that name, a real folder, no run.json."""
+    return (
+        entry.name == PIPELINE_LOG_DIR
+        and entry.is_dir()
+        and not entry.is_symlink()
+        and not (entry / "run.json").exists()
+    )

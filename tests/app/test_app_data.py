@@ -24,6 +24,17 @@ def test_cards_of_good_bad_and_escaping_folders(mixed_root: Path) -> None:
     assert "outside the runs root" in (cards["escape"].error or "") and cards["escape"].path is None
 
 
+def test_a_pipeline_runs_root_has_no_broken_logs_card(tmp_path: Path) -> None:
+    """A runs root made by ``python -m training.pipeline`` holds logs/<run>.log beside the runs: no error card."""
+    root = tmp_path / "runs"
+    write_synthetic_run(root / "real__s0", steps=2, **KW)
+    (root / "logs").mkdir()
+    (root / "logs" / "real__s0.log").write_text("step 1/2\n")
+    cards = data.scan(root)
+    assert [c.name for c in cards] == ["real__s0"]
+    assert all(c.ok for c in cards)
+
+
 def test_links_inside_a_run_that_leave_it_are_refused(tmp_path: Path) -> None:
     root = tmp_path / "runs"
     write_synthetic_run(root / "a", steps=2, **KW)
