@@ -131,6 +131,20 @@ def value_colors(
     return [to_hex(cmap(float(t))) for t in x], lo, hi
 
 
+def ratio_colors(
+    ratios: np.ndarray, scale_ratios: np.ndarray | None = None
+) -> tuple[list[str], float, float]:
+    """Background colours for importance ratios rho_t = e^{s_t}, diverging around rho = 1 on the log scale:
+    rho and 1/rho get mirrored colours, and the scale's ends are e^{-h} and e^{+h} with h = max |log rho| over
+    ``scale_ratios`` (default ``ratios``). Both ends are positive, as a ratio is; a linear scale around 1 would
+    label its low end 1 - (rho_max - 1), negative once rho_max > 2."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log(np.asarray(ratios, dtype=float))
+        ref = None if scale_ratios is None else np.log(np.asarray(scale_ratios, dtype=float))
+    colors, lo, hi = value_colors(logs, "diverging", 0.0, ref)
+    return colors, float(np.exp(lo)), float(np.exp(hi))
+
+
 _CMAPS = {"diverging": "RdBu_r", "sequential": "Reds"}
 _SPAN = {"diverging": (0.14, 0.86), "sequential": (0.0, 0.6)}
 

@@ -16,6 +16,7 @@ from app_lib.ui import (
     method_label,
     method_scale,
     offer_demo_run,
+    ratio_colors,
     refresh_when_a_step_lands,
     runs_root_and_cards,
     tokens_html,
@@ -198,7 +199,10 @@ else:
         "entropy": ("entropy", "sequential", None, "entropy (nats)"),
     }[colour_by]
     values, scale = tok[col].to_numpy(dtype=float), group_tok[col].to_numpy(dtype=float)
-colors, lo, hi = value_colors(values, kind, center, scale)
+if colour_by == "ratio":  # multiplicative: symmetric in log rho around 1, both legend ends > 0
+    colors, lo, hi = ratio_colors(values, scale)
+else:
+    colors, lo, hi = value_colors(values, kind, center, scale)
 titles = [
     f"pos {int(r.pos)} · {r.token!r}\ns_t {r.s:+.5f} · ratio {r.ratio:.5f}\nlogp {r.logp:.4f} · old {r.old_logp:.4f}"
     f"\nlogged weight {r.weight:.5g} · entropy {r.entropy:.3f}\nshown value {v:.5g}"

@@ -3,6 +3,7 @@ changes what it shows. Run pages read small SYNTHETIC runs (workbench.synthetic_
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -162,6 +163,13 @@ def test_inspector_colours_tokens_and_replays_methods(
     at.radio(key="insp_colour").set_value("s_t").run()
     html_s = at.get("html")[0].value
     assert html_s != html_weight and "s_t = log" in html_s
+
+    # the ratio's legend: log-symmetric around 1 (ends e^-h and e^+h), never a negative ratio
+    at.select_slider(key="insp_step").set_value(at.select_slider(key="insp_step").options[-1]).run()
+    at.radio(key="insp_colour").set_value("ratio").run()
+    html_r = at.get("html")[0].value
+    lo, hi = (float(x) for x in re.findall(r"<span>([-+0-9.e]+)</span>", html_r)[:2])
+    assert 0 < lo < 1 < hi and lo * hi == pytest.approx(1, rel=1e-2), (lo, hi)
 
     at.radio(key="insp_colour").set_value("gradient weight").run()
     at.selectbox(key="insp_under").set_value("grpo").run()
