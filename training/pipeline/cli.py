@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from training.config import PRESET_NAMES, ConfigError
+from workbench.runs_root import PIPELINE_LOG_DIR
 
 EXAMPLES = """\
 examples:
@@ -208,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, _sigterm)
     try:
         failed = run_jobs(
-            states, jobs=args.jobs, log_dir=plan.runs_root / "logs", console=console, events=events
+            states, jobs=args.jobs, log_dir=plan.runs_root / PIPELINE_LOG_DIR, console=console, events=events
         )
     except KeyboardInterrupt:
         events.write("session_end", result="interrupted", seconds=round(time.monotonic() - t_start, 1))
