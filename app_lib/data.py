@@ -7,6 +7,7 @@ complete step; when a step lands, the folder's mtime changes and the cached tabl
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from workbench.methods import LABELS
+from workbench.methods import LABELS, METHODS, resolve_hparams
 from workbench.runlog import TABLES, RunFormatError, open_run, step_file
 from workbench.runs_root import UnsafeRunName, list_run_names, resolve_run_dir
 
@@ -260,3 +261,34 @@ def c_composition(card: RunCard) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """``c_by_composition`` of ``real_weights`` per step and pooled over steps, and where ``log C`` comes from."""
     assert card.path is not None
     return _c_composition(str(card.path), run_signature(card))
+
+
+def default_runs(cards: list[RunCard], limit: int = 6) -> list[str]:
+    """The runs a comparison opens with: per method, in the paper's order (GRPO, DAPO, GSPO, REAL, BCE, no anchor),
+    the first run (lowest seed) trained at the method's default hyper-parameters, else its first run; then other runs
+    in listing order up to ``limit``. (A runs root made by ``paper-figures`` lists the ablations first
+    alphabetically; the plain methods are what a first look should compare.)"""
+
+    def at_defaults(card: RunCard) -> bool:
+        logged = card.config.get("hparams")
+        if not isinstance(logged, dict):
+            return True
+        try:
+            defaults = dataclasses.asdict(resolve_hparams(card.method, {}))
+        except ValueError:
+            return True
+        return all(logged.get(k, v) == v for k, v in defaults.items())
+
+    def seed(card: RunCard) -> float:
+        value = card.config.get("seed")
+        return float(value) if isinstance(value, int | float) else float("inf")
+
+    picked: list[str] = []
+    for method in METHODS:
+        of_method = sorted(
+            (c for c in cards if c.method == method), key=lambda c: (not at_defaults(c), seed(c))
+        )
+        if of_method:
+            picked.append(of_method[0].name)
+    picked += [c.name for c in cards if c.name not in picked]
+    return picked[:limit]

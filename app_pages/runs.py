@@ -45,7 +45,7 @@ if not readable:
 
 by_name = {c.name: c for c in readable}
 names = st.multiselect(
-    "Runs to compare", list(by_name), default=list(by_name)[:6], key="runs_pick",
+    "Runs to compare", list(by_name), default=data.default_runs(readable), key="runs_pick",
     format_func=lambda n: f"{n} ({by_name[n].label}{', SYNTHETIC' if by_name[n].synthetic else ''})",
 )  # fmt: skip
 if not names:

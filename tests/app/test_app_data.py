@@ -83,3 +83,23 @@ def test_cached_metrics_follow_new_steps(tmp_path: Path) -> None:
     card = data.read_card(root, "r")
     assert data.run_signature(card) != sig
     assert list(data.metrics(card)["step"]) == [1, 2, 3]
+
+
+def test_default_runs_open_one_run_per_method_at_its_defaults_not_the_alphabetical_first(
+    tmp_path: Path,
+) -> None:
+    """A paper-figures root lists dapo and grpo ablations first; the comparison opens on the plain methods."""
+    root = tmp_path / "runs"
+    variants = [
+        ("dapo", {}, 1), ("dapo", {}, 0), ("grpo", {"clip_mode": "bidirectional"}, 0), ("grpo", {}, 1),
+        ("grpo", {}, 0), ("real", {"tau": 0.1}, 0), ("real", {}, 2), ("real", {}, 0), ("real_bce", {}, 0),
+    ]  # fmt: skip
+    for method, hp, seed in variants:
+        name = method + "".join(f"__{k}={v}" for k, v in hp.items()) + f"__s{seed}"
+        write_synthetic_run(root / name, hparams=hp, seed=seed, steps=1, **{**KW, "method": method})
+    cards = [data.read_card(root, n) for n in sorted(p.name for p in root.iterdir())]
+    assert [c.name for c in cards][:2] == ["dapo__s0", "dapo__s1"]
+    picked = data.default_runs(cards)
+    assert picked[:4] == ["grpo__s0", "dapo__s0", "real__s0", "real_bce__s0"]
+    assert len(picked) == 6 and len(set(picked)) == 6
+    assert data.default_runs(cards, limit=2) == ["grpo__s0", "dapo__s0"]
