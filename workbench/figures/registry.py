@@ -121,7 +121,7 @@ RUN_FIGURES: dict[str, RunFigure] = {
             table4.NAME,
             "Table 4: final Pass@1 of REAL's ablations, the paper's values in a separate column",
             "Table 4 from runs: the last logged validation Pass@1 of each run, mean ± sd over seeds, per REAL "
-            "ablation, with the paper's reported values in a separate, labelled column. Writes CSV, Markdown, "
+            "ablation, with the paper's reported values in a separate, labelled column. The command writes CSV, Markdown, "
             "PNG, PDF and a JSON sidecar. " + _needs(table4.ROWS),
             table4.ROWS,
             table4.Table4Params,
