@@ -128,7 +128,7 @@ def value_colors(
         lo, hi = 0.0, top
     cmap = colormaps[_CMAPS[kind]]
     x = np.where(np.isfinite(x), x, 0.5 if kind == "diverging" else 0.0)
-    return [to_hex(cmap(float(t))) for t in x], lo, hi
+    return [to_hex(rgba) for rgba in cmap(x)], lo, hi  # one colormap call for the whole response
 
 
 def ratio_colors(

@@ -194,7 +194,7 @@ if colour_by == "gradient weight":
     )
 else:
     col, kind, center, label = {
-        "ratio": ("ratio", "diverging", 1.0, "ratio ρ_t = e^{s_t}"),
+        "ratio": ("ratio", "diverging", 1.0, "ratio ρ_t = exp(s_t)"),
         "s_t": ("s", "diverging", 0.0, "s_t = log π_θ − log π_old"),
         "entropy": ("entropy", "sequential", None, "entropy (nats)"),
     }[colour_by]

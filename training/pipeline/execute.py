@@ -117,12 +117,6 @@ def _tail(path: Path, lines: int = 8) -> str:
     return "\n".join("    " + line for line in text.rstrip().splitlines()[-lines:])
 
 
-def _default_sigint() -> None:
-    """In the job, before exec: SIGINT back to its default, so that Python turns it into KeyboardInterrupt (a
-    pipeline started in the background inherits SIGINT ignored, and would pass that on)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _start(state: RunState, log_dir: Path) -> Job:
     log_path = log_dir / f"{state.run.name}.log"
     log = open(log_path, "a")
@@ -135,8 +129,7 @@ def _start(state: RunState, log_dir: Path) -> Job:
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         env=job_env(),
-        start_new_session=True,
-        preexec_fn=_default_sigint,
+        start_new_session=True,  # SIGINT reaches the trainer, which handles it even if started ignored
     )
     return Job(state, proc, log, time.monotonic(), logged_steps(state.run.out))
 
