@@ -70,9 +70,18 @@ def latest_checkpoint(run_dir: Path) -> tuple[int, Path] | None:
 
 
 def save_checkpoint(
-    run_dir: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, keep: int
+    run_dir: Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    keep: int,
+    extra: dict[str, dict] | None = None,
 ) -> Path:
-    """Write the checkpoint of ``step`` atomically and delete all but the newest ``keep``."""
+    """Write the checkpoint of ``step`` atomically and delete all but the newest ``keep``.
+
+    ``extra``: more state dicts to keep with it, each written as ``<name>.pt`` (e.g. ``lagged``, the behaviour
+    policies of ``--rollout-lag``); ``load_latest(..., extra={name: {}})`` reads them back."""
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(".tmp-*"):  # left by a killed writer
@@ -81,6 +90,8 @@ def save_checkpoint(
     tmp.mkdir()
     _save(model.state_dict(), tmp / "model.pt")
     _save(optimizer.state_dict(), tmp / "optimizer.pt")
+    for name, state in (extra or {}).items():
+        _save(state, tmp / f"{name}.pt")
     with open(tmp / "meta.json", "w") as f:
         json.dump({"step": step, "time": time.time()}, f)
         f.flush()
@@ -138,18 +149,30 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
 
 
 def load_latest(
-    run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+    run_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    extra: dict[str, dict] | None = None,
 ) -> tuple[int, list[CheckpointError]]:
     """Load the newest checkpoint of ``run_dir`` that loads; returns its step (0 if the run has none) and the
     errors of the newer ones passed over. Raises ``CheckpointError`` (listing every error) if checkpoints exist
-    but none loads: the run is not silently restarted from step 0."""
+    but none loads: the run is not silently restarted from step 0.
+
+    ``extra``: its keys name the extra state dicts the checkpoint must hold (``save_checkpoint(..., extra=)``);
+    their values are replaced by what was read (on the CPU). A checkpoint without them counts as damaged."""
     found = list_checkpoints(run_dir)
     bad: list[CheckpointError] = []
     for _, path in reversed(found):
         try:
-            return load_checkpoint(path, model, optimizer), bad
+            loaded = {name: _load_state(path / f"{name}.pt", torch.device("cpu")) for name in extra or {}}
+            step = load_checkpoint(path, model, optimizer)
         except CheckpointError as e:
             bad.append(e)
+            continue
+        if extra is not None:
+            extra.update(loaded)
+        return step, bad
     if bad:
         raise CheckpointError(
             Path(run_dir) / CHECKPOINTS,

@@ -182,6 +182,12 @@ class TrainConfig:
     group_size: int = _f(8, "rollouts per prompt (G)", "rl")
     minibatch_prompts: int = _f(4, "prompts per mini-batch update (must divide --batch-prompts)", "rl")
     epochs: int = _f(1, "passes over the step's mini-batches", "rl")
+    rollout_lag: int = _f(
+        0,
+        "off-policy lag K: step k samples with the weights after step k-1-K (K=0: on-policy; K=1: one step "
+        "off-policy, as asynchronous RL systems do) and takes that policy's log-probs as the old ones",
+        "rl",
+    )
     temperature: float = _f(0.6, "sampling temperature (log-probs are taken at this temperature)", "rl")
     max_new_tokens: int = _f(48, "longest response in tokens", "rl")
     micro_batch_rollouts: int = _f(
@@ -308,7 +314,7 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{flag(name)} must be >= 1, got {getattr(self, name)}")
         for name in ("val_every", "save_every", "micro_batch_rollouts", "lr_warmup_steps", "threads",
-                     "logit_chunk_tokens", "max_prompt_tokens"):  # fmt: skip
+                     "logit_chunk_tokens", "max_prompt_tokens", "rollout_lag"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ConfigError(f"{flag(name)} must be >= 0, got {getattr(self, name)}")
         for name in ("lr", "temperature", "grader_timeout", "warmstart_lr"):

@@ -49,8 +49,9 @@ from torch import Tensor
 from tqdm import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from training.checkpoint import load_latest, save_checkpoint
+from training.checkpoint import CheckpointError, checkpoint_dir, load_latest, save_checkpoint
 from training.config import TrainConfig
+from training.lag import LAGGED, BehaviourPolicies, behaviour_step
 from training.model import (
     ScoringBatch,
     autocast,
@@ -70,6 +71,7 @@ from training.tokenizer import build_tokenizer, token_texts
 from training.warmstart import load_or_train
 from workbench.objectives import OBJECTIVES
 from workbench.runlog import RunWriter, atomic_write_json, read_meta
+from workbench.stats.mechanisms import regime_summary, run_tau
 from workbench.update_records import update_records
 
 MEAN_METRICS = ("loss", "grad_norm", "clip_frac_low", "clip_frac_high", "approx_kl")
@@ -271,8 +273,23 @@ class Trainer:
         self.token_text = token_texts(self.tokenizer)
         self.start_step = 0
         passed_over = []
+        extra = {LAGGED: {}} if cfg.rollout_lag else None
         if self.resume:  # the newest checkpoint that loads; a damaged newer one is named and passed over
-            self.start_step, passed_over = load_latest(self.out, self.model, self.opt)
+            self.start_step, passed_over = load_latest(self.out, self.model, self.opt, extra=extra)
+        # --rollout-lag: the behaviour policies (training.lag); the sampling weights are not the first update's
+        self.behaviour: BehaviourPolicies | None = None
+        if cfg.rollout_lag:
+            self._reuse_first = False
+            self.behaviour = BehaviourPolicies(cfg.rollout_lag, self.model)
+            if self.start_step == 0:
+                self.behaviour.record(0, self.model)
+            else:
+                try:
+                    self.behaviour.restore(extra[LAGGED], self.start_step, self.model)
+                except (ValueError, KeyError, TypeError) as e:
+                    path = checkpoint_dir(self.out, self.start_step) / f"{LAGGED}.pt"
+                    raise CheckpointError(path, f"cannot restore the behaviour policies ({e})") from None
+        self.regime_tau = run_tau(cfg.method, _asdict(self.hp))
         self.backend = self._make_backend()
         if self.resume:
             self.writer = RunWriter.resume(self.out, last_step=self.start_step)
@@ -441,6 +458,10 @@ class Trainer:
         idx = prompt_indices(cfg.seed, step, cfg.batch_prompts, len(self.train_set))
         problems = [self.train_set[i] for i in idx]
         prompt_ids = [self.encode(p) for p in problems]
+        sampler = self.model
+        if self.behaviour is not None:  # --rollout-lag: sample with the weights after step b(k)
+            sampler = self.behaviour.for_step(step)
+            self.backend.sync_weights(sampler)
         t = time.perf_counter()
         gens = self.backend.generate(
             prompt_ids,
@@ -466,7 +487,7 @@ class Trainer:
         t = time.perf_counter()
         data = StepData(problems, prompt_ids, gens.responses, texts, torch.empty(0), group, [], [], None)
         try:
-            self._old_logprobs(data, layouts[0])
+            self._old_logprobs(data, layouts[0], sampler)
         except BaseException:
             futures.wait([grading])  # never leave the grader busy behind an error
             raise
@@ -496,6 +517,8 @@ class Trainer:
                 records.append(rec)
                 update_metrics.append(m)
         self.backend.sync_weights(self.model)
+        if self.behaviour is not None:
+            self.behaviour.record(step, self.model)
         times["time_update"] = time.perf_counter() - t
 
         # 6: validation
@@ -536,11 +559,21 @@ class Trainer:
             metrics.setdefault(key, 0.0)  # e.g. clip fractions of the REAL family, which clips nothing
         norms = [m["grad_norm"] for m in update_metrics if math.isfinite(m["grad_norm"])]
         metrics["grad_norm_max"] = max(norms, default=0.0)
+        # the regime: how far the updated policy was from the sampling one (every update of the step)
+        metrics["rollout_lag"] = cfg.rollout_lag
+        metrics.update(
+            regime_summary(
+                np.concatenate([r.tokens["s"] for r in records]),
+                np.concatenate([r.rollouts["s_bar"] for r in records]),
+                self.regime_tau,
+            )
+        )
 
         # logs: tokens and rollouts, then metrics (complete step)
         t = time.perf_counter()
         facts = self._facts(data, gens.finished, report.status)
         rollouts = rollout_columns(step, records, facts)
+        rollouts["behaviour_step"] = np.full(len(rollouts["rollout"]), behaviour_step(step, cfg.rollout_lag))
         tokens = token_columns(step, records if cfg.log_tokens else [], self.token_text)
 
         def late() -> dict[str, float]:  # called by the writer just before the metrics file
@@ -554,7 +587,8 @@ class Trainer:
         # checkpoint, after the step's logs (a checkpoint never points past a logged step); its time is an event
         if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.steps:
             t = time.perf_counter()
-            save_checkpoint(self.out, step, self.model, self.opt, keep=cfg.keep_checkpoints)
+            extra = {LAGGED: self.behaviour.to_checkpoint(step)} if self.behaviour is not None else None
+            save_checkpoint(self.out, step, self.model, self.opt, keep=cfg.keep_checkpoints, extra=extra)
             self.writer.set_status("running", last_step=step, last_checkpoint=step)
             self.writer.event("checkpoint", step=step, seconds=time.perf_counter() - t)
         return metrics
@@ -587,9 +621,10 @@ class Trainer:
             sb.input_ids[sl], sb.attention_mask[sl], sb.response_ids[sl], sb.response_mask[sl]
         )
 
-    def _old_logprobs(self, data: StepData, layout: list[np.ndarray]) -> None:
-        """Old log-probs and entropies (and reference log-probs), computed in the first epoch's mini-batch
-        layout and chunks, so the first update recomputes exactly these numbers (s_t = 0).
+    def _old_logprobs(self, data: StepData, layout: list[np.ndarray], sampler: torch.nn.Module) -> None:
+        """Old log-probs and entropies (and reference log-probs) under ``sampler``, the policy that sampled,
+        computed in the first epoch's mini-batch layout and chunks, so that on-policy the first update
+        recomputes exactly these numbers (s_t = 0).
 
         The first mini-batch is left to the first update when ``reuse_first_forward`` holds: its forward runs
         with the very weights that sampled, so its log-probs (detached) are the old ones, and this pass would
@@ -603,7 +638,7 @@ class Trainer:
             for sl in self._chunks(len(rows)):
                 with torch.no_grad(), self.compute():
                     lp, en = response_logprobs(
-                        self.model, self._slice(sb, sl), self.cfg.temperature, with_entropy=True,
+                        sampler, self._slice(sb, sl), self.cfg.temperature, with_entropy=True,
                         chunk_tokens=self.cfg.logit_chunk_tokens,
                     )  # fmt: skip
                 self._store_old(data, rows[sl], self._slice(sb, sl), lp, en)
