@@ -71,13 +71,14 @@ def token_rows(rows: Sequence[dict[str, Any]]) -> dict[str, list]:
         )
     }
     for i, r in enumerate(rows):
-        for pos, (s, w) in enumerate(r["tokens"]):
+        for pos, (s, w, *old) in enumerate(r["tokens"]):  # (s, weight) or (s, weight, old_logp)
+            old_logp = old[0] if old else -1.0
             out["rollout"].append(r.get("rollout", i))
             out["pos"].append(pos)
             out["token_id"].append(pos)
             out["token"].append(f"t{pos}")
-            out["old_logp"].append(-1.0)
-            out["logp"].append(-1.0 + s)
+            out["old_logp"].append(old_logp)
+            out["logp"].append(old_logp + s)
             out["s"].append(s)
             out["ratio"].append(float(np.exp(s)))
             out["entropy"].append(1.0)

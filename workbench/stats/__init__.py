@@ -7,6 +7,8 @@ many runs and adds ``variant, label, method, seed``; ``seed_band`` averages over
 - Hard-token intervals (Fig. 2): ``token_intervals``, ``clip_discards``.
 - Gradient allocation: ``gradient_allocation``.
 - C+/C- dynamics: ``real_weights`` (logged, or recomputed with the closed forms), ``c_by_composition``.
+- Mechanisms and regime (the off-policy study): ``mechanism_stats`` (misassignment in positives, domination in
+  negatives, s_bar of correct and wrong rollouts, quantiles of |s_bar|/tau), ``regime_summary``.
 - Training dynamics: ``training_dynamics`` (with the validation before training as step 0), ``final_metric``,
   ``initial_validation``.
 - Runs and variants: ``describe_runs``, ``variant_of``, ``group_runs``, ``select_variants``, ``expand_run_paths``.
@@ -20,6 +22,7 @@ from workbench.stats.c_dynamics import c_by_composition, real_weights, recompute
 from workbench.stats.dynamics import DYNAMICS_METRICS, final_metric, initial_validation, training_dynamics
 from workbench.stats.intervals import INTERVALS, SIGNS, clip_discards, run_eps, token_intervals
 from workbench.stats.load import MINIBATCH_CHOICES, MINIBATCH_NOTE
+from workbench.stats.mechanisms import MECHANISM_COLUMNS, REGIME_COLUMNS, mechanism_stats, regime_summary
 from workbench.stats.seeds import BAND_CHOICES, BAND_NOTE, collect, describe_runs, seed_band
 from workbench.stats.variants import (
     POSITIVE,
@@ -42,9 +45,11 @@ __all__ = [
     "BAND_NOTE",
     "DYNAMICS_METRICS",
     "INTERVALS",
+    "MECHANISM_COLUMNS",
     "MINIBATCH_CHOICES",
     "MINIBATCH_NOTE",
     "POSITIVE",
+    "REGIME_COLUMNS",
     "SIGNS",
     "MissingVariantsError",
     "Selected",
@@ -60,8 +65,10 @@ __all__ = [
     "gradient_allocation",
     "group_runs",
     "initial_validation",
+    "mechanism_stats",
     "real_weights",
     "recompute_real",
+    "regime_summary",
     "run_eps",
     "seed_band",
     "seed_of",
