@@ -27,6 +27,9 @@ REAL_VARIANTS = [
     {"tau": 0.1},
     {"tau": 2.0},
     {"group_filter": "all"},
+    {"normalize": "prompts"},  # REAL's default; for real_bce the paper's Eq. 11 per group over the prompts
+    {"normalize": "rollouts"},  # real_bce's default (the authors' BCE mean over the kept groups' rollouts)
+    {"normalize": "rollouts", "group_filter": "all"},
     {"normalize": "used"},
     {"normalize": "sum", "group_filter": "all"},
     {"kl_beta": 0.01, "kl_target": "ref"},
@@ -124,3 +127,38 @@ def test_loss_is_invariant_to_rollout_order():
             b.logp[perm], b.old_logp[perm], b.mask[perm], b.rewards[perm], b.group_ids[perm], **hp
         ).loss
         torch.testing.assert_close(a, p)
+
+
+@pytest.mark.parametrize("normalize", ["rollouts", "prompts"])
+def test_real_bce_closed_form_is_eq11_weight_over_the_normaliser(normalize):
+    """real_bce, both normalisations: every token of rollout k gets ``-+ (1/tau) sigmoid(-+s_bar/tau) / |o^k| / N``
+    (N: rollouts of the mixed groups, or prompts), from autograd and from the closed form alike."""
+    b = random_batch(7, s_scale=0.3)
+    tau = 0.5
+    _, g = _autograd("real_bce", b, {"normalize": normalize})
+    lengths = b.mask.sum(1)
+    s_bar = torch.where(b.mask, b.logp.detach() - b.old_logp, 0).sum(1) / lengths
+    pos = b.rewards == 1
+    ids = b.group_ids
+    mixed = torch.tensor([bool(pos[ids == i].any() and (~pos[ids == i]).any()) for i in ids])
+    n_rollouts, n_prompts = float(mixed.sum()), float(len(ids.unique()))
+    assert n_rollouts != n_prompts, "a batch where the two normalisers agree proves nothing"
+    n = n_rollouts if normalize == "rollouts" else n_prompts
+    w = torch.where(pos, torch.sigmoid(-s_bar / tau), torch.sigmoid(s_bar / tau)) / tau * mixed
+    want = torch.where(pos, -w, w).unsqueeze(1) / lengths.unsqueeze(1) / n * b.mask
+    torch.testing.assert_close(g, want, rtol=1e-10, atol=1e-14)
+    cf = token_gradient("real_bce", b.logp.detach(), b.old_logp, b.mask, b.rewards, ids, normalize=normalize)
+    torch.testing.assert_close(cf.grad, want, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("normalize", ["rollouts", "prompts", "used", "sum"])
+@pytest.mark.parametrize("method", ["real", "real_bce", "real_no_anchor"])
+def test_real_family_without_mixed_group_has_zero_gradient(method, normalize):
+    b = random_batch(2)
+    rewards = torch.ones_like(b.rewards)  # every group single-label: no group is kept
+    res = OBJECTIVES[method](b.logp, b.old_logp, b.mask, rewards, b.group_ids, normalize=normalize)
+    (g,) = torch.autograd.grad(res.loss, b.logp)
+    cf = token_gradient(
+        method, b.logp.detach(), b.old_logp, b.mask, rewards, b.group_ids, normalize=normalize
+    )
+    assert res.loss.item() == 0.0 and (g == 0).all() and (cf.grad == 0).all()

@@ -25,16 +25,18 @@ def _s(b):
 
 
 def naive_real(b, tau=0.5, variant="real", filt="mixed", norm="prompts"):
-    """The authors' convention written as loops with raw exp (fine for moderate s)."""
+    """Eq. 8 / Eq. 11 / no-anchor per group as loops with raw exp (fine for moderate s), summed over the kept
+    groups and divided by ``norm``: prompts, rollouts of the kept groups, kept groups, or 1."""
     _, s_bar = _s(b)
     groups = _groups(b)
-    total, used = 0.0, 0
+    total, used, used_rollouts = 0.0, 0, 0
     for idx in groups.values():
         pos = [float(s_bar[i]) for i in idx if b.rewards[i] == 1]
         neg = [float(s_bar[i]) for i in idx if b.rewards[i] == 0]
         if filt == "mixed" and not (pos and neg):
             continue
         used += 1
+        used_rollouts += len(idx)
         if variant == "real":
             total += math.log(1 + sum(math.exp(-x / tau) for x in pos)) + math.log(
                 1 + sum(math.exp(x / tau) for x in neg)
@@ -45,7 +47,7 @@ def naive_real(b, tau=0.5, variant="real", filt="mixed", norm="prompts"):
             )
         else:
             total += math.log(1 + sum(math.exp(x / tau) for x in neg) * sum(math.exp(-x / tau) for x in pos))
-    denom = {"prompts": len(groups), "used": max(used, 1), "sum": 1}[norm]
+    denom = {"prompts": len(groups), "rollouts": max(used_rollouts, 1), "used": max(used, 1), "sum": 1}[norm]
     return total / denom
 
 
@@ -75,11 +77,73 @@ def naive_ppo(b, eps_low, eps_high, agg, seq=False):
 @pytest.mark.parametrize(
     ("method", "variant"), [("real", "real"), ("real_bce", "bce"), ("real_no_anchor", "no_anchor")]
 )
-@pytest.mark.parametrize(("filt", "norm"), [("mixed", "prompts"), ("all", "used"), ("all", "sum")])
+@pytest.mark.parametrize(
+    ("filt", "norm"),
+    [("mixed", "prompts"), ("mixed", "rollouts"), ("all", "rollouts"), ("all", "used"), ("all", "sum")],
+)
 def test_real_family_value(seed, method, variant, filt, norm):
     b = random_batch(seed)
     got = OBJECTIVES[method](*b.args(), group_filter=filt, normalize=norm).loss.item()
     assert got == pytest.approx(naive_real(b, 0.5, variant, filt, norm), rel=1e-10, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize(("method", "variant", "norm"), [("real", "real", "prompts"),
+                         ("real_no_anchor", "no_anchor", "prompts"), ("real_bce", "bce", "rollouts")])  # fmt: skip
+def test_real_family_defaults_follow_the_authors_code(seed, method, variant, norm):
+    """REAL and REAL w/o anchor: sum over the mixed groups / prompts; REAL w/ BCE: mean over their rollouts."""
+    b = random_batch(seed)
+    got = OBJECTIVES[method](*b.args()).loss.item()
+    assert got == pytest.approx(naive_real(b, 0.5, variant, "mixed", norm), rel=1e-10, abs=1e-12)
+
+
+def _one_token_batch(s_bars, rewards, groups):
+    """Rollouts of one token each, so ``s_bar = s`` (old log-prob -1)."""
+    s = torch.tensor(s_bars, dtype=torch.float64).unsqueeze(1)
+    old = torch.full_like(s, -1.0)
+    logp = (old + s).requires_grad_(True)
+    mask = torch.ones_like(s, dtype=torch.bool)
+    r = torch.tensor(rewards, dtype=torch.float64)
+    return logp, old, mask, r, torch.tensor(groups)
+
+
+def _softplus(x):
+    return math.log1p(math.exp(x))
+
+
+def test_real_bce_by_hand_both_normalisations():
+    """Three prompts, tau 0.5: two mixed groups (5 rollouts) and an all-correct group, which is dropped.
+
+    Per rollout, BCE(x, r) with x = s_bar / tau is ``softplus(-x)`` for r = 1 and ``softplus(x)`` for r = 0.
+    The authors' code (default, ``rollouts``) averages it over the 5 rollouts of the mixed groups; the paper's
+    Eq. 11 sums it per group, and ``prompts`` divides that by the 3 prompts.
+    """
+    s_bars = [0.2, -0.4, 0.1, 0.3, -0.2, 0.5, 0.7]
+    rewards = [1, 0, 1, 0, 0, 1, 1]
+    groups = [0, 0, 1, 1, 1, 2, 2]
+    args = _one_token_batch(s_bars, rewards, groups)
+    # group 0: x = 0.4 (correct), -0.8 (wrong); group 1: x = 0.2 (correct), 0.6, -0.4 (wrong)
+    kept = [_softplus(-0.4), _softplus(-0.8), _softplus(-0.2), _softplus(0.6), _softplus(-0.4)]
+    authors = OBJECTIVES["real_bce"](*args).loss.item()
+    assert authors == pytest.approx(sum(kept) / 5, rel=1e-12)
+    assert OBJECTIVES["real_bce"](*args, normalize="rollouts").loss.item() == authors
+    eq11 = OBJECTIVES["real_bce"](*args, normalize="prompts").loss.item()
+    assert eq11 == pytest.approx(sum(kept) / 3, rel=1e-12)
+    # the authors' call itself: torch's BCE with reduction='mean' on the mixed groups' rollouts
+    x = torch.tensor(s_bars[:5], dtype=torch.float64) / 0.5
+    torch_mean = torch.nn.functional.binary_cross_entropy_with_logits(x, args[3][:5], reduction="mean")
+    assert authors == pytest.approx(float(torch_mean), rel=1e-12)
+
+
+@pytest.mark.parametrize("norm", ["rollouts", "prompts", "used", "sum"])
+@pytest.mark.parametrize("method", ["real", "real_bce", "real_no_anchor"])
+def test_no_mixed_group_gives_zero_loss_and_gradient(method, norm):
+    """A mini-batch whose groups all hold one label: loss 0 and gradient 0 under every normalisation, no NaN."""
+    logp, old, mask, r, ids = _one_token_batch([0.3, -0.2, 0.1, 0.4], [1, 1, 0, 0], [0, 0, 1, 1])
+    res = OBJECTIVES[method](logp, old, mask, r, ids, normalize=norm)
+    (g,) = torch.autograd.grad(res.loss, logp)
+    assert res.loss.item() == 0.0 and (g == 0).all()
+    assert res.metrics["groups_used"] == 0
 
 
 @pytest.mark.parametrize("seed", range(4))

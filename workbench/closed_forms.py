@@ -272,13 +272,23 @@ def real_group_usage(rewards: Tensor, layout: GroupLayout, group_filter: str) ->
     return torch.ones_like(pos, dtype=torch.bool)
 
 
-def real_normaliser(used_groups: Tensor, normalize: str) -> float:
-    """Denominator of the summed group losses: number of prompts, of used groups (at least 1), or 1."""
+def real_normaliser(used_groups: Tensor, normalize: str, group_sizes: Tensor) -> float:
+    """Denominator ``N`` of the summed losses of the used groups (``workbench.methods.RealHParams.normalize``).
+
+    ``prompts``: the number of groups (prompts) in the mini-batch, used or not; ``rollouts``: the rollouts of the
+    used groups, ``sum_g used_g |g|`` (at least 1; for BCE, whose group loss is a sum over its rollouts, the
+    loss is then the mean BCE over those rollouts); ``used``: the used groups (at least 1); ``sum``: 1.
+    ``group_sizes`` is ``[n_groups]``, the rollouts of each group.
+    """
     if normalize == "prompts":
         return float(used_groups.numel())
+    if normalize == "rollouts":
+        return float(max(int(group_sizes[used_groups].sum()), 1))
     if normalize == "used":
         return float(max(int(used_groups.sum()), 1))
-    return 1.0
+    if normalize == "sum":
+        return 1.0
+    raise ValueError(f"normalize={normalize!r} is not one of prompts, rollouts, used, sum")
 
 
 def _real_family(method: str, batch: RolloutBatch, hp: RealHParams) -> GradientBreakdown:
@@ -290,7 +300,7 @@ def _real_family(method: str, batch: RolloutBatch, hp: RealHParams) -> GradientB
     used = batch.layout.broadcast(used_groups)
     w = torch.where(used, w, torch.zeros_like(w))
     sign = torch.where(positive, -1.0, 1.0).to(w.dtype)  # dL/ds_bar is negative for correct rollouts
-    norm = real_normaliser(used_groups, hp.normalize)
+    norm = real_normaliser(used_groups, hp.normalize, batch.layout.sizes)
     per_token = (w / batch.lengths).unsqueeze(1) * batch.mask.to(w.dtype)
     grad = sign.unsqueeze(1) * per_token / norm
     grad = grad + kl_gradient(batch, hp.kl_beta, hp.kl_target, "token-mean")
@@ -333,7 +343,8 @@ def token_gradient(
 
     Clip family: ``dL/dlogp_t = -A rho I_t * agg_t`` (GSPO: ``rho = e^{s_bar}``, one I per sequence), with
     ``agg_t = 1 / (|o| B)`` or ``1 / sum(mask)``. REAL family: ``dL/dlogp_t = -+ W_k / |o^k| / N`` for rollouts
-    of used groups (``-`` correct, ``+`` wrong), N the normaliser. Plus the KL term when ``kl_beta > 0``.
+    of used groups (``-`` correct, ``+`` wrong), N the normaliser (``real_normaliser``: prompts, rollouts of the
+    used groups, used groups, or 1). Plus the KL term when ``kl_beta > 0``.
     """
     hp = resolve_hparams(check_method(method), hparams)
     batch = prepare_batch(

@@ -5,7 +5,9 @@ sliders all resolve hyper-parameters here, so a default changes in one line.
 
 Paper defaults (Sec. 5.1): GRPO eps = 0.2 with a KL penalty beta = 0.001 to the reference model; DAPO clip-higher
 eps_low = 0.2, eps_high = 0.28 and token-mean aggregation; GSPO a sequence-level ratio with eps_low = 3e-4,
-eps_high = 4e-4; REAL tau = 0.5. REAL, DAPO and GSPO use no KL penalty.
+eps_high = 4e-4; REAL tau = 0.5. REAL, DAPO and GSPO use no KL penalty. Where the paper leaves a convention open,
+the authors' public code decides: REAL and REAL w/o anchor divide the summed group losses by the prompts of the
+mini-batch; REAL w/ BCE takes the mean BCE over the rollouts of the groups it keeps (``normalize``, below).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ CLIP_MODES = ("vanilla", "bidirectional", "none")
 LOSS_AGGS = ("token-mean", "seq-mean-token-mean")
 KL_TARGETS = ("ref", "old")
 GROUP_FILTERS = ("mixed", "all")
-NORMALIZATIONS = ("prompts", "used", "sum")
+NORMALIZATIONS = ("prompts", "rollouts", "used", "sum")
 
 LABELS: dict[str, str] = {
     "grpo": "GRPO",
@@ -95,15 +97,20 @@ class RealHParams:
     - ``tau``: temperature of the logits ``s_bar / tau``; weights are bounded by ``1 / tau``.
     - ``group_filter``: ``mixed`` (the authors' code: only groups holding a correct and a wrong rollout
       contribute) or ``all`` (every group; with the anchor a single-label group still has a loss).
-    - ``normalize``: the summed group losses are divided by the number of prompts in the mini-batch
-      (``prompts``, the authors' code, dropped groups counted), by the number of groups used (``used``), or not
-      at all (``sum``).
+    - ``normalize``: what the summed losses of the kept groups are divided by:
+      ``prompts``: the number of prompts in the mini-batch, dropped groups counted (the authors' code for REAL
+      and REAL w/o anchor; for REAL w/ BCE it is the paper's Eq. 11, a sum over each group's rollouts, per
+      prompt); ``rollouts``: the number of rollouts in the kept groups (for REAL w/ BCE the authors' code, a
+      BCE with ``reduction='mean'`` over the rollouts of the mixed groups; the default of ``real_bce``);
+      ``used``: the number of kept groups; ``sum``: nothing. Each divisor is at least 1, so a mini-batch
+      without a kept group has loss 0. ``prompts`` and ``rollouts`` differ by the factor
+      ``rollouts in kept groups / prompts``, which changes from mini-batch to mini-batch.
     - ``kl_beta``, ``kl_target``: optional k3 KL penalty (Table 4), token-mean over the mini-batch.
     """
 
     tau: float = 0.5
     group_filter: Literal["mixed", "all"] = "mixed"
-    normalize: Literal["prompts", "used", "sum"] = "prompts"
+    normalize: Literal["prompts", "rollouts", "used", "sum"] = "prompts"
     kl_beta: float = 0.0
     kl_target: Literal["ref", "old"] = "ref"
 
@@ -123,7 +130,7 @@ DEFAULTS: dict[str, HParams] = {
     "dapo": ClipHParams(eps_low=0.2, eps_high=0.28, loss_agg="token-mean", kl_beta=0.0),
     "gspo": ClipHParams(eps_low=3e-4, eps_high=4e-4, kl_beta=0.0, log_ratio_cap=10.0),
     "real": RealHParams(),
-    "real_bce": RealHParams(),
+    "real_bce": RealHParams(normalize="rollouts"),  # the authors' BCE: mean over the kept groups' rollouts
     "real_no_anchor": RealHParams(),
 }
 

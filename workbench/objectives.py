@@ -228,7 +228,7 @@ def _real_finish(group_loss: Tensor, batch: RolloutBatch, hp: RealHParams) -> Ob
     """Keep the groups ``hp.group_filter`` admits, sum, divide by the normaliser, add the KL penalty."""
     used = real_group_usage(batch.rewards, batch.layout, hp.group_filter)
     pg = torch.where(used, group_loss, torch.zeros_like(group_loss)).sum() / real_normaliser(
-        used, hp.normalize
+        used, hp.normalize, batch.layout.sizes
     )
     kl = _kl_penalty(batch, hp.kl_beta, hp.kl_target, "token-mean")
     with torch.no_grad():
@@ -257,7 +257,8 @@ def real(
     """REAL (Eq. 8), per group: ``log(1 + sum_{O+} e^{-s_bar/tau}) + log(1 + sum_{O-} e^{s_bar/tau})``.
 
     Each term is a logsumexp over the group's logits and the zero anchor logit (``log(1 + ...) = LSE(0, ...)``),
-    so it is exact for any ``|s_bar| / tau``. tau = 0.5; groups mixing labels only; divided by the prompts."""
+    so it is exact for any ``|s_bar| / tau``. tau = 0.5; groups mixing labels only; the sum over them divided by
+    the prompts of the mini-batch (the authors' code)."""
     hp = resolve_hparams("real", hparams)
     batch = prepare_batch(logp, old_logp, mask, rewards, group_ids, ref_logp=ref_logp, binary_rewards=True)
     assert isinstance(hp, RealHParams)
@@ -303,7 +304,12 @@ def real_bce(
     **hparams: Any,
 ) -> ObjectiveResult:
     """REAL with BCE (Eq. 11): ``-sum_{O+} log sigmoid(s_bar/tau) - sum_{O-} log(1 - sigmoid(s_bar/tau))``
-    per group, i.e. ``BCE_with_logits(s_bar/tau, r)`` summed over the group's rollouts."""
+    per group, i.e. ``BCE_with_logits(s_bar/tau, r)`` summed over the group's rollouts.
+
+    Normalisation (``normalize``): by default (``rollouts``, the authors' code) the kept groups' sums are divided
+    by the number of their rollouts, which is ``BCE_with_logits(s_bar/tau, r, reduction='mean')`` over the
+    rollouts of the mixed groups; ``prompts`` divides by the prompts of the mini-batch instead (Eq. 11 per
+    group, averaged over prompts, as REAL itself is). No kept group: loss 0."""
     hp = resolve_hparams("real_bce", hparams)
     batch = prepare_batch(logp, old_logp, mask, rewards, group_ids, ref_logp=ref_logp, binary_rewards=True)
     assert isinstance(hp, RealHParams)

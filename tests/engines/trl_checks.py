@@ -142,7 +142,14 @@ def make_trainer(tiny: Path, tmp: Path, method: str, **hp) -> Probe:
 
 
 @pytest.mark.parametrize(
-    ("method", "hp"), [("real", {}), ("grpo", {}), ("dapo", {}), ("real_bce", {}), ("real_no_anchor", {})]
+    ("method", "hp"),
+    [
+        ("real", {}),
+        ("grpo", {}),
+        ("dapo", {}),
+        ("real_bce", {"normalize": "prompts"}),
+        ("real_no_anchor", {}),
+    ],
 )
 def test_trains_with_workbench_objective_and_writes_the_run(tiny, tmp_path, method, hp):
     trainer = make_trainer(tiny, tmp_path, method, **hp)
@@ -221,3 +228,14 @@ def test_refuses_micro_batches_that_would_split_groups(tiny, tmp_path):
     )
     with pytest.raises(ValueError, match="whole prompt groups"):
         WorkbenchGRPOTrainer(model=str(tiny), reward_funcs=reward_has_seven, args=args, method="real")
+
+
+@pytest.mark.parametrize(("method", "hp"), [("real", {"normalize": "used"}), ("real_bce", {})])
+def test_refuses_normalisers_that_count_over_the_whole_window(tiny, tmp_path, method, hp):
+    """``used`` and ``rollouts`` (real_bce's default, the authors' mean) divide by a count of the window."""
+    args = GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=4, use_cpu=True,
+                      report_to="none")  # fmt: skip
+    with pytest.raises(ValueError, match="needs the used groups of the whole optimizer window"):
+        WorkbenchGRPOTrainer(
+            model=str(tiny), reward_funcs=reward_has_seven, args=args, method=method, hparams=hp or None
+        )

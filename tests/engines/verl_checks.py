@@ -260,12 +260,14 @@ def test_plugin_loss_equals_objective_on_one_micro_batch(method, fields):
         td[verl_real.REWARD_KEY] = ro.rewards.float()
         del td["uid"]
         del td["token_level_scores"]
-    spec = verl_real.LossSpec(method=method, group_size=4)
+    # real_bce's default (normalize='rollouts') needs a count over the whole mini-batch: refused under verl
+    hp = {"normalize": "prompts"} if method == "real_bce" else {}
+    spec = verl_real.LossSpec(method=method, group_size=4, overrides=hp)
     loss, metrics = verl_real.workbench_actor_loss(
         None, {"log_probs": nested_log_probs(ro, td, ro.logp)}, td, spec=spec
     )
     mask = ro.response_mask.bool()
-    res = OBJECTIVES[method](ro.logp, ro.old_logp, mask, ro.rewards, ro.group_ids, ref_logp=ro.ref_logp)
+    res = OBJECTIVES[method](ro.logp, ro.old_logp, mask, ro.rewards, ro.group_ids, ref_logp=ro.ref_logp, **hp)
     torch.testing.assert_close(loss, res.loss, rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(grad_of(loss, ro.logp), grad_of(res.loss, ro.logp), rtol=1e-9, atol=1e-12)
     assert "actor/pg_loss" in metrics
@@ -367,6 +369,9 @@ def test_real_names_registered_with_a_clear_error():
 def test_loss_spec_refuses_what_cannot_be_exact():
     with pytest.raises(ValueError, match="normalize='used'"):
         verl_real.LossSpec("real", 8, {"normalize": "used"})
+    with pytest.raises(ValueError, match="normalize='rollouts'"):
+        verl_real.LossSpec("real_bce", 8)  # its default: the authors' mean over the mixed groups' rollouts
+    verl_real.LossSpec("real_bce", 8, {"normalize": "prompts"})
     with pytest.raises(ValueError, match="use_kl_loss"):
         verl_real.LossSpec("real", 8, {"kl_beta": 0.01})
     with pytest.raises(ValueError, match="unknown method"):

@@ -16,7 +16,8 @@ What TRL (1.16) does to a generation batch, and what this subclass changes:
   ``1 / gradient_accumulation_steps`` for ``seq-mean-token-mean`` and REAL's ``normalize=prompts`` (every
   micro-batch holds as many rollouts and groups), ``processes * t / N`` for ``token-mean`` (t tokens here, N in the
   window, estimated from TRL's ``num_items_in_batch`` as TRL's own ``dapo`` loss does), ``processes`` for REAL's
-  ``normalize=sum``; ``normalize=used`` is refused.
+  ``normalize=sum``; ``normalize=used`` and ``normalize=rollouts`` (real_bce's default) are refused: they divide
+  by a count of the whole window.
 - Each optimizer step is written to the run directory (``workbench.runlog.RunWriter``): the rollouts its
   micro-batches used, their update records (``training.engines.records.update_records``) and step metrics.
 
@@ -124,9 +125,11 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
         self.wb_overrides = dict(hparams or {})
         self.wb_hparams = resolve_hparams(method, self.wb_overrides)
         hp = self.wb_hparams
-        if isinstance(hp, RealHParams) and hp.normalize == "used":
+        if isinstance(hp, RealHParams) and hp.normalize in ("used", "rollouts"):
             raise ValueError(
-                "normalize='used' needs the used groups of the whole optimizer window; use 'prompts'"
+                f"normalize={hp.normalize!r} needs the used groups of the whole optimizer window (real_bce's "
+                "default 'rollouts', the authors' mean over the mixed groups' rollouts, included); pass "
+                "normalize='prompts' (for real_bce: the paper's Eq. 11 per group over the prompts) or 'sum'"
             )
         if isinstance(hp, RealHParams) and hp.kl_beta > 0:
             raise ValueError(

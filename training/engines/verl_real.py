@@ -18,7 +18,8 @@ and multiplies by D. The objective on a micro-batch divides by local counts, so 
 - ``token-mean`` (DAPO): ``scale = D * t / N`` (t response tokens here, N = ``batch_num_tokens``);
 - REAL family, ``normalize=prompts`` (the authors'): ``scale = D * p / P`` with p groups here and
   ``P = R / rollout.n`` prompts in the global mini-batch; ``normalize=sum``: ``scale = D``;
-  ``normalize=used`` needs the global count of used groups and is refused.
+  ``normalize=used`` and ``normalize=rollouts`` (real_bce's default) need global counts over the used groups
+  and are refused.
 
 The group terms are exact only if every group lies in one micro-batch: ``check_groups_whole`` raises otherwise,
 naming the settings that guarantee it (see ``verl_config_problems`` and ``plan_group_order``).
@@ -82,10 +83,13 @@ class LossSpec:
             raise ValueError(f"group_size (rollout.n) must be an int >= 1, got {self.group_size!r}")
         hp = self.hparams
         if isinstance(hp, RealHParams):
-            if hp.normalize == "used":
+            if hp.normalize in ("used", "rollouts"):
                 raise ValueError(
-                    "normalize='used' divides by the used groups of the whole mini-batch, which a micro-batch "
-                    "loss cannot count under verl; use normalize='prompts' (the authors') or 'sum'"
+                    f"normalize={hp.normalize!r} divides by a count over the used groups of the whole "
+                    "mini-batch, which a micro-batch loss cannot make under verl (real_bce's default "
+                    "'rollouts', the authors' mean over the mixed groups' rollouts, included); use "
+                    "normalize='prompts' (REAL's authors' convention; for real_bce the paper's Eq. 11 per "
+                    "group over the prompts) or 'sum'"
                 )
             if hp.kl_beta > 0:
                 raise ValueError(
