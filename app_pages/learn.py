@@ -71,17 +71,22 @@ with tab_derive:
     )
     st.markdown(
         "Both are **bounded by 1/τ** and **monotonic**: the weight falls as a correct rollout becomes likelier and "
-        "rises as a wrong one does. Since $\\partial\\bar s^k/\\partial\\log\\pi(o^k_t) = 1/|o^k|$, every token of "
-        "rollout k carries $W_k/|o^k|$."
+        "rises as a wrong one does. The bound holds for *any* $C > 0$, since "
+        "$\\frac{1}{1 + C e^{\\pm\\bar s/\\tau}} < 1$: it comes from the form, not from the anchor's 1 in $C$ "
+        "(the variants tab shows what the anchor does). Since $\\partial\\bar s^k/\\partial\\log\\pi(o^k_t) = "
+        "1/|o^k|$, every token of rollout k carries $W_k/|o^k|$."
     )
-    st.subheader("Erratum: the appendix flips two signs")
+    st.subheader("Erratum: the appendix flips two signs and drops a “1 +”")
     st.warning(
-        "Appendix **Eq. 22** (and Eq. 23) prints $\\frac{1}{\\tau}\\frac{1}{1 + C e^{-\\bar s^k/\\tau}}$ for a "
+        "Appendix **Eq. 21** names $C = \\sum_{i\\neq k} e^{-\\bar s^i/\\tau}$, *without* the anchor's 1, so Eq. 20 "
+        "becomes $\\frac{1}{\\tau}\\frac{1}{1 + (1 + C)\\, e^{+\\bar s^k/\\tau}}$; **Eq. 22** prints "
+        "$\\frac{1}{\\tau}\\frac{1}{1 + C e^{-\\bar s^k/\\tau}}$, which drops that “1 +” (Eq. 24 puts the 1 back "
+        "into $C$, as Eq. 10 does). Eq. 22 (and Eq. 23) also has the wrong sign for a "
         "correct rollout: dividing by $e^{-\\bar s^k/\\tau}$ gives $e^{+\\bar s^k/\\tau}$, not $e^{-\\bar s^k/\\tau}$. "
         "Appendix **Eq. 24** prints $C_- = 1 + \\sum_{j\\neq k} e^{-\\bar s^j/\\tau}$, but the wrong rollouts enter "
         "Eq. 8 as $e^{+\\bar s^j/\\tau}$. The main text's Eq. 9/10 are right: autograd agrees with them to float "
         "precision and not with the appendix (pinned by `tests/test_closed_form_properties.py`; see the "
-        "*appendix* column of the worked example).",
+        "*appendix* column of the worked example, which uses Eq. 23/24).",
         icon=":material/report:",
     )
     st.caption("The same derivation, with the no-anchor and BCE variants and the group conventions, is in "
@@ -198,7 +203,17 @@ with tab_family:
         "| without anchor | $\\sum_{i\\neq k} e^{-\\bar s^i/\\tau} + 1/\\sum_{j\\in\\mathcal O_-} e^{\\bar s^j/\\tau}$ | "
         "$\\sum_{j\\neq k} e^{\\bar s^j/\\tau} + 1/\\sum_{i\\in\\mathcal O_+} e^{-\\bar s^i/\\tau}$ |\n"
         "| BCE | $1$ | $1$ |\n\n"
-        "The anchor's **1** keeps $C\\geq 1$, so a rollout alone in its class still gets a finite, bounded push "
-        "towards the right side of 0; without it, the weight depends only on the gap to the other class. "
-        "Compare the three on the **Gradient curves** page (the *M* setting moves the no-anchor curve)."
+        "Every row has $C > 0$, so **every variant's weight lies in $(0, 1/\\tau)$**: the bound is not the "
+        "anchor's doing (without the anchor $C$ can be far below 1, and the weight then nears $1/\\tau$). "
+        "The anchor decides when weights **vanish**. With $S_+ = \\sum_{\\mathcal O_+} e^{-\\bar s^i/\\tau}$ and "
+        "$S_- = \\sum_{\\mathcal O_-} e^{\\bar s^j/\\tau}$, REAL's correct rollouts share "
+        "$\\frac{1}{\\tau}\\sigma(\\log S_+) \\geq \\frac{1}{\\tau}\\sigma(-\\bar s^i/\\tau)$ for every correct $i$ "
+        "(and the wrong ones $\\frac{1}{\\tau}\\sigma(\\log S_-)$), whatever the other class does: a class stops "
+        "being pushed only once *all* its rollouts are well on their side of 0. Without the anchor both classes "
+        "share $\\frac{1}{\\tau}\\sigma(\\log S_+ S_-)$, a function of the gaps $\\bar s^j - \\bar s^i$ only: as "
+        "every correct rollout moves many $\\tau$ above every wrong one, all weights go to 0, even when the correct "
+        "rollouts have $\\bar s < 0$ (the paper's “the gap may increase even when both scores decrease”). BCE "
+        "keeps the threshold 0 per rollout, with no competition inside a class. Derivation and tests: "
+        "`docs/derivation.md` Sec. 3. Compare the three on the **Gradient curves** page (the *M* setting moves "
+        "the no-anchor curve)."
     )

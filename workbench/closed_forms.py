@@ -16,7 +16,8 @@ All three REAL variants share one form. For a correct rollout k (``+``) or a wro
 - no anchor:       ``C+_k = sum_{i in O+, i != k} e^{-s_bar_i/tau} + 1 / sum_{j in O-} e^{s_bar_j/tau}`` (and symmetrically)
 - BCE:             ``C = 1``
 
-Each token of rollout k then carries ``W_k / |o^k|``. Everything is evaluated in log space (``log C`` by a
+Each token of rollout k then carries ``W_k / |o^k|``. Every variant's ``W_k`` lies in ``(0, 1/tau)`` because ``C > 0``;
+the anchor's 1 decides when weights vanish, not whether they are bounded (``docs/derivation.md`` Sec. 3). Everything is evaluated in log space (``log C`` by a
 leave-one-out logsumexp), so ``|s_bar| / tau`` of 1e4 gives finite, exact weights.
 """
 
@@ -128,8 +129,9 @@ def real_weight(
 ) -> ArrayT:
     """Eq. 9: ``|W| = (1/tau) / (1 + C e^{s_bar/tau})`` for correct, ``(1/tau) / (1 + C e^{-s_bar/tau})`` for wrong.
 
-    Takes ``log C`` (C >= 1 for REAL). Evaluated as ``(1/tau) sigmoid(-(+-s_bar/tau + log C))``; bounded by
-    ``1/tau``, decreasing in ``s_bar`` for correct rollouts and increasing for wrong ones.
+    Takes ``log C`` (C >= 1 for REAL, C = 1 for BCE, any C > 0 without the anchor). Evaluated as
+    ``(1/tau) sigmoid(-(+-s_bar/tau + log C))``: in ``(0, 1/tau)`` for *every* C > 0 (the bound comes from this
+    form, not from the anchor), decreasing in ``s_bar`` for correct rollouts and increasing for wrong ones.
     """
     if _is_torch(s_bar, log_c, positive):
         s_bar = torch.as_tensor(s_bar)
