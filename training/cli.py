@@ -263,6 +263,24 @@ def _run_paper_figures(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    from training.study.cli import add_arguments
+
+    add_arguments(parser)
+
+
+def _run_study(args: argparse.Namespace) -> int:
+    from training.study.cli import run
+
+    return run(args)
+
+
+def _study_epilog() -> str:
+    from training.study.cli import EXAMPLES
+
+    return EXAMPLES
+
+
 def _paper_figures_epilog() -> str:
     from training.pipeline.cli import EXAMPLES
 
@@ -521,6 +539,17 @@ COMMANDS: dict[str, Command] = {
         "every run go after --.",
         epilog=_paper_figures_epilog(),
     ),
+    "study": Command(
+        name="study",
+        help="mechanism studies: the off-policy sweep (rollout lag x method x seed), its figures and report",
+        add_arguments=_add_study_arguments,
+        run=_run_study,
+        description="Train the runs of a study, several at a time, skipping finished runs and resuming partial "
+        "ones, then build its figures and a report with paired, seed-matched comparisons and bootstrap "
+        "intervals. offpolicy: sweeps --rollout-lag so the paper's mechanisms (misassignment in positives, "
+        "domination in negatives, REAL's bounded weights) act, and measures them per method.",
+        epilog=_study_epilog(),
+    ),
     "check-data": Command(
         name="check-data",
         help="grade every gold answer against itself and against another problem's answer, per file",
@@ -552,7 +581,7 @@ COMMANDS: dict[str, Command] = {
     ),
 }
 # Commands that take trainer flags after ``--`` (``args.train_flags``).
-TAKES_TRAIN_FLAGS = frozenset({"paper-figures"})
+TAKES_TRAIN_FLAGS = frozenset({"paper-figures", "study"})
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -123,18 +123,19 @@ def _grpo_note() -> str:
     return f"GRPO: eps {g.eps_low:g}, KL beta {g.kl_beta:g} to the {'reference' if g.kl_target == 'ref' else 'old policy'}"
 
 
-def _lock(root: Path):
-    """An exclusive lock on ``root/.paper-figures.lock``; UsageError if another pipeline holds it."""
+def lock_root(root: Path, who: str = "paper-figures"):
+    """An exclusive lock on ``root/.<who>.lock``, held while the returned file is open; UsageError if another
+    process holds it."""
     from training.cli import UsageError
 
     root.mkdir(parents=True, exist_ok=True)
-    f = open(root / ".paper-figures.lock", "a+")
+    f = open(root / f".{who}.lock", "a+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         f.close()
         raise UsageError(
-            f"another paper-figures is running on {root}: wait for it, or use another --runs-root"
+            f"another {who} is running on {root}: wait for it, or use another --runs-root"
         ) from None
     return f
 
@@ -199,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     try:
-        lock = _lock(plan.runs_root)
+        lock = lock_root(plan.runs_root)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
