@@ -71,7 +71,28 @@ def test_clip_discards(grpo_run):
     assert d.loc["vanilla", "share"] == pytest.approx(5 / 20)
     assert d.loc["bidirectional", "discarded"] == 8
     assert d.loc["bidirectional", "share"] == pytest.approx(8 / 20)
-    assert (d["tokens"] == 20).all()
+    assert (d["tokens"] == 20).all() and (d["with_gradient"] == 20).all()
+
+
+def test_clip_discards_count_only_tokens_that_carry_gradient(make_run):
+    """A = 0 tokens (a group whose rollouts all got the same reward) have no gradient to discard under either rule.
+
+    9 tokens: A > 0 with one above 1 + eps and one inside; A < 0 with one above and one below; A = 0 (a group of
+    two correct rollouts) with three above, one below and one inside. Vanilla discards A > 0 above and A < 0
+    below (2); bidirectional every A != 0 token outside the interval (3), not the A = 0 group's 4 (the old rule
+    counted 7). Shares are over all 9 tokens, as verl's clip fraction.
+    """
+    rows = [
+        {"reward": 1.0, "advantage": 0.7, "tokens": [(ABOVE, 1.0), (HIGH, 1.0)], "group": 0},
+        {"reward": 0.0, "advantage": -0.7, "tokens": [(ABOVE, 1.0), (BELOW, 1.0)], "group": 0},
+        {"reward": 1.0, "advantage": 0.0, "tokens": [(ABOVE, 1.0)] * 2 + [(BELOW, 1.0)], "group": 1},
+        {"reward": 1.0, "advantage": 0.0, "tokens": [(ABOVE, 1.0), (LOW, 1.0)], "group": 1},
+    ]
+    d = clip_discards(make_run("a-zero", "grpo", {1: rows})).set_index("clip_mode", drop=False)
+    assert (d["tokens"] == 9).all() and (d["with_gradient"] == 4).all()
+    assert d.loc["vanilla", "discarded"] == 2
+    assert d.loc["bidirectional", "discarded"] == 3
+    assert d.loc["bidirectional", "share"] == pytest.approx(3 / 9)
 
 
 def test_eps_comes_from_the_run(make_run):

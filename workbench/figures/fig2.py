@@ -2,7 +2,10 @@
 
 (a) share of GRPO's tokens per ratio interval, split by the sign of the advantage (``token_intervals``);
 (b) share of the same tokens vanilla and bidirectional clipping discard, per step (``clip_discards``, which
-    calls ``workbench.closed_forms.keep_indicator``);
+    calls ``workbench.closed_forms.keep_indicator``). Only tokens that carry gradient (A != 0) count as discarded:
+    a token with A = 0 has no gradient under either rule. The share is over all tokens, as verl's clip fraction;
+    figures built before this rule counted A = 0 tokens outside the interval as discarded by the bidirectional
+    rule, which overstated its excess over vanilla;
 (c) validation Pass@1 of GRPO trained with vanilla clipping against GRPO trained with bidirectional clipping.
 """
 
@@ -117,8 +120,10 @@ def fig2_data(runs: Sequence[RunLike], p: Fig2Params | None = None) -> RunFigure
         f"{100 * unmoved:.1f}% of these tokens have ratio exactly 1 (s = 0) and count in [1, 1+eps]; error bars: "
         f"{'min-max' if p.band == 'minmax' else '±1 sd'} over seeds. "
         f"(b) share of the vanilla-clip GRPO runs' tokens each clip rule discards (keep_indicator, eps of the "
-        f"run): the vanilla rule is what those runs discarded, the bidirectional rule what it would have "
-        f"discarded on the same tokens, {100 * extra_share:.2f} percentage points more on average. (c) "
+        f"run), counting only tokens that carry gradient (A ≠ 0: an A = 0 token has none to discard under either "
+        f"rule), over all tokens as verl's clip fraction: the vanilla rule is what those runs discarded, the "
+        f"bidirectional rule what it would have discarded on the same tokens, {100 * extra_share:.2f} percentage "
+        f"points more on average. (c) "
         f"validation Pass@1 of GRPO trained with each rule (validated steps only). (a, b): "
         f"{MINIBATCH_NOTE[p.minibatches].lower()}. {runs_caption(selected, p.band)}"
     )

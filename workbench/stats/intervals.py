@@ -8,9 +8,11 @@ For every token, with ``rho = e^{s}`` and the run's ``eps_low``, ``eps_high``, o
     ">1+eps"     rho >  1 + eps_high
 
 compared in log space (``s`` against ``log1p(-eps_low)``, 0, ``log1p(eps_high)``), split by the sign of the
-rollout's advantage (``workbench.stats.load.advantage_sign``). The share each clip mode discards is
-``1 - keep_indicator(s, A, eps_low, eps_high, mode)`` from ``workbench.closed_forms`` (vanilla: A > 0 above
-``1 + eps_high`` and A < 0 below ``1 - eps_low``; bidirectional: every token outside the interval).
+rollout's advantage (``workbench.stats.load.advantage_sign``). A clip mode discards a token when
+``keep_indicator(s, A, eps_low, eps_high, mode)`` from ``workbench.closed_forms`` is False (vanilla: A > 0 above
+``1 + eps_high`` and A < 0 below ``1 - eps_low``; bidirectional: every token outside the interval) *and* the token
+carries gradient (A != 0): a token with A = 0 (its group's rollouts all got the same reward) has none to discard
+under either rule. This is how verl counts its clip fraction, and how ``workbench.objectives`` logs ``clip_frac``.
 """
 
 from __future__ import annotations
@@ -107,9 +109,13 @@ def clip_discards(
 ) -> pd.DataFrame:
     """Per step and clip mode (vanilla, bidirectional), the tokens that mode would discard on this run's tokens.
 
-    Columns: ``run, step, clip_mode, tokens, discarded, share, eps_low, eps_high``; ``share = discarded /
-    tokens``. Discarded means ``keep_indicator(s, A, eps_low, eps_high, clip_mode)`` is False, with ``A`` the
-    advantage's sign as in ``token_intervals``.
+    Columns: ``run, step, clip_mode, tokens, with_gradient, discarded, share, eps_low, eps_high``. ``tokens``: all
+    tokens of the step; ``with_gradient``: those with A != 0; ``discarded``: tokens with A != 0 for which
+    ``keep_indicator(s, A, eps_low, eps_high, clip_mode)`` is False, with ``A`` the advantage's sign as in
+    ``token_intervals``; ``share = discarded / tokens`` (verl's clip fraction: clipped tokens that carry gradient
+    over all response tokens). Tokens with A = 0 are never counted as discarded: they carry no gradient under
+    either rule, so counting them (as the bidirectional rule's interval test alone would) overstates what it
+    removes.
     """
     run = as_run(run)
     lo, hi = run_eps(run, eps_low, eps_high)
@@ -118,9 +124,11 @@ def clip_discards(
     s = tok["s"]
     sign = rol["sign"][row].astype(np.float32)
     total = seg_sum(tok.step_code, n_steps)
+    active = sign != 0
+    with_gradient = seg_sum(tok.step_code[active], n_steps)
     frames = []
     for mode in CLIP_MODES_COMPARED:
-        dropped = ~keep_indicator(s, sign, lo, hi, mode)
+        dropped = active & ~keep_indicator(s, sign, lo, hi, mode)
         disc = seg_sum(tok.step_code[dropped], n_steps)
         with np.errstate(invalid="ignore", divide="ignore"):
             share = disc / total
@@ -131,6 +139,7 @@ def clip_discards(
                     "step": tok.steps,
                     "clip_mode": mode,
                     "tokens": total,
+                    "with_gradient": with_gradient,
                     "discarded": disc,
                     "share": share,
                     "eps_low": lo,
