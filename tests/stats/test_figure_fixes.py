@@ -156,3 +156,34 @@ def test_allocation_shares_are_drawn_on_their_own_scale_against_the_uniform_shar
         "REAL",
         "uniform weight (1%)",
     ]
+
+
+def test_allocation_caption_states_reals_regime(tmp_path):
+    """The caption gives REAL's s_bar range (1-99% quantiles of its mixed-group rollouts, later mini-batches) and
+    the e^{s_bar/tau} range it implies, so a low top share is not read as the bound 1/tau at work."""
+    import numpy as np
+
+    from workbench.figures.allocation import allocation_data
+    from workbench.stats import real_weights
+
+    runs = [
+        write_synthetic_run(
+            tmp_path / variant_name(m, {}, 0),
+            method=m,
+            seed=0,
+            steps=3,
+            prompts=8,
+            group_size=4,
+            minibatches=2,
+        )
+        for m in ("grpo", "dapo", "gspo", "real")
+    ]
+    data = allocation_data(runs)
+    rw = real_weights(runs[3])
+    lo, hi = np.quantile(rw.loc[rw["used"], "s_bar"], [0.01, 0.99])
+    assert data.notes["real_s_bar_q01_q99"] == pytest.approx([lo, hi])
+    assert data.notes["real_exp_s_bar_over_tau_q01_q99"] == pytest.approx(
+        [np.exp(lo / 0.5), np.exp(hi / 0.5)]
+    )
+    assert f"[{lo:.3g}, {hi:.3g}]" in data.caption and "group composition alone" in data.caption
+    assert "not the bound 1/τ" in data.caption

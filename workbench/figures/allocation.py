@@ -4,12 +4,21 @@
 (c) and (d) correlation of the rollout weight with ``s_bar`` among correct and among wrong rollouts
 (``workbench.stats.gradient_allocation``). GRPO's domination shows as a high top share; its misassignment as
 a positive correlation for correct rollouts, where REAL's is negative.
+
+A low top share for REAL is not by itself the paper's bounded-weight mechanism at work. REAL's weight is
+``(1/tau) / (1 + C e^{+-s_bar/tau})``; where ``e^{s_bar/tau}`` stays near 1 (``|s_bar| << tau``) it is
+``(1/tau) / (1 + C)`` with ``C+ = k``, ``C- = G - k`` for k correct rollouts of G: fixed by the group's
+composition alone, and more even across compositions than GRPO's ``|A|``. The caption therefore states REAL's
+``s_bar`` range (1-99% quantiles of its mixed-group rollouts) and the ``e^{s_bar/tau}`` range it implies, so a
+reader sees which regime the runs were in.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from workbench.figures.common import new_figure
@@ -29,6 +38,7 @@ from workbench.stats import (
     MINIBATCH_NOTE,
     collect,
     gradient_allocation,
+    real_weights,
     spec,
 )
 
@@ -86,8 +96,33 @@ def allocation_data(runs, p: AllocationParams | None = None) -> RunFigureData:
     )
     if p.smooth > 1:
         extra += f" Each run smoothed by a trailing mean over {p.smooth} logged steps."
-    caption = f"Gradient allocation over training. {runs_caption(selected, p.band, extra)}"
-    return RunFigureData(NAME, selected, {"allocation": alloc, "band": agg}, caption, notes)
+    regime, regime_notes = _real_regime(selected, p.minibatches)
+    caption = f"Gradient allocation over training. {regime}{runs_caption(selected, p.band, extra)}"
+    return RunFigureData(
+        NAME, selected, {"allocation": alloc, "band": agg}, caption, {**notes, **regime_notes}
+    )
+
+
+def _real_regime(selected, minibatches: str) -> tuple[str, dict]:
+    """Caption sentence on REAL's regime: the 1-99% quantiles of its mixed-group rollouts' ``s_bar`` and the range
+    of ``e^{s_bar/tau}`` they imply (empty when no REAL rollout is in the loss)."""
+    real_sel = [sel for sel in selected if sel.spec.method == "real"]
+    if not real_sel:
+        return "", {}
+    rw = collect(real_weights, real_sel[0].runs, minibatches=minibatches)
+    used = rw[rw["used"]]
+    if used.empty:
+        return "", {}
+    tau = float(used["tau"].iloc[0])
+    lo, hi = (float(v) for v in np.quantile(used["s_bar"].to_numpy(dtype=float), [0.01, 0.99]))
+    e_lo, e_hi = math.exp(lo / tau), math.exp(hi / tau)
+    text = (
+        f"REAL's s̄ (rollouts of mixed groups): 1-99% quantiles [{lo:.3g}, {hi:.3g}], so e^(s̄/τ) lies in "
+        f"[{e_lo:.3g}, {e_hi:.3g}] (τ = {tau:g}). Where e^(s̄/τ) ≈ 1, REAL's weight (1/τ)/(1 + C e^(±s̄/τ)) is "
+        f"(1/τ)/(1 + C) with C+ = k, C− = G − k for k correct of G: set by group composition alone, so a low "
+        f"top share then reflects that composition weighting, not the bound 1/τ. "
+    )
+    return text, {"real_s_bar_q01_q99": [lo, hi], "real_exp_s_bar_over_tau_q01_q99": [e_lo, e_hi]}
 
 
 def build_allocation(data: RunFigureData, p: AllocationParams | None = None) -> Figure:
