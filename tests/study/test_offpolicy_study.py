@@ -80,3 +80,20 @@ def test_bad_input_exits_2_naming_the_flag(tmp_path, capsys):
     assert "unknown method 'ppo'" in capsys.readouterr().err
     assert main(["study", "offpolicy", "--report-only", "--runs-root", str(tmp_path / "none")]) == 2
     assert "not trained yet" in capsys.readouterr().err
+
+
+def test_tau_check_pairs_tau_01_against_real_per_level():
+    from workbench.figures.offpolicy import tau_check_lines
+
+    rows = []
+    for level in (0, 8):
+        for seed in range(4):
+            for variant, ratio, final in (("real", 1.0, 0.4), ("real[tau=0.1]", 0.3 + 0.01 * seed, 0.2)):
+                rows.append({"level": level, "variant": variant, "seed": seed, "entropy_ratio": ratio,
+                             "final_val_pass1": final + 0.01 * seed, "sbar_tau_q90": 1.0,
+                             "entropy_collapsed": ratio < 0.5})  # fmt: skip
+    text = "\n".join(tau_check_lines(pd.DataFrame(rows)))
+    assert "| lag 8 |" in text and "| lag 0 |" in text
+    assert "| -0.685 [-0.69" in text  # entropy ratio 0.3 + 0.01 s against 1.0: mean -0.685, within the range
+    assert "8 of 8 tau = 0.1 runs meet the entropy collapse rule" in text
+    assert tau_check_lines(pd.DataFrame(rows).query("variant == 'real'")) == []
