@@ -30,10 +30,22 @@ controls, main = st.columns([1, 4], gap="large")
 with controls:
     st.markdown("**Clip family** (GRPO's range; DAPO and GSPO below)")
     eps_low = st.slider(
-        "eps_low", 0.0, 0.9, 0.2, 0.01, key="gc_eps_low", help="ratio below 1 - eps_low is clipped"
+        "eps_low",
+        0.0,
+        0.9,
+        CurveParams.eps_low,
+        0.01,
+        key="gc_eps_low",
+        help="ratio below 1 - eps_low is clipped",
     )
     eps_high = st.slider(
-        "eps_high", 0.0, 1.0, 0.2, 0.01, key="gc_eps_high", help="ratio above 1 + eps_high is clipped"
+        "eps_high",
+        0.0,
+        1.0,
+        CurveParams.eps_high,
+        0.01,
+        key="gc_eps_high",
+        help="ratio above 1 + eps_high is clipped",
     )
     advantage = st.slider("|A| (advantage)", 0.1, 3.0, 1.0, 0.1, key="gc_adv")
     clip_mode = st.selectbox(
@@ -41,7 +53,9 @@ with controls:
         help="vanilla: PPO; bidirectional: drop every token outside [1-eps, 1+eps] (Fig. 2 ablation); none",
     )  # fmt: skip
     st.markdown("**REAL family**")
-    tau = st.slider("tau", 0.05, 2.0, 0.5, 0.05, key="gc_tau", help="REAL's weights are bounded by 1/tau")
+    tau = st.slider(
+        "tau", 0.05, 2.0, CurveParams.tau, 0.05, key="gc_tau", help="REAL's weights are bounded by 1/tau"
+    )
     c_pos = st.slider("C+ (correct rollout)", 1.0, 20.0, 4.0, 0.25, key="gc_c_pos")
     c_neg = st.slider("C- (wrong rollout)", 1.0, 20.0, 4.0, 0.25, key="gc_c_neg")
     with st.expander("More settings"):

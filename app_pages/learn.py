@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from workbench.methods import DEFAULTS
 from workbench.worked_example import group_weights
 
 st.title("Learn: where REAL's weights come from")
@@ -100,8 +101,8 @@ with tab_example:
         "REAL's rollout weight are directly comparable. **Drag s̄** and flip the labels."
     )
     c_tau, c_eps, c_n = st.columns(3)
-    tau = c_tau.slider("tau", 0.1, 2.0, 0.5, 0.05, key="learn_tau")
-    eps = c_eps.slider("GRPO eps", 0.05, 0.5, 0.2, 0.01, key="learn_eps")
+    tau = c_tau.slider("tau", 0.1, 2.0, DEFAULTS["real"].tau, 0.05, key="learn_tau")
+    eps = c_eps.slider("GRPO eps", 0.05, 0.5, DEFAULTS["grpo"].eps_low, 0.01, key="learn_eps")
     n = c_n.slider("rollouts in the group", 2, 8, 5, key="learn_n")
     s_vals, labels = [], []
     per_row = n if n <= 5 else 4

@@ -93,11 +93,11 @@ if choice == "fig1":
                 "Defaults are the paper's.")  # fmt: skip
     with st.expander("Parameters", expanded=False):
         c = st.columns(4)
-        eps_low = c[0].number_input("eps_low", 0.0, 0.9, 0.2, 0.01, key="f1_eps_low")
-        eps_high = c[1].number_input("eps_high", 0.0, 1.0, 0.2, 0.01, key="f1_eps_high")
+        eps_low = c[0].number_input("eps_low", 0.0, 0.9, Fig1Params.eps_low, 0.01, key="f1_eps_low")
+        eps_high = c[1].number_input("eps_high", 0.0, 1.0, Fig1Params.eps_high, 0.01, key="f1_eps_high")
         adv = c[2].number_input("|A|", 0.1, 5.0, 1.0, 0.1, key="f1_adv")
         mode = c[3].selectbox("clip mode", ["vanilla", "bidirectional", "none"], key="f1_mode")
-        tau = c[0].number_input("tau", 0.05, 5.0, 0.5, 0.05, key="f1_tau")
+        tau = c[0].number_input("tau", 0.05, 5.0, Fig1Params.tau, 0.05, key="f1_tau")
         c_pos = c[1].number_input("C+", 0.1, 50.0, 4.0, 0.5, key="f1_cpos")
         c_neg = c[2].number_input("C-", 0.1, 50.0, 4.0, 0.5, key="f1_cneg")
     p = Fig1Params(

@@ -10,7 +10,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workbench.closed_forms import group_advantages
 from workbench.curves import (
     CurveParams,
     advantage_rewards,
@@ -19,7 +18,7 @@ from workbench.curves import (
     curve_log_c,
     curve_weight,
 )
-from workbench.groups import GroupLayout
+from workbench.groups import GroupLayout, group_advantages
 from workbench.methods import METHODS
 
 

@@ -32,8 +32,15 @@ import torch
 from torch import Tensor
 
 from workbench.batch import RolloutBatch, prepare_batch
-from workbench.groups import GroupLayout, leave_one_out_logsumexp, masked_logsumexp
-from workbench.methods import CLIP_METHODS, ClipHParams, RealHParams, check_method, resolve_hparams
+from workbench.groups import (
+    GroupLayout,
+    group_advantages,
+    leave_one_out_logsumexp,
+    masked_logsumexp,
+    real_group_usage,
+    real_normaliser,
+)
+from workbench.methods import CLIP_METHODS, DEFAULTS, ClipHParams, RealHParams, check_method, resolve_hparams
 
 ArrayT = TypeVar("ArrayT", np.ndarray, Tensor)
 
@@ -52,8 +59,8 @@ def log_sigmoid(x: ArrayT) -> ArrayT:
 def keep_indicator(
     log_ratio: ArrayT,
     advantage: ArrayT | float,
-    eps_low: float = 0.2,
-    eps_high: float = 0.2,
+    eps_low: float = DEFAULTS["grpo"].eps_low,
+    eps_high: float = DEFAULTS["grpo"].eps_high,
     clip_mode: str = "vanilla",
     dual_clip: float | None = None,
     log_ratio_cap: float | None = None,
@@ -92,8 +99,8 @@ def keep_indicator(
 def grpo_token_weight(
     s: ArrayT,
     advantage: ArrayT | float = 1.0,
-    eps_low: float = 0.2,
-    eps_high: float = 0.2,
+    eps_low: float = DEFAULTS["grpo"].eps_low,
+    eps_high: float = DEFAULTS["grpo"].eps_high,
     clip_mode: str = "vanilla",
     dual_clip: float | None = None,
 ) -> ArrayT:
@@ -113,8 +120,8 @@ def grpo_token_weight(
 def gspo_sequence_weight(
     s_bar: ArrayT,
     advantage: ArrayT | float = 1.0,
-    eps_low: float = 3e-4,
-    eps_high: float = 4e-4,
+    eps_low: float = DEFAULTS["gspo"].eps_low,
+    eps_high: float = DEFAULTS["gspo"].eps_high,
     clip_mode: str = "vanilla",
 ) -> ArrayT:
     """GSPO: ``|A| e^{s_bar}`` for a sequence whose ratio ``e^{s_bar}`` is not clipped, else 0.
@@ -125,7 +132,7 @@ def gspo_sequence_weight(
 
 
 def real_weight(
-    s_bar: ArrayT, log_c: ArrayT | float, tau: float = 0.5, positive: ArrayT | bool = True
+    s_bar: ArrayT, log_c: ArrayT | float, tau: float = DEFAULTS["real"].tau, positive: ArrayT | bool = True
 ) -> ArrayT:
     """Eq. 9: ``|W| = (1/tau) / (1 + C e^{s_bar/tau})`` for correct, ``(1/tau) / (1 + C e^{-s_bar/tau})`` for wrong.
 
@@ -143,30 +150,13 @@ def real_weight(
     return np.exp(log_sigmoid(z)) / tau
 
 
-def real_weight_c(s_bar: ArrayT, c: float = 4.0, tau: float = 0.5, positive: ArrayT | bool = True) -> ArrayT:
+def real_weight_c(
+    s_bar: ArrayT, c: float = 4.0, tau: float = DEFAULTS["real"].tau, positive: ArrayT | bool = True
+) -> ArrayT:
     """Eq. 9 with ``C`` given directly (Fig. 1 uses ``C+ = C- = 4``)."""
     if c <= 0:
         raise ValueError(f"C must be > 0, got {c}")
     return real_weight(s_bar, math.log(c), tau, positive)
-
-
-def group_advantages(rewards: Tensor, layout: GroupLayout, adv_eps: float = 1e-6) -> Tensor:
-    """GRPO advantage ``A_i = (r_i - mean_g r) / (std_g r + adv_eps)`` with the unbiased std of the group.
-
-    A group of one rollout gets ``A = 0`` (nothing to compare with; verl instead uses ``A = r``).
-    """
-    grid = layout.to_grid(rewards, 0.0)
-    n = layout.sizes.to(rewards.dtype)
-    mean = grid.sum(1) / n
-    dev = torch.where(layout.valid, grid - mean.unsqueeze(1), torch.zeros_like(grid))
-    std = torch.sqrt((dev**2).sum(1) / (n - 1).clamp(min=1))
-    return (rewards - layout.broadcast(mean)) / (layout.broadcast(std) + adv_eps)
-
-
-def group_label_counts(rewards: Tensor, layout: GroupLayout) -> tuple[Tensor, Tensor]:
-    """Per group: number of correct (reward 1) and wrong rollouts, each ``[n_groups]``."""
-    pos = layout.group_sum((rewards > 0.5).to(rewards.dtype))
-    return pos, layout.sizes.to(rewards.dtype) - pos
 
 
 def real_log_c(
@@ -264,33 +254,6 @@ def _clip_family(method: str, batch: RolloutBatch, hp: ClipHParams) -> GradientB
         log_c=None,
         s_bar=batch.s_bar.detach(),
     )
-
-
-def real_group_usage(rewards: Tensor, layout: GroupLayout, group_filter: str) -> Tensor:
-    """Per group, whether it enters the REAL-family loss: it mixes labels (``mixed``), or always (``all``)."""
-    pos, neg = group_label_counts(rewards, layout)
-    if group_filter == "mixed":
-        return (pos > 0) & (neg > 0)
-    return torch.ones_like(pos, dtype=torch.bool)
-
-
-def real_normaliser(used_groups: Tensor, normalize: str, group_sizes: Tensor) -> float:
-    """Denominator ``N`` of the summed losses of the used groups (``workbench.methods.RealHParams.normalize``).
-
-    ``prompts``: the number of groups (prompts) in the mini-batch, used or not; ``rollouts``: the rollouts of the
-    used groups, ``sum_g used_g |g|`` (at least 1; for BCE, whose group loss is a sum over its rollouts, the
-    loss is then the mean BCE over those rollouts); ``used``: the used groups (at least 1); ``sum``: 1.
-    ``group_sizes`` is ``[n_groups]``, the rollouts of each group.
-    """
-    if normalize == "prompts":
-        return float(used_groups.numel())
-    if normalize == "rollouts":
-        return float(max(int(group_sizes[used_groups].sum()), 1))
-    if normalize == "used":
-        return float(max(int(used_groups.sum()), 1))
-    if normalize == "sum":
-        return 1.0
-    raise ValueError(f"normalize={normalize!r} is not one of prompts, rollouts, used, sum")
 
 
 def _real_family(method: str, batch: RolloutBatch, hp: RealHParams) -> GradientBreakdown:

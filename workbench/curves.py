@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from workbench.closed_forms import grpo_token_weight, gspo_sequence_weight, real_weight
-from workbench.methods import CLIP_METHODS, REAL_METHODS, check_method
+from workbench.methods import CLIP_METHODS, DEFAULTS, REAL_METHODS, check_method
 from workbench.objectives import OBJECTIVES
 
 
@@ -36,11 +36,11 @@ from workbench.objectives import OBJECTIVES
 class CurveParams:
     """Everything the Fig. 1 curves depend on. ``eps_*`` are GRPO's; DAPO and GSPO keep their own ranges."""
 
-    eps_low: float = 0.2
-    eps_high: float = 0.2
+    eps_low: float = DEFAULTS["grpo"].eps_low
+    eps_high: float = DEFAULTS["grpo"].eps_high
     advantage: float = 1.0  # |A|: A = +|A| for correct rollouts, -|A| for wrong ones
     clip_mode: str = "vanilla"
-    tau: float = 0.5
+    tau: float = DEFAULTS["real"].tau
     c_pos: float = 4.0
     c_neg: float = 4.0
     other_class_mass: float = 1.0  # M of the no-anchor variant

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from workbench.methods import DEFAULTS
+
 
 @dataclass(frozen=True)
 class GroupLayout:
@@ -94,3 +96,54 @@ def leave_one_out_logsumexp(x: Tensor, mask: Tensor, anchor: float | None) -> Te
     stacked = torch.cat([anchor_col, xs], dim=-1)
     stacked_mask = torch.cat([torch.ones_like(others[..., :1]), others], dim=-1)
     return masked_logsumexp(stacked, stacked_mask, dim=-1)
+
+
+# -- helpers shared by the objectives and the closed forms (neither imports the other)
+
+
+def group_advantages(
+    rewards: Tensor, layout: GroupLayout, adv_eps: float = DEFAULTS["grpo"].adv_eps
+) -> Tensor:
+    """GRPO advantage ``A_i = (r_i - mean_g r) / (std_g r + adv_eps)`` with the unbiased std of the group.
+
+    A group of one rollout gets ``A = 0`` (nothing to compare with; verl instead uses ``A = r``).
+    """
+    grid = layout.to_grid(rewards, 0.0)
+    n = layout.sizes.to(rewards.dtype)
+    mean = grid.sum(1) / n
+    dev = torch.where(layout.valid, grid - mean.unsqueeze(1), torch.zeros_like(grid))
+    std = torch.sqrt((dev**2).sum(1) / (n - 1).clamp(min=1))
+    return (rewards - layout.broadcast(mean)) / (layout.broadcast(std) + adv_eps)
+
+
+def group_label_counts(rewards: Tensor, layout: GroupLayout) -> tuple[Tensor, Tensor]:
+    """Per group: number of correct (reward 1) and wrong rollouts, each ``[n_groups]``."""
+    pos = layout.group_sum((rewards > 0.5).to(rewards.dtype))
+    return pos, layout.sizes.to(rewards.dtype) - pos
+
+
+def real_group_usage(rewards: Tensor, layout: GroupLayout, group_filter: str) -> Tensor:
+    """Per group, whether it enters the REAL-family loss: it mixes labels (``mixed``), or always (``all``)."""
+    pos, neg = group_label_counts(rewards, layout)
+    if group_filter == "mixed":
+        return (pos > 0) & (neg > 0)
+    return torch.ones_like(pos, dtype=torch.bool)
+
+
+def real_normaliser(used_groups: Tensor, normalize: str, group_sizes: Tensor) -> float:
+    """Denominator ``N`` of the summed losses of the used groups (``workbench.methods.RealHParams.normalize``).
+
+    ``prompts``: the number of groups (prompts) in the mini-batch, used or not; ``rollouts``: the rollouts of the
+    used groups, ``sum_g used_g |g|`` (at least 1; for BCE, whose group loss is a sum over its rollouts, the
+    loss is then the mean BCE over those rollouts); ``used``: the used groups (at least 1); ``sum``: 1.
+    ``group_sizes`` is ``[n_groups]``, the rollouts of each group.
+    """
+    if normalize == "prompts":
+        return float(used_groups.numel())
+    if normalize == "rollouts":
+        return float(max(int(group_sizes[used_groups].sum()), 1))
+    if normalize == "used":
+        return float(max(int(used_groups.sum()), 1))
+    if normalize == "sum":
+        return 1.0
+    raise ValueError(f"normalize={normalize!r} is not one of prompts, rollouts, used, sum")

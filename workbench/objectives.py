@@ -26,8 +26,7 @@ import torch
 from torch import Tensor
 
 from workbench.batch import RolloutBatch, prepare_batch
-from workbench.closed_forms import group_advantages, real_group_usage, real_normaliser
-from workbench.groups import masked_logsumexp
+from workbench.groups import group_advantages, masked_logsumexp, real_group_usage, real_normaliser
 from workbench.methods import ClipHParams, RealHParams, resolve_hparams
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from workbench.closed_forms import token_gradient
+from workbench.methods import DEFAULTS
 from workbench.objectives import OBJECTIVES
 
 
@@ -42,9 +43,9 @@ def appendix_printed_weight(s_bar: np.ndarray, correct: np.ndarray, tau: float) 
 def group_weights(
     s_bar: list[float] | np.ndarray,
     correct: list[bool] | np.ndarray,
-    tau: float = 0.5,
-    eps_low: float = 0.2,
-    eps_high: float = 0.2,
+    tau: float = DEFAULTS["real"].tau,
+    eps_low: float = DEFAULTS["grpo"].eps_low,
+    eps_high: float = DEFAULTS["grpo"].eps_high,
 ) -> pd.DataFrame:
     """Per-rollout weights of one group under GRPO and REAL (see the module docstring)."""
     s = torch.tensor(np.asarray(s_bar, dtype=float), dtype=torch.float64).unsqueeze(1)

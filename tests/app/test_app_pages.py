@@ -81,7 +81,8 @@ def test_learn_worked_example_follows_the_slider(tmp_path: Path, monkeypatch: py
     assert "Erratum" in "".join(h.value for h in at.subheader)
     erratum = "".join(w.value for w in at.warning)
     assert "Eq. 21" in erratum and "1 + (1 + C)" in erratum  # the dropped "1 +" of Eq. 22 is named
-    assert "not the anchor's doing" in texts(at)  # every variant is bounded by 1/tau; the anchor stops vanishing
+    # every variant is bounded by 1/tau; the anchor is what stops weights vanishing
+    assert "not the anchor's doing" in texts(at)
     df = at.dataframe[0].value
     w1 = float(df.loc[df["rollout"] == 1, "REAL |W| (Eq. 9/10)"].iloc[0])
     assert float(metric(at, "max |Eq. 9/10 − autograd|")) < 1e-12

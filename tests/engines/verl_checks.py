@@ -29,8 +29,7 @@ from verl.workers.utils.padding import left_right_2_no_padding  # noqa: E402
 
 from training.engines import verl_real  # noqa: E402
 from training.engines.records import assemble_step, read_update_shards, rollout_info  # noqa: E402
-from workbench.closed_forms import group_advantages  # noqa: E402
-from workbench.groups import GroupLayout  # noqa: E402
+from workbench.groups import GroupLayout, group_advantages  # noqa: E402
 from workbench.methods import resolve_hparams  # noqa: E402
 from workbench.objectives import OBJECTIVES  # noqa: E402
 from workbench.runlog import RunWriter, open_run  # noqa: E402

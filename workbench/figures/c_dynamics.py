@@ -27,6 +27,7 @@ from workbench.figures.from_runs import (
     runs_caption,
     select,
 )
+from workbench.methods import DEFAULTS
 from workbench.stats import (
     BAND_CHOICES,
     BAND_NOTE,
@@ -49,7 +50,7 @@ LABEL_COLORS = {True: "#2ca02c", False: "#d62728"}
 class CDynamicsParams:
     """Options of the C+/C- figure."""
 
-    tau: float = 0.5  # tau of REAL recomputed on GRPO's s_bar
+    tau: float = DEFAULTS["real"].tau  # tau of REAL recomputed on GRPO's s_bar
     band: str = "minmax"
     minibatches: str = "later"
 
@@ -147,7 +148,7 @@ def c_dynamics_data(runs, p: CDynamicsParams | None = None) -> RunFigureData:
 
 def real_weights_tau(real: pd.DataFrame) -> float:
     taus = sorted(real["tau"].unique().tolist())
-    return float(taus[0]) if len(taus) == 1 else 0.5
+    return float(taus[0]) if len(taus) == 1 else DEFAULTS["real"].tau
 
 
 # line style and marker per source; colour says correct (C+) or wrong (C-)

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from workbench.closed_forms import grpo_token_weight, real_weight_c
 from workbench.figures.common import METHOD_COLORS, new_figure
+from workbench.methods import DEFAULTS
 
 NAME = "fig1_gradient_magnitude"
 LOG_FLOAT64_MAX = 709.0  # e^x overflows float64 beyond x = 709.78
@@ -24,11 +25,11 @@ LOG_FLOAT64_MAX = 709.0  # e^x overflows float64 beyond x = 709.78
 class Fig1Params:
     """Everything Fig. 1 depends on; the paper's values are the defaults."""
 
-    eps_low: float = 0.2
-    eps_high: float = 0.2
+    eps_low: float = DEFAULTS["grpo"].eps_low
+    eps_high: float = DEFAULTS["grpo"].eps_high
     advantage: float = 1.0  # |A| of both panels (A = +|A| in (a), -|A| in (b))
     clip_mode: str = "vanilla"
-    tau: float = 0.5
+    tau: float = DEFAULTS["real"].tau
     c_pos: float = 4.0
     c_neg: float = 4.0
     s_min: float = -2.0

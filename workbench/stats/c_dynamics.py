@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from workbench.closed_forms import real_group_usage, real_log_c, real_weight
-from workbench.groups import GroupLayout
+from workbench.closed_forms import real_log_c, real_weight
+from workbench.groups import GroupLayout, real_group_usage
 from workbench.methods import DEFAULTS, LABELS, REAL_METHODS, RealHParams
 from workbench.stats.load import Minibatches, check_minibatches, later_minibatch_mask, read_rollouts
 from workbench.stats.segments import segment_codes
@@ -51,7 +51,7 @@ def recompute_real(
     correct: np.ndarray,
     *,
     method: str = "real",
-    tau: float = 0.5,
+    tau: float = DEFAULTS["real"].tau,
     group_filter: str = "mixed",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(log_c, weight, used)`` per rollout, from the closed forms, for rollouts grouped by ``(step, group)``.
@@ -116,7 +116,11 @@ def real_weights(
     step = rol.steps[rol.step_code]
     if recompute:
         m = method or (run.method if is_real else "real")
-        t = float(tau if tau is not None else (hp.get("tau", DEFAULTS["real"].tau) if is_real else 0.5))
+        t = float(
+            tau
+            if tau is not None
+            else (hp.get("tau", DEFAULTS["real"].tau) if is_real else DEFAULTS["real"].tau)
+        )
         gf = hp.get("group_filter", "mixed") if is_real else "mixed"
         log_c, weight, used = recompute_real(
             step, rol["group"], rol["s_bar"], rol["correct"], method=m, tau=t, group_filter=gf
