@@ -1,4 +1,4 @@
-"""The six methods, their hyper-parameters and the paper's defaults, in one place.
+"""The six methods as specs (``SPECS``: name, family, label, colour, the paper's defaults), in one place.
 
 Objectives (``workbench.objectives``), closed forms (``workbench.closed_forms``), the trainer's flags and the app's
 sliders all resolve hyper-parameters here, so a default changes in one line.
@@ -16,24 +16,11 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
-METHODS: tuple[str, ...] = ("grpo", "dapo", "gspo", "real", "real_bce", "real_no_anchor")
-CLIP_METHODS: tuple[str, ...] = ("grpo", "dapo", "gspo")
-REAL_METHODS: tuple[str, ...] = ("real", "real_bce", "real_no_anchor")
-
 CLIP_MODES = ("vanilla", "bidirectional", "none")
 LOSS_AGGS = ("token-mean", "seq-mean-token-mean")
 KL_TARGETS = ("ref", "old")
 GROUP_FILTERS = ("mixed", "all")
 NORMALIZATIONS = ("prompts", "rollouts", "used", "sum")
-
-LABELS: dict[str, str] = {
-    "grpo": "GRPO",
-    "dapo": "DAPO",
-    "gspo": "GSPO",
-    "real": "REAL",
-    "real_bce": "REAL w/ BCE",
-    "real_no_anchor": "REAL w/o anchor",
-}
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -125,14 +112,52 @@ class RealHParams:
 
 HParams = ClipHParams | RealHParams
 
-DEFAULTS: dict[str, HParams] = {
-    "grpo": ClipHParams(),
-    "dapo": ClipHParams(eps_low=0.2, eps_high=0.28, loss_agg="token-mean", kl_beta=0.0),
-    "gspo": ClipHParams(eps_low=3e-4, eps_high=4e-4, kl_beta=0.0, log_ratio_cap=10.0),
-    "real": RealHParams(),
-    "real_bce": RealHParams(normalize="rollouts"),  # the authors' BCE: mean over the kept groups' rollouts
-    "real_no_anchor": RealHParams(),
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One method: its name (the objective's key in ``workbench.objectives.OBJECTIVES`` and the closed form's in
+    ``workbench.closed_forms.token_gradient``), family (``clip``: GRPO-style token ratios and advantages;
+    ``real``: REAL-style rollout logits ``s_bar / tau``), human label, plot colour and the paper's defaults.
+    Every default of a method lives here and nowhere else."""
+
+    name: str
+    family: Literal["clip", "real"]
+    label: str
+    color: str
+    defaults: HParams
+
+
+SPECS: dict[str, MethodSpec] = {
+    s.name: s
+    for s in (
+        MethodSpec("grpo", "clip", "GRPO", "#d62728", ClipHParams()),
+        MethodSpec(
+            "dapo",
+            "clip",
+            "DAPO",
+            "#ff7f0e",
+            ClipHParams(eps_low=0.2, eps_high=0.28, loss_agg="token-mean", kl_beta=0.0),
+        ),
+        MethodSpec(
+            "gspo",
+            "clip",
+            "GSPO",
+            "#2ca02c",
+            ClipHParams(eps_low=3e-4, eps_high=4e-4, kl_beta=0.0, log_ratio_cap=10.0),
+        ),
+        MethodSpec("real", "real", "REAL", "#1f77b4", RealHParams()),
+        # the authors' BCE: mean over the kept groups' rollouts
+        MethodSpec("real_bce", "real", "REAL w/ BCE", "#9467bd", RealHParams(normalize="rollouts")),
+        MethodSpec("real_no_anchor", "real", "REAL w/o anchor", "#17becf", RealHParams()),
+    )
 }
+# Views of SPECS, for the many places that need one field of every method.
+METHODS: tuple[str, ...] = tuple(SPECS)
+CLIP_METHODS: tuple[str, ...] = tuple(n for n, s in SPECS.items() if s.family == "clip")
+REAL_METHODS: tuple[str, ...] = tuple(n for n, s in SPECS.items() if s.family == "real")
+LABELS: dict[str, str] = {n: s.label for n, s in SPECS.items()}
+COLORS: dict[str, str] = {n: s.color for n, s in SPECS.items()}
+DEFAULTS: dict[str, HParams] = {n: s.defaults for n, s in SPECS.items()}
 
 
 def check_method(method: str) -> str:

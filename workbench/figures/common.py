@@ -18,15 +18,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 
+from workbench.methods import COLORS
+
 # One colour per method, used by every figure and the app.
-METHOD_COLORS: dict[str, str] = {
-    "grpo": "#d62728",
-    "dapo": "#ff7f0e",
-    "gspo": "#2ca02c",
-    "real": "#1f77b4",
-    "real_bce": "#9467bd",
-    "real_no_anchor": "#17becf",
-}
+METHOD_COLORS: dict[str, str] = COLORS  # from each method's spec (workbench.methods.SPECS)
 DEFAULT_OUT = Path("figures")
 
 
