@@ -1,7 +1,7 @@
 """Shared helpers of the reliability suite: a sampler of grader-worker memory, and a summary printer.
 
 The summaries (``report``) print one line ``RELIABILITY <name> <json>`` per test, so that the figures in the
-README's "Reliability" section can be read off a run with ``pytest -s``.
+docs/reliability.md can be read off a run with ``pytest -s``.
 """
 
 from __future__ import annotations

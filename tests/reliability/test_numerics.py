@@ -1,6 +1,6 @@
 """Odd numerics, end to end: every objective, the closed forms, the trainer's logging, the statistics, the figures.
 
-Each case has the defined behaviour listed in the README ("Reliability", numerics table); these tests hold the
+Each case has the defined behaviour listed in docs/reliability.md (the numerics table); these tests hold the
 code to it. The rule behind the table: a value that cannot be computed is refused with a ``ValueError`` naming
 where it is, a quantity that is undefined is null in the logs and NaN in a statistic's documented columns, and
 nothing non-finite is plotted.

@@ -5,7 +5,7 @@ vLLM needs a CUDA GPU and cannot be installed usefully on this project's CPU mac
 ``wake_up``, ``reset_prefix_cache`` and the engine's model with ``load_weights``) and a plain dict in place of
 ``vllm.SamplingParams``. They check the call sequence of the weight sync and of sleep mode, the weights pushed
 (names and values are the policy's), the arguments of each generation, and how outputs become ``Generations``.
-They do not show that vLLM accepts these calls: that needs a GPU run (README, "Real data and real models").
+They do not show that vLLM accepts these calls: that needs a GPU run (docs/engines.md).
 Everything else here is real (the policy is a transformers model, the CLI runs as a subprocess).
 """
 
