@@ -28,6 +28,7 @@ import multiprocessing as mp
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -209,9 +210,16 @@ class Grader:
         self._cache_size = cache_size
         self.replaced = 0  # workers killed or dead and replaced, over the grader's life
         self._startup_failures = 0
+        # The workers, their pipes and the cache are shared state: one grade (or close) at a time. A second
+        # thread waits for the first instead of reading its replies (which gave it wrong rewards).
+        self._lock = threading.RLock()
 
     # -- lifecycle
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         for w in self._workers:
             try:
                 if w.alive() and w.task is None:
@@ -239,7 +247,13 @@ class Grader:
     ) -> GradeReport:
         """Grade ``responses[i]`` against ``answers[i]`` (a string, or a tuple of accepted answers: correct when
         any matches); each completion gets at most ``timeout`` seconds of a worker (default: the grader's)
-        before it is killed and scored 0."""
+        before it is killed and scored 0. Safe to call from several threads: calls are served one at a time."""
+        with self._lock:
+            return self._grade(responses, answers, timeout)
+
+    def _grade(
+        self, responses: list[str], answers: list[str | tuple[str, ...]], timeout: float | None
+    ) -> GradeReport:
         if len(responses) != len(answers):
             raise ValueError(f"{len(responses)} responses but {len(answers)} answers")
         if not self._workers:
@@ -377,10 +391,18 @@ def _digest(response: str, answer: str | tuple[str, ...]) -> bytes:
 
 
 _DEFAULT: Grader | None = None
+_DEFAULT_LOCK = (
+    threading.RLock()
+)  # guards _DEFAULT: one thread must not close it while another grades with it
 
 
 def default_grader(workers: int | None = None) -> Grader:
     """A process-wide grader, started on first use and closed at exit."""
+    with _DEFAULT_LOCK:
+        return _default_grader(workers)
+
+
+def _default_grader(workers: int | None) -> Grader:
     global _DEFAULT
     if _DEFAULT is None or (workers is not None and workers != _DEFAULT.n_workers):
         if _DEFAULT is not None:
@@ -400,6 +422,8 @@ def grade(
     tuple of accepted answers), else 0.0.
 
     A completion whose verification exceeds ``timeout`` seconds, or crashes its worker, gets 0.0; the worker is
-    killed and replaced. Uses a process-wide pool of worker processes (``default_grader``).
+    killed and replaced. Uses a process-wide pool of worker processes (``default_grader``); safe to call from
+    several threads (calls are served one at a time).
     """
-    return default_grader(workers).grade(list(responses), list(answers), timeout=timeout).rewards
+    with _DEFAULT_LOCK:
+        return default_grader(workers).grade(list(responses), list(answers), timeout=timeout).rewards
