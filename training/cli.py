@@ -23,6 +23,7 @@ from training.config import (
     ConfigError,
     TrainConfig,
     build_config,
+    check_logged_config,
     flag,
 )
 
@@ -177,9 +178,16 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, A
         saved = dict(meta["config"])
         saved.pop("hparams", None)
         try:
-            base = TrainConfig.from_dict(saved)
+            filled = check_logged_config(saved)
+            base = TrainConfig.from_dict({**saved, **filled})
         except (ConfigError, TypeError) as e:
             raise UsageError(f"--resume: the logged config of {out} cannot be read ({e})") from None
+        if filled:  # settings added by a newer version: their documented defaults, written into run.json
+            from workbench.runlog import RunWriter
+
+            print(f"note: {out}/run.json lacks {', '.join(sorted(filled))}; using the defaults "
+                  f"{filled} (recorded in run.json and events.jsonl)", file=sys.stderr)  # fmt: skip
+            RunWriter(out).event("config_default", settings=filled)
         changed = {k: v for k, v in explicit.items() if getattr(base, k) != v}
         fixed = sorted(set(changed) - RESUME_MUTABLE)
         if fixed:
@@ -188,9 +196,9 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, A
                 f"--resume continues {out} with its own settings; these differ: {details}. Drop them, or start "
                 "a new run with another --out"
             )
-        cfg = build_config(base.preset, {**saved, **changed})
+        cfg = build_config(base.preset, {**saved, **filled, **changed})
         cfg._explicit = frozenset(explicit)
-        return cfg, changed
+        return cfg, {**filled, **changed}
     if holds_run:
         raise UsageError(
             f"--out {out} already holds a run: pass --resume to continue it, or choose another --out"

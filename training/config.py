@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -550,6 +552,56 @@ def build_config(preset: str, overrides: dict[str, Any]) -> TrainConfig:
     cfg = TrainConfig(**values)
     cfg._explicit = frozenset(overrides)
     return cfg
+
+
+# Settings a resumed run may not take from today's defaults: a run.json without one of them is an error. Any other
+# setting missing from an older run.json gets its documented default (the field's), written into run.json on
+# resume with a ``config_default`` event.
+RESUME_REQUIRED = frozenset(
+    {"method", "preset", "seed", "steps", "lr", "train_data", "val_data", "model", "batch_prompts", "group_size",
+     "minibatch_prompts", "epochs", "temperature", "rollout_lag", *OBJECTIVE_FIELDS}
+)  # fmt: skip
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Whether a value read from JSON fits a field's annotation (int is not float-valued, bool is not int)."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    for t in options:
+        if t is type(None) and value is None:
+            return True
+        if t is bool and isinstance(value, bool):
+            return True
+        if t is int and isinstance(value, int) and not isinstance(value, bool):
+            return True
+        if t is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return True
+        if t is str and isinstance(value, str):
+            return True
+    return False
+
+
+def check_logged_config(saved: dict[str, Any]) -> dict[str, Any]:
+    """Check the config of a ``run.json`` before resuming it; returns the defaults filled in for settings it lacks.
+
+    Raises ``ConfigError`` naming the key when a ``RESUME_REQUIRED`` setting is missing (a resumed run must never
+    train with another method, objective, learning rate or data than it started with) or when a value has the
+    wrong type (``group_size: 8.0``, ``temperature: null``). Unknown keys are left to ``TrainConfig.from_dict``."""
+    hints = typing.get_type_hints(TrainConfig)
+    known = {f.name: f for f in fields(TrainConfig) if f.metadata.get("cli") is not False}
+    missing = sorted(k for k in known if k not in saved)
+    required = [k for k in missing if k in RESUME_REQUIRED]
+    if required:
+        raise ConfigError(
+            f"run.json's config lacks {', '.join(repr(k) for k in required)}: the run cannot be continued with "
+            "the settings it started with (restore the key in run.json, or start a new run)"
+        )
+    for key, value in saved.items():
+        if key in known and not _type_ok(value, hints[key]):
+            raise ConfigError(
+                f"run.json's config has {key}: {value!r}, which is not a valid {known[key].type} (fix the key in "
+                "run.json, or start a new run)"
+            )
+    return {k: known[k].default for k in missing}
 
 
 def config_diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
