@@ -26,6 +26,7 @@ from training.config import (
     check_logged_config,
     flag,
 )
+from training.runlock import visible_entries
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -203,7 +204,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, A
         raise UsageError(
             f"--out {out} already holds a run: pass --resume to continue it, or choose another --out"
         )
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and visible_entries(out):
         raise UsageError(f"--out {out} is a folder that is not empty and holds no run: choose another --out")
     if "method" not in explicit:
         raise UsageError(
@@ -228,6 +229,28 @@ def _check_writable(out: Path) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from training.runlock import RunLock, RunLocked
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        print(f"error: --out {out} exists and is not a folder: choose another --out", file=sys.stderr)
+        return EXIT_USAGE
+    try:  # before anything is checked or written: one writer per run folder
+        _check_writable(out)
+        lock = RunLock.acquire(out)
+    except RunLocked as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except (UsageError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return _run_train_locked(args)
+    finally:
+        lock.release(remove_if_empty=True)
+
+
+def _run_train_locked(args: argparse.Namespace) -> int:
     from training.rollout import BackendUnavailable, check_backend
 
     try:

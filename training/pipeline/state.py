@@ -22,6 +22,7 @@ from typing import Any
 
 from training.config import OBJECTIVE_FIELDS, RESUME_MUTABLE, TrainConfig
 from training.pipeline.plan import PlannedRun
+from training.runlock import visible_entries
 from workbench.runlog import RunFormatError, open_run
 from workbench.stats.variants import variant_from
 
@@ -101,7 +102,7 @@ def config_differences(logged: dict[str, Any], planned: TrainConfig) -> dict[str
 def inspect(run: PlannedRun) -> RunState:
     """The state of ``run``'s directory; raises ``Conflict`` where the pipeline must not go on."""
     out = run.out
-    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+    if not out.exists() or (out.is_dir() and not visible_entries(out)):
         return RunState(run, TRAIN, 0, "new")
     if not out.is_dir():
         raise Conflict(f"{out} exists and is not a folder: move it away")
