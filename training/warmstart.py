@@ -7,9 +7,15 @@ reaches ``warmstart_target`` (default 0.35, inside the 20-60% band where groups 
 or after ``warmstart_max_steps``.
 
 The result is cached in ``<cache_dir>/warmstart/<key>/`` as a ``save_pretrained`` folder (model + tokenizer, so
-it is also a valid ``--model`` folder) plus ``warmstart.json`` (measured pass rate, steps, history). ``key`` hashes
-everything that determines the result; the folder is written under a temporary name and renamed into place,
-and a file lock makes concurrent runs wait for one warm start instead of computing it twice.
+it is also a valid ``--model`` folder) plus ``warmstart.json`` (measured pass rate, steps, history, and the
+SHA-256 of every other file of the folder). ``key`` hashes everything that determines the result; the folder is
+written under a temporary name and renamed into place, and a file lock makes concurrent runs wait for one warm
+start instead of computing it twice.
+
+Integrity: on load every file's digest is checked against ``warmstart.json``; a damaged cache (a file missing,
+changed, truncated or unreadable, or a ``warmstart.json`` that cannot be read) is named in one line, removed and
+rebuilt. The recorded pass rate is the one measured when the cache was written (``pass_rate_source``). Temporary
+folders left by a killed writer (``.tmp-<key>-<pid>`` of a dead pid) are removed.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from training.rewards import Grader
 from training.rollout import TransformersBackend
 from training.task import Problem, encode_prompt
 from training.tokenizer import TOKENIZER_VERSION, build_tokenizer
+from workbench.runlog import atomic_write_json
 
 WARMSTART_VERSION = "ws-v1"
 EVAL_PROMPTS, EVAL_SAMPLES = 64, 4
@@ -171,6 +178,53 @@ def train_warmstart(
     return model, tokenizer, info
 
 
+DIGESTS = "files_sha256"
+
+
+def folder_digests(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file in ``folder`` except ``warmstart.json``, by name."""
+    out = {}
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and f.name != "warmstart.json":
+            out[f.name] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return out
+
+
+def cache_problem(folder: Path) -> str | None:
+    """Why the cached warm start in ``folder`` cannot be used, or None when it is intact."""
+    try:
+        info = json.loads((folder / "warmstart.json").read_text())
+    except FileNotFoundError:
+        return "warmstart.json is missing"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return f"warmstart.json is unreadable ({type(e).__name__})"
+    if not isinstance(info, dict) or not isinstance(info.get(DIGESTS), dict):
+        return None if isinstance(info, dict) else "warmstart.json is not an object"  # legacy: no digests yet
+    got = folder_digests(folder)
+    for name, digest in info[DIGESTS].items():
+        if name not in got:
+            return f"{name} is missing"
+        if got[name] != digest:
+            return f"{name} does not match the digest recorded when the cache was written"
+    extra = sorted(set(got) - set(info[DIGESTS]))
+    return f"unexpected file(s) {', '.join(extra)}" if extra else None
+
+
+def _remove_stale_temporaries(root: Path) -> None:
+    """Remove ``.tmp-<key>-<pid>`` folders whose writer is no longer alive."""
+    for tmp in root.glob(".tmp-*"):
+        try:
+            pid = int(tmp.name.rsplit("-", 1)[1])
+            os.kill(pid, 0)
+            alive = pid != os.getpid()
+        except (ValueError, IndexError, ProcessLookupError):
+            alive = False
+        except PermissionError:
+            alive = True
+        if not alive:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def load_or_train(
     cfg: TrainConfig,
     splits: dict[str, list[Problem]],
@@ -186,16 +240,29 @@ def load_or_train(
     root.mkdir(parents=True, exist_ok=True)
     with open(root / f".{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one process trains, the others wait and then load
+        _remove_stale_temporaries(root)
+        model = None
+        if final.exists():
+            problem = cache_problem(final)
+            if problem is None:
+                model = _load_cached(final)
+                if model is None:
+                    problem = "the model files do not load"
+            if problem is not None:
+                log(f"warm start: the cached checkpoint {final} is damaged ({problem}); rebuilding it")
+                shutil.rmtree(final, ignore_errors=True)
         if not (final / "warmstart.json").is_file():
             log(
                 f"warm start: no cached checkpoint {final}; training it once (shared by every method and seed)"
             )
-            model, tokenizer, info = train_warmstart(cfg, splits, grader, log=log)
+            trained, tokenizer, info = train_warmstart(cfg, splits, grader, log=log)
             info["key"] = key
             tmp = root / f".tmp-{key}-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
-            model.save_pretrained(tmp)
+            trained.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
+            info["pass_rate_source"] = "measured when the cache was written"
+            info[DIGESTS] = folder_digests(tmp)
             (tmp / "warmstart.json").write_text(json.dumps(info, indent=2))
             if final.exists():
                 shutil.rmtree(final)
@@ -203,9 +270,26 @@ def load_or_train(
             log(
                 f"warm start: cached in {final} (pass rate {info['pass_rate']:.3f} after {info['steps']} steps)"
             )
-    info = json.loads((final / "warmstart.json").read_text())
+        info = json.loads((final / "warmstart.json").read_text())
+        if DIGESTS not in info:  # written before digests were recorded: record them now
+            info[DIGESTS] = folder_digests(final)
+            info.setdefault("pass_rate_source", "measured when the cache was written")
+            atomic_write_json(final / "warmstart.json", info)
+            log(f"warm start: recorded the file digests of {final}")
+        if model is None:  # just trained (loaded from disk, as every later run loads it)
+            model = _load_cached(final)
+        if model is None:
+            raise RuntimeError(f"the warm start just written to {final} does not load")
+    info.pop(DIGESTS, None)
     info["path"] = str(final)
-    tokenizer = build_tokenizer()
-    model = AutoModelForCausalLM.from_pretrained(final, local_files_only=True, dtype=torch.float32)
+    return model, build_tokenizer(), info
+
+
+def _load_cached(folder: Path) -> PreTrainedModel | None:
+    """The cached model, or None when its files do not load."""
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=torch.float32)
+    except Exception:  # transformers raises OSError, ValueError, safetensors errors ... for a damaged folder
+        return None
     model.config._attn_implementation = "sdpa"
-    return model, tokenizer, info
+    return model
