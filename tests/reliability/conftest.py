@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.training.conftest import chat_model, grader  # noqa: F401  (fixtures: a tiny local chat model, a grader)
+from tests.training.conftest import chat_model  # noqa: F401  (a fixture: a tiny chat model built locally)
 from training.rewards import Grader
 
 
