@@ -56,6 +56,7 @@ def test_damage_is_named(cache):
     assert "warmstart.json is unreadable" in cache_problem(folder)
 
 
+@pytest.mark.slow  # retrains the warm start (about a minute)
 def test_noise_weights_are_rebuilt_and_stale_temporaries_removed(cache, grader):
     cfg = small_config("real", cache)
     folder = _folder(cache)

@@ -44,33 +44,51 @@ def test_plan_pairs_every_variant_of_a_level_on_the_same_settings(tmp_path):
         make_study_plan(seeds=(0,), runs_root=tmp_path, variants=("real", "real:tau=0.5"))
 
 
-def test_study_trains_reports_and_skips_finished_runs(ws_cache, tmp_path, capsys):
-    """Real trainer jobs: 2 levels x 2 variants x 3 seeds x 2 steps, then the figures, CSVs and report."""
+def _study_args(ws_cache, root, out, seeds: int) -> list[str]:
     small = {k: v for k, v in SMALL.items() if k not in ("steps", "progress")}
-    root, out = tmp_path / "runs", tmp_path / "figs"
-    args = ["study", "offpolicy", "--seeds", "3", "--lags", "0", "1", "--variants", "grpo", "real",
+    return ["study", "offpolicy", "--seeds", str(seeds), "--lags", "0", "1", "--variants", "grpo", "real",
             "--steps", "2", "--jobs", "2", "--runs-root", str(root), "--out-dir", str(out),
             "--", *cli_flags({**small, "val_every": 2, "cache_dir": str(ws_cache)})]  # fmt: skip
-    assert main([*args[:2], "--dry-run", *args[2:]]) == 0
-    assert "12 runs of 2 steps" in capsys.readouterr().err and not root.exists()
-    assert main(args) == 0
-    err = capsys.readouterr().err
-    assert "all 12 runs finished" in err
-    run = open_run(root / "lag1__real__s2")
-    assert run.config["rollout_lag"] == 1 and run.config["seed"] == 2 and run.status()["state"] == "finished"
+
+
+def _check_outputs(root, out, seeds: int) -> None:
+    run = open_run(root / f"lag1__real__s{seeds - 1}")
+    assert run.config["rollout_lag"] == 1 and run.config["seed"] == seeds - 1
+    assert run.status()["state"] == "finished"
     per_run = pd.read_csv(out / "offpolicy_runs.csv")
-    assert len(per_run) == 12 and set(per_run.level) == {0, 1}
+    assert len(per_run) == 4 * seeds and set(per_run.level) == {0, 1}
     assert per_run.final_val_pass1.between(0, 1).all()
     paired = pd.read_csv(out / "offpolicy_paired.csv")
-    assert set(paired.baseline) == {"grpo"} and (paired.n_pairs == 3).all() and len(paired) == 2
+    assert set(paired.baseline) == {"grpo"} and (paired.n_pairs == seeds).all() and len(paired) == 2
     report = (out / "offpolicy_report.md").read_text()
     assert "## Regime of each level" in report and "paired by seed" in report and "lag 1" in report
     for name in ("mechanisms", "paired", "anchor", "real_weights"):
         assert (out / f"offpolicy_{name}.png").stat().st_size > 5000
         assert json.loads((out / f"offpolicy_{name}.json").read_text())["command"].startswith(
             "python -m training study offpolicy --report-only")  # fmt: skip
+
+
+def test_study_trains_reports_and_skips_finished_runs(ws_cache, tmp_path, capsys):
+    """Real trainer jobs: 2 levels x 2 variants x 1 seed x 2 steps, then the figures, CSVs and report."""
+    root, out = tmp_path / "runs", tmp_path / "figs"
+    args = _study_args(ws_cache, root, out, seeds=1)
+    assert main([*args[:2], "--dry-run", *args[2:]]) == 0
+    assert "4 runs of 2 steps" in capsys.readouterr().err and not root.exists()
+    assert main(args) == 0
+    assert "all 4 runs finished" in capsys.readouterr().err
+    _check_outputs(root, out, seeds=1)
+    assert "too few pairs" in (out / "offpolicy_report.md").read_text()  # 1 seed: no interval, said so
     assert main(args) == 0  # again: every run finished, nothing trained
     assert "(0 to train or resume)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_study_with_three_seeds_gives_intervals(ws_cache, tmp_path):
+    root, out = tmp_path / "runs", tmp_path / "figs"
+    assert main(_study_args(ws_cache, root, out, seeds=3)) == 0
+    _check_outputs(root, out, seeds=3)
+    paired = pd.read_csv(out / "offpolicy_paired.csv")
+    assert (paired.lo <= paired.mean_diff).all() and (paired.mean_diff <= paired.hi).all()
 
 
 def test_bad_input_exits_2_naming_the_flag(tmp_path, capsys):
