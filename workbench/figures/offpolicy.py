@@ -123,11 +123,15 @@ def mechanisms_figure(per_run: pd.DataFrame):
     n_seeds = per_run.groupby(["level", "variant"])["seed"].nunique()
     fig.suptitle(
         f"Off-policy level (rollout lag) vs the paper's mechanisms: per variant the mean over seeds "
-        f"({n_seeds.min()}-{n_seeds.max()} per point) of each run's mean over steps, bars min-max; "
+        f"({_span(n_seeds.min(), n_seeds.max())} per point) of each run's mean over steps, bars min-max; "
         "points spread along x to stay visible; dotted line: lift 1 (no misassignment)",
         fontsize=8,
     )
     return fig
+
+
+def _span(lo: int, hi: int) -> str:
+    return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
 def paired_figure(paired: pd.DataFrame):
@@ -158,6 +162,8 @@ def anchor_figure(per_step: pd.DataFrame, level: int):
     sub = per_step[(per_step["level"] == level) & per_step["variant"].str.startswith("real")]
     keys = list(dict.fromkeys(sub["variant"]))
     fig, axes = new_figure(len(keys), 1, width=3.6, height=3.2)
+    for ax in axes.flat[1:]:
+        ax.sharey(axes.flat[0])  # one scale: the variants' s_bar can be compared by eye
     for ax, key in zip(axes.flat, keys, strict=True):
         cell = sub[sub["variant"] == key]
         for col, color, name in (("sbar_correct", "#2ca02c", "correct"), ("sbar_wrong", "#d62728", "wrong")):
