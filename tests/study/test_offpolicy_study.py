@@ -115,3 +115,17 @@ def test_tau_check_pairs_tau_01_against_real_per_level():
     assert "| -0.685 [-0.69" in text  # entropy ratio 0.3 + 0.01 s against 1.0: mean -0.685, within the range
     assert "8 of 8 tau = 0.1 runs meet the entropy collapse rule" in text
     assert tau_check_lines(pd.DataFrame(rows).query("variant == 'real'")) == []
+
+
+def test_anchor_lines_pair_no_anchor_against_real():
+    from workbench.figures.offpolicy import anchor_lines
+
+    rows = []
+    for seed in range(4):
+        for variant, shift in (("real", 0.0), ("real_no_anchor", -0.1)):
+            rows.append({"level": 4, "variant": variant, "seed": seed,
+                         "sbar_correct": -0.1 + shift + 0.001 * seed, "sbar_wrong": -0.2 + 0.01 * (-1) ** seed})  # fmt: skip
+    text = "\n".join(anchor_lines(pd.DataFrame(rows)))
+    assert "correct rollouts' s̄: lower without the anchor at lag 4 (-0.100)" in text
+    assert "wrong rollouts' s̄: no resolved difference" in text
+    assert anchor_lines(pd.DataFrame(rows).query("variant == 'real'")) == []
