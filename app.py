@@ -13,6 +13,7 @@ import streamlit as st
 
 from app_lib.config import get_runs_root
 from app_lib.data import scan
+from app_lib.ui import md_code
 
 st.set_page_config(page_title="REAL workbench", page_icon=":material/functions:", layout="wide")
 
@@ -51,7 +52,8 @@ with st.sidebar:
     cards = scan(root)
     live = sum(c.ok and c.live for c in cards)
     st.caption(
-        f"**Runs root** `{root}`  \n{len(cards)} run folder(s)" + (f", {live} training" if live else "")
+        f"**Runs root** {md_code(root)}  \n{len(cards)} run folder(s)"
+        + (f", {live} training" if live else "")
     )
     if not cards:
         st.page_link(

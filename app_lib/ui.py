@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Sequence
 
 import altair as alt
@@ -33,12 +34,46 @@ SYNTHETIC_BADGE = (
 )
 
 
-_MD_SPECIAL = set("\\`*_{}[]()<>#+-.!|~$")
+# Every character Markdown, GFM, Streamlit's extensions (math ``$``, ``:red[...]`` directives) or HTML can act
+# on. CommonMark lets a backslash escape any ASCII punctuation, so an escaped one is always literal text.
+_MD_SPECIAL = frozenset("\\`*_{}[]()<>#+-.!|~$&=:")
 
 
-def md_escape(text: str) -> str:
-    """``text`` shown literally by st.markdown (no emphasis from ``1*2*3``, no math from ``$``, no HTML)."""
+# Streamlit's GFM turns URLs and e-mail addresses in *text* into links after escapes are resolved
+# (mdast-util-gfm-autolink-literal: "x://", "www." and "a@b.c" anywhere in a text node). An invisible word joiner
+# (U+2060) after "x:", "www" and "@" breaks those patterns and leaves what is seen unchanged.
+_AUTOLINK = re.compile(r"(?i)(:(?=//)|www(?=\.)|@)")
+WORD_JOINER = "\u2060"
+
+
+def md_escape(text: object) -> str:
+    """``text`` shown literally where Streamlit renders Markdown (st.markdown, st.caption, st.error/warning/info/
+    success, widget labels and help): no emphasis from ``1*2*3``, no math from ``$``, no link, autolink or image,
+    no heading, list, table or HTML. Line breaks stay line breaks. Use it for every string read from a run folder.
+    (A URL in it is shown, not linked, and carries an invisible U+2060 after its scheme's colon.)"""
+    text = str(text).replace("\r\n", "\n").replace("\r", "\n")
+    text = _AUTOLINK.sub(lambda m: m.group(0) + WORD_JOINER, text)
     return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text).replace("\n", "  \n")
+
+
+def md_code(text: object) -> str:
+    """``text`` as an inline code span that no backtick inside it can close (CommonMark: a longer fence). Nothing
+    in a code span is Markdown, HTML, an entity, math or an autolink: it is shown as is, in monospace."""
+    text = " ".join(str(text).splitlines())
+    if not text.strip():
+        return md_escape(text)
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if longest else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def md_literal(text: object) -> str:
+    """A message read from a run folder or raised while reading one (an error naming file, row and field, a
+    skipped data row, status.json's error) shown as is: each line a code span (``md_code``), lines kept."""
+    return "  \n".join(
+        md_code(line) for line in str(text).replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    )
 
 
 def method_label(m: str) -> str:
@@ -63,29 +98,35 @@ def render_card(card: RunCard) -> None:
     """One bordered card: name, method, state, steps; or the error that keeps the run from being read."""
     with st.container(border=True):
         if not card.ok:
-            st.markdown(f"**{html.escape(card.name)}**")
-            st.error(card.error or "unreadable", icon=":material/error:")
+            st.markdown(f"**{md_escape(card.name)}**")
+            st.error(md_literal(card.error or "unreadable"), icon=":material/error:")
             return
+        # The only HTML here is the colour span; its colour comes from a fixed table and every text in the line is
+        # md_escape'd, which a Markdown parser reads as text (an escaped "<" never opens a tag).
+        known = card.method in METHOD_COLORS
         color = METHOD_COLORS.get(card.method, "#555")
+        label = md_escape(card.label) + ("" if known else " (unknown method)")
         st.markdown(
-            f"**{card.name}** &nbsp; <span style='color:{color};font-weight:600'>{card.label}</span>",
+            f"**{md_escape(card.name)}** &nbsp; <span style='color:{color};font-weight:600'>{label}</span>",
             unsafe_allow_html=True,
         )
         state = card.display_state
         total = f" / {card.total_steps}" if card.total_steps else ""
         seed = card.config.get("seed", "?")
-        st.caption(f"{STATE_ICONS.get(state, '')} {state} · step {card.last_step}{total} · seed {seed}")
+        st.caption(
+            f"{STATE_ICONS.get(state, '')} {md_escape(state)} · step {card.last_step}{total} · seed {md_escape(seed)}"
+        )
         if card.synthetic:
             st.markdown(SYNTHETIC_BADGE, unsafe_allow_html=True, help="made by workbench.synthetic_run for tests "
                         "and benchmarks, without training: not a result")  # fmt: skip
         if state == "failed" and card.status.get("error"):
-            st.error(str(card.status["error"])[:500])
+            st.error(md_literal(str(card.status["error"])[:500]))
         if card.problem:
-            st.error(card.problem, icon=":material/error:")
+            st.error(md_literal(card.problem), icon=":material/error:")
         if card.data_skipped:
-            counts = ", ".join(f"{split} {n}" for split, n in card.data_skipped.items())
+            counts = ", ".join(f"{md_escape(split)} {n}" for split, n in card.data_skipped.items())
             total = sum(card.data_skipped.values())
-            shown = "\n".join(f"- {r}" for r in card.data_skipped_rows[:5])
+            shown = "\n".join(f"- {md_literal(r)}" for r in card.data_skipped_rows[:5])
             more = total - min(len(card.data_skipped_rows), 5)
             st.warning(
                 f"{total} bad data row{'s' * (total != 1)} skipped ({counts}):\n{shown}"
@@ -247,7 +288,7 @@ def offer_demo_run(root: str, key: str) -> None:
     from app_lib import jobs
 
     st.info(
-        f"No runs under `{root}` yet. The **Gradient curves**, **Learn** and **Paper figures** (Fig. 1) pages "
+        f"No runs under {md_code(root)} yet. The **Gradient curves**, **Learn** and **Paper figures** (Fig. 1) pages "
         "work without runs. To see training dynamics and inspect rollouts, train the tiny demo run: REAL on "
         "the embedded arithmetic task with the `tiny` preset, on this machine's CPU.",
         icon=":material/info:",
@@ -266,7 +307,7 @@ def offer_demo_run(root: str, key: str) -> None:
         try:
             job = jobs.start_training(Path(root), DEMO_RUN, "real", "tiny")
         except ValueError as e:
-            st.error(str(e))
+            st.error(md_literal(e))
         else:
             st.success(
                 f"Started `{DEMO_RUN}` (pid {job.pid}); it appears here as soon as its first step lands."
@@ -283,7 +324,8 @@ def refresh_when_a_step_lands(root: str, cards: Sequence[RunCard]) -> None:
     waiting = {c.name for c in cards if c.ok and c.live and not c.steps}
     if not waiting:
         return
-    st.caption(f":material/hourglass_top: Waiting for the first step of {', '.join(sorted(waiting))}…")
+    names = ", ".join(md_escape(n) for n in sorted(waiting))
+    st.caption(f":material/hourglass_top: Waiting for the first step of {names}…")
 
     @st.fragment(run_every=3)
     def _poll() -> None:

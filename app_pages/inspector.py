@@ -13,6 +13,7 @@ from app_lib.ui import (
     fmt,
     legend_html,
     md_escape,
+    md_literal,
     method_label,
     method_scale,
     offer_demo_run,
@@ -56,7 +57,9 @@ step = (
 try:
     rollouts, tokens = data.step_tables(card, step)
 except RunFormatError as e:
-    st.error(f"Step {step} of **{card.name}** cannot be read: {e}", icon=":material/error:")
+    st.error(
+        f"Step {step} of **{md_escape(card.name)}** cannot be read: {md_literal(e)}", icon=":material/error:"
+    )
     st.stop()
 if rollouts.empty:
     st.warning(f"Step {step} logged no rollouts.")
@@ -132,7 +135,7 @@ if own is not None:
     )
     check = float((merged["weight"] - merged["weight_re"]).abs().max()) if len(merged) else float("nan")
     k4.metric("logged vs replayed weight", f"{check:.1e}",
-              help=f"max |tokens.weight − closed form of {card.label} on the logged log-probs| over this group")  # fmt: skip
+              help=f"max |tokens.weight − closed form of {md_escape(card.label)} on the logged log-probs| over this group")  # fmt: skip
 
 table = pd.DataFrame(
     {
@@ -157,7 +160,7 @@ st.caption(
     "Clip family: sum over tokens of |A| ρ_t I_t / |o|; REAL family: W_k."
 )
 for m, why in skipped.items():
-    st.caption(f"{method_label(m)} not replayed: {why}")
+    st.caption(f"{method_label(m)} not replayed: {md_literal(why)}")
 
 # ---- the rollout's tokens
 st.subheader(f"Rollout #{rid}")

@@ -11,7 +11,7 @@ import streamlit as st
 from matplotlib.figure import Figure
 
 from app_lib import data
-from app_lib.ui import render_cards, runs_root_and_cards
+from app_lib.ui import md_code, md_escape, md_literal, render_cards, runs_root_and_cards
 from workbench.figures.fig1 import Fig1Params, build_fig1, curves
 from workbench.figures.registry import PARAM_CHOICES, PARAM_HELP, RUN_FIGURES
 from workbench.figures.table4 import table4_markdown
@@ -180,7 +180,7 @@ def _run_figure_page(cli: str) -> None:
     st.markdown(fig.description)
     if not readable:
         st.info(
-            f"No readable runs under `{root}` yet; train some on the **Train** page.",
+            f"No readable runs under {md_code(root)} yet; train some on the **Train** page.",
             icon=":material/info:",
         )
         bad = [c for c in cards if not c.ok]
@@ -208,13 +208,13 @@ def _run_figure_page(cli: str) -> None:
         fdata = _run_figure_data(cli, dirs, sigs, params)
         png = _run_figure_bytes(cli, dirs, sigs, pkey, params, "png")
     except MissingVariantsError as e:
-        st.info(f"Not enough runs for this figure yet. {e}", icon=":material/hourglass_empty:")
+        st.info(f"Not enough runs for this figure yet. {md_escape(e)}", icon=":material/hourglass_empty:")
         return
     except RunFormatError as e:
-        st.error(f"A picked run cannot be read: {e}", icon=":material/error:")
+        st.error(f"A picked run cannot be read: {md_literal(e)}", icon=":material/error:")
         return
     except ValueError as e:
-        st.warning(str(e), icon=":material/warning:")
+        st.warning(md_escape(e), icon=":material/warning:")
         return
     if cli == "table4":
         st.markdown(table4_markdown(fdata))  # type: ignore[arg-type]  # the table itself; the PNG downloads
@@ -228,7 +228,7 @@ def _run_figure_page(cli: str) -> None:
         cli,
     )
     runs_arg = root if len(picked) == len(by_name) else " ".join(dirs)
-    st.caption(f"Same as `python -m workbench.figures {cli} --runs {runs_arg}`")
+    st.caption(f"Same as {md_code(f'python -m workbench.figures {cli} --runs {runs_arg}')}")
 
 
 if choice != "fig1":

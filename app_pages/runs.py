@@ -13,6 +13,9 @@ from app_lib import data
 from app_lib.ui import (
     DASHES,
     line_chart,
+    md_code,
+    md_escape,
+    md_literal,
     offer_demo_run,
     refresh_when_a_step_lands,
     render_cards,
@@ -34,7 +37,7 @@ if not cards:
     offer_demo_run(root, key="runs_demo")
     st.stop()
 
-with st.expander(f"Run folders under `{root}` ({len(cards)})", expanded=len(cards) <= 6):
+with st.expander(f"Run folders under {md_code(root)} ({len(cards)})", expanded=len(cards) <= 6):
     render_cards(cards)
 
 readable = [c for c in cards if c.ok and c.steps]
@@ -81,7 +84,7 @@ def _body() -> None:
         m = m.assign(run=c.name, method=c.label)
         frames.append(m)
     for name, err in errors:
-        st.error(f"**{name}**: {err}", icon=":material/error:")
+        st.error(f"**{md_escape(name)}**: {md_literal(err)}", icon=":material/error:")
     if not frames:
         return
     met = pd.concat(frames, ignore_index=True)
@@ -127,7 +130,7 @@ def _body() -> None:
             try:
                 allocs.append(data.gradient_allocation(c))
             except (RunFormatError, ValueError) as e:
-                st.error(f"**{c.name}**: gradient allocation cannot be computed: {e}")
+                st.error(f"**{md_escape(c.name)}**: gradient allocation cannot be computed: {md_literal(e)}")
         alloc = pd.concat(allocs, ignore_index=True) if allocs else pd.DataFrame()
         grid = st.columns(2)
         for i, (key, title) in enumerate(ALLOCATION_PANELS):
@@ -150,7 +153,7 @@ def _body() -> None:
             try:
                 ps_run, po_run, source = data.c_composition(c)
             except (RunFormatError, ValueError) as e:
-                st.error(f"**{c.name}**: C+/C- cannot be computed: {e}")
+                st.error(f"**{md_escape(c.name)}**: C+/C- cannot be computed: {md_literal(e)}")
                 continue
             per_step.append(ps_run.assign(source=source))
             pooled.append(po_run.assign(source=source))

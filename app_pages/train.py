@@ -9,7 +9,7 @@ import streamlit as st
 
 from app_lib import data, jobs
 from app_lib.config import get_runs_root
-from app_lib.ui import method_label
+from app_lib.ui import md_code, md_escape, md_literal, method_label
 from workbench.methods import METHODS
 from workbench.runs_root import UnsafeRunName, resolve_run_dir
 
@@ -17,7 +17,7 @@ st.title("Train")
 root = get_runs_root()
 available = jobs.trainer_available()
 st.markdown(
-    f"Start a run of the built-in trainer in the background. It writes to `{root}/NAME` in the run format "
+    f"Start a run of the built-in trainer in the background. It writes to {md_code(f'{root}/NAME')} in the run format "
     "(`docs/run_format.md`) and appears on the **Runs** page as soon as its first step lands. The `tiny` preset "
     "trains on this machine's CPU; the `paper-*` presets expect a GPU."
 )
@@ -46,16 +46,16 @@ if submitted:
         resolve_run_dir(root, run_name)
         job = jobs.start_training(root, run_name, method, preset, int(steps), int(seed))
     except UnsafeRunName as e:
-        st.error(f"Refused: {e}")
+        st.error(f"Refused: {md_literal(e)}")
     except ValueError as e:
-        st.error(str(e))
+        st.error(md_literal(e))
     else:
-        st.success(f"Started **{run_name}** (pid {job.pid}): `{' '.join(job.command[1:])}`")
+        st.success(f"Started **{md_escape(run_name)}** (pid {job.pid}): {md_code(' '.join(job.command[1:]))}")
 
 job_list = jobs.list_jobs(root)
 st.subheader("Jobs started from the app")
 if not job_list:
-    st.caption(f"None yet. Their output goes to `{root / jobs.JOBS_DIR}`.")
+    st.caption(f"None yet. Their output goes to {md_code(root / jobs.JOBS_DIR)}.")
 
 
 def _jobs_body(refreshing: bool = False) -> None:
@@ -74,7 +74,9 @@ def _jobs_body(refreshing: bool = False) -> None:
             else:
                 state = "ended" + (f" (exit code {job.returncode})" if job.returncode is not None else "")
             started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.started))
-            head.markdown(f"**{job.name}** · {state} · pid {job.pid} · started {started}")
+            head.markdown(
+                f"**{md_escape(job.name)}** · {md_escape(state)} · pid {job.pid} · started {started}"
+            )
             if alive and btn.button("Stop", key=f"stop_{job.name}", icon=":material/stop:"):
                 jobs.stop_job(root, job)
                 st.rerun()
@@ -92,11 +94,11 @@ def _jobs_body(refreshing: bool = False) -> None:
                         icon=":material/monitoring:",
                     )
                 if card.state == "failed" and card.status.get("error"):
-                    st.error(str(card.status["error"])[:1000])
+                    st.error(md_literal(str(card.status["error"])[:1000]))
             elif alive:
                 st.caption("Waiting for the trainer to create the run folder…")
             else:
-                st.caption(f"Run folder: {card.error}")
+                st.caption(f"Run folder: {md_literal(card.error)}")
             tail = jobs.log_tail(job, lines=12)
             if tail:
                 st.code(tail, language=None)

@@ -16,11 +16,21 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import REPO, make_good_root
+from tests.app.conftest import (
+    ALL_PAYLOADS,
+    BAD_DIR_PAYLOAD,
+    DIR_PAYLOAD,
+    PAYLOADS,
+    REPO,
+    STEP_DIR_PAYLOAD,
+    make_good_root,
+    make_hostile_root,
+)
 
 PAGES = [
     ("", "Gradient curves"),
@@ -63,9 +73,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = make_good_root(tmp_path_factory.mktemp("browser_runs"))
+@contextmanager
+def _streamlit(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`streamlit run app.py` on a free loopback port, reading ``root``; yields its base URL."""
     port = _free_port()
     cmd = [
         sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
@@ -98,6 +108,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with _streamlit(make_good_root(tmp_path_factory.mktemp("browser_runs")), tmp_path_factory) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def hostile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with _streamlit(make_hostile_root(tmp_path_factory.mktemp("browser_hostile")), tmp_path_factory) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
 def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("browser_downloads")
 
@@ -118,6 +140,9 @@ def driver(downloads: Path) -> Iterator[object]:
         opts.add_argument(flag)
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
     opts.add_argument(f"--user-data-dir={profile}")
+    opts.set_capability(
+        "goog:loggingPrefs", {"performance": "ALL"}
+    )  # network requests, for the hostile-run test
     opts.add_experimental_option(
         "prefs",
         {
@@ -204,3 +229,94 @@ def test_fig1_downloads_png_pdf_and_csv(server: str, driver, downloads: Path) ->
                 break
         assert target.exists(), f"no {ext} download; got {sorted(p.name for p in downloads.iterdir())}"
         assert target.read_bytes().startswith(magic[ext]), ext
+
+
+# ----------------------------------------------------------------------------------------------- hostile run files
+# Issue 13, item 4: run folders from someone else hold HTML and Markdown in every field the app shows
+# (tests.app.conftest.make_hostile_root). In the real browser, none of it may become an element or a request.
+
+# Everything a payload could have made: an element with a payload id, a frame, a form, a password field, an image
+# the app did not make (the app's own are st.image's, under /media/), a link off the app (a javascript: one, an
+# autolinked URL), payload words in emphasis or a heading, and a full-window element over the page's centre.
+INJECTED_JS = """
+const out = [];
+const media = location.origin + "/media/";
+for (const e of document.querySelectorAll("[id^=pwned], iframe, frame, object, embed, form, input[type=password]"))
+  if (!e.matches("form.vega-bindings, [data-testid=stForm] form, form[data-testid=stForm]"))  // charts', st.form's
+    out.push(e.outerHTML.slice(0, 200));
+for (const e of document.querySelectorAll("img"))
+  if (!e.src.startsWith(media)) out.push(e.outerHTML.slice(0, 200));
+for (const e of document.querySelectorAll("a[href]"))  // the app links only to its own pages
+  if (!e.href.startsWith(location.origin + "/")) out.push(e.outerHTML.slice(0, 200));
+for (const e of document.querySelectorAll("strong, em, b, i, h1, h2, h3, h4, h5, h6"))
+  if (["bold", "it", "heading", "b", "# heading"].includes(e.textContent.trim())) out.push(e.outerHTML.slice(0, 200));
+const c = document.elementFromPoint(innerWidth / 2, innerHeight / 2);
+if (c && getComputedStyle(c).position === "fixed" && c.offsetWidth >= innerWidth) out.push("full-window " + c.tagName);
+return out;
+"""
+HOSTILE_PAGES = [
+    ("runs", "Runs", [*PAYLOADS.values(), DIR_PAYLOAD, BAD_DIR_PAYLOAD, STEP_DIR_PAYLOAD]),
+    ("inspector", "Rollout inspector", [STEP_DIR_PAYLOAD]),  # opens on the run whose last step is unreadable
+    ("train", "Train", [ALL_PAYLOADS]),
+    ("figures?figure=fig4", "Paper figures", [PAYLOADS["div"] + PAYLOADS["iframe"] + PAYLOADS["form"]]),
+]
+
+
+def _requests(drv) -> list[str]:
+    """URLs the page requested since the last call (Chromium's performance log)."""
+    import json
+
+    urls = []
+    for entry in drv.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg.get("method") == "Network.requestWillBeSent":
+            urls.append(msg["params"]["request"]["url"])
+    return urls
+
+
+def _assert_inert(drv, shot: str, literal: list[str]) -> None:
+    from selenium.webdriver.common.by import By
+
+    time.sleep(1.5)  # let late elements (charts, images) arrive
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    drv.save_screenshot(str(SHOTS / f"hostile-{shot}.png"))
+    injected = drv.execute_script(INJECTED_JS)
+    assert not injected, f"run files became page elements (screenshot hostile-{shot}.png): {injected}"
+    # Every payload address is http://127.0.0.1:9/... or names "pwned" (a relative image: the app's own origin).
+    # (The app's favicon, a Material icon, comes from fonts.gstatic.com: Streamlit's doing, not a run file's.)
+    fetched = [u for u in _requests(drv) if "pwned" in u or u.startswith("http://127.0.0.1:9/")]
+    assert not fetched, f"run files made the page fetch: {fetched}"
+    body = " ".join(drv.find_element(By.TAG_NAME, "body").text.replace("\u2060", "").split())
+    missing = [s for s in literal if " ".join(s.split()) not in body]
+    assert not missing, f"not shown as literal text: {missing}"
+
+
+@pytest.mark.parametrize(("path", "title", "literal"), HOSTILE_PAGES, ids=[t for _, t, _ in HOSTILE_PAGES])
+def test_run_files_cannot_inject_markup(
+    hostile_server: str, driver, path: str, title: str, literal: list[str]
+) -> None:
+    _requests(driver)  # drop what earlier pages requested
+    driver.get(f"{hostile_server}/{path}")
+    _wait_rendered(driver, title)
+    _assert_inert(driver, path.split("?")[0], literal)
+
+
+def test_inspector_shows_hostile_prompts_and_tokens_as_text(hostile_server: str, driver) -> None:
+    """The inspector on the run whose prompt, answer and tokens are payloads (picked in the Run selectbox)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    _requests(driver)
+    driver.get(f"{hostile_server}/inspector")
+    _wait_rendered(driver, "Rollout inspector")
+    box = driver.find_element(By.CSS_SELECTOR, "[data-testid='stSelectbox'] input")
+    box.click()
+    box.send_keys("**bold** _it_ [click]")
+    box.send_keys(Keys.ENTER)
+    deadline = time.time() + 90
+    while "The group" not in driver.find_element(By.TAG_NAME, "body").text and time.time() < deadline:
+        time.sleep(0.5)
+    _wait_rendered(driver, "Rollout inspector")
+    _assert_inert(driver, "inspector-prompts", [PAYLOADS["image"] + " " + PAYLOADS["iframe"]])
+    tokens = driver.find_element(By.CSS_SELECTOR, "[data-testid='stHtml']").text
+    assert PAYLOADS["form"] in tokens and PAYLOADS["div"] in tokens, tokens[:500]
