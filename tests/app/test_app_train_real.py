@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from app_lib import jobs
 from app_lib.data import pid_alive, read_card
+from app_lib.ui import md_escape
 from tests.app.conftest import APP
 
 pytestmark = pytest.mark.skipif(
@@ -27,7 +28,7 @@ def _start_from_the_page(root: Path, monkeypatch: pytest.MonkeyPatch, name: str,
     at.text_input[0].set_value(name)
     at.button[0].click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert any(f"Started **{name}**" in s.value for s in at.success)
+    assert any(f"Started **{md_escape(name)}**" in s.value for s in at.success)  # the name shown literally
     return at
 
 

@@ -115,14 +115,18 @@ def _real_regime(selected, minibatches: str) -> tuple[str, dict]:
         return "", {}
     tau = float(used["tau"].iloc[0])
     lo, hi = (float(v) for v in np.quantile(used["s_bar"].to_numpy(dtype=float), [0.01, 0.99]))
-    e_lo, e_hi = math.exp(lo / tau), math.exp(hi / tau)
     text = (
         f"REAL's s̄ (rollouts of mixed groups): 1-99% quantiles [{lo:.3g}, {hi:.3g}], so e^(s̄/τ) lies in "
-        f"[{e_lo:.3g}, {e_hi:.3g}] (τ = {tau:g}). Where e^(s̄/τ) ≈ 1, REAL's weight (1/τ)/(1 + C e^(±s̄/τ)) is "
+        f"[{_exp_text(lo / tau)}, {_exp_text(hi / tau)}] (τ = {tau:g}). Where e^(s̄/τ) ≈ 1, REAL's weight (1/τ)/(1 + C e^(±s̄/τ)) is "
         f"(1/τ)/(1 + C) with C+ = k, C− = G − k for k correct of G: set by group composition alone, so a low "
         f"top share then reflects that composition weighting, not the bound 1/τ. "
     )
-    return text, {"real_s_bar_q01_q99": [lo, hi], "real_exp_s_bar_over_tau_q01_q99": [e_lo, e_hi]}
+    return text, {"real_s_bar_q01_q99": [lo, hi], "real_s_bar_over_tau_q01_q99": [lo / tau, hi / tau]}
+
+
+def _exp_text(x: float) -> str:
+    """``e^x`` for a caption, without overflow: the value where it is a float, else ``e^x`` written out."""
+    return f"{math.exp(x):.3g}" if abs(x) < 700 else f"e^{x:.3g}"
 
 
 def build_allocation(data: RunFigureData, p: AllocationParams | None = None) -> Figure:
