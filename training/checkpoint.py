@@ -88,15 +88,19 @@ def save_checkpoint(
         shutil.rmtree(stale, ignore_errors=True)
     tmp = root / f".tmp-step_{step:06d}-{os.getpid()}"
     tmp.mkdir()
-    _save(model.state_dict(), tmp / "model.pt")
-    _save(optimizer.state_dict(), tmp / "optimizer.pt")
-    for name, state in (extra or {}).items():
-        _save(state, tmp / f"{name}.pt")
-    with open(tmp / "meta.json", "w") as f:
-        json.dump({"step": step, "time": time.time()}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    _fsync_dir(tmp)
+    try:
+        _save(model.state_dict(), tmp / "model.pt")
+        _save(optimizer.state_dict(), tmp / "optimizer.pt")
+        for name, state in (extra or {}).items():
+            _save(state, tmp / f"{name}.pt")
+        with open(tmp / "meta.json", "w") as f:
+            json.dump({"step": step, "time": time.time()}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        _fsync_dir(tmp)
+    except BaseException:  # a full disk, a kill: leave no half-written checkpoint behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     final = checkpoint_dir(run_dir, step)
     if final.exists():  # the step was redone after a resume: replace its checkpoint
         old = root / f".old-step_{step:06d}-{os.getpid()}"

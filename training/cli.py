@@ -278,6 +278,11 @@ def _run_train_locked(args: argparse.Namespace) -> int:
     except (BackendUnavailable, SetupError, DataFormatError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as e:  # a write failed (disk full, read-only, quota): one line, the run is resumable
+        where = f"{e.filename}: " if getattr(e, "filename", None) else f"{args.out}: "
+        print(f"error: {where}{e.strerror or e} (the logged steps are intact; once this is fixed, continue "
+              f"with: python -m training train --out {args.out} --resume)", file=sys.stderr)  # fmt: skip
+        return EXIT_FAILED
     print(f"done: {args.out}", file=sys.stderr)
     return EXIT_OK
 

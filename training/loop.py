@@ -399,10 +399,13 @@ class Trainer:
             raise
         except BaseException as e:
             if hasattr(self, "writer"):
-                self.writer.set_status(
-                    "failed", last_step=self._last_done, error=f"{type(e).__name__}: {e}",
-                    traceback=traceback.format_exc()[-4000:],
-                )  # fmt: skip
+                try:
+                    self.writer.set_status(
+                        "failed", last_step=self._last_done, error=f"{type(e).__name__}: {e}",
+                        traceback=traceback.format_exc()[-4000:],
+                    )  # fmt: skip
+                except OSError as status_error:  # e.g. the disk is still full: say so, keep the first error
+                    self.log(f"warning: could not record the failure in status.json ({status_error})")
             raise
         finally:
             self.close()
@@ -583,6 +586,7 @@ class Trainer:
 
         metrics.update(time_log=0.0, time_step=0.0)  # placeholders: the writer checks the columns up front
         self.writer.write_step(step, metrics, rollouts, tokens, late_metrics=late)
+        self._last_done = step  # complete now, even if its checkpoint below fails
 
         # checkpoint, after the step's logs (a checkpoint never points past a logged step); its time is an event
         if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.steps:
