@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     from training.pipeline.execute import Console, EventLog, build_figures, run_jobs
     from training.pipeline.plan import PlanError, figure_commands, make_plan, shell_command
     from training.pipeline.progress import fmt_duration
-    from training.pipeline.state import SKIP, Conflict, inspect
+    from training.pipeline.state import SKIP, Conflict, inspect_all
 
     t_start = time.monotonic()
     console = Console(every=args.status_every)
@@ -170,18 +170,8 @@ def run(args: argparse.Namespace) -> int:
             figures=args.figures,
             train_settings=settings,
         )
-        states, conflicts = [], []
-        for r in plan.runs:
-            try:
-                states.append(inspect(r))
-            except Conflict as e:
-                conflicts.append(str(e))
-        if conflicts:
-            raise UsageError(
-                f"{len(conflicts)} run folder(s) conflict with the plan; nothing was started:\n  "
-                + "\n  ".join(conflicts)
-            )
-    except (UsageError, PlanError, ConfigError) as e:
+        states = inspect_all(plan.runs, "plan")
+    except (UsageError, PlanError, ConfigError, Conflict) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -148,3 +148,19 @@ def inspect(run: PlannedRun) -> RunState:
     else:
         detail = f"{state} after {done}/{run.steps} steps"
     return RunState(run, RESUME, done, detail, resume_steps)
+
+
+def inspect_all(runs: list[PlannedRun] | tuple[PlannedRun, ...], what: str = "plan") -> list[RunState]:
+    """``inspect`` every planned run; one ``Conflict`` listing every conflicting folder (nothing is started)."""
+    states, conflicts = [], []
+    for r in runs:
+        try:
+            states.append(inspect(r))
+        except Conflict as e:
+            conflicts.append(str(e))
+    if conflicts:
+        raise Conflict(
+            f"{len(conflicts)} run folder(s) conflict with the {what}; nothing was started:\n  "
+            + "\n  ".join(conflicts)
+        )
+    return states

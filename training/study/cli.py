@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from training.pipeline.execute import Console, EventLog, run_jobs
     from training.pipeline.plan import PlanError, shell_command
     from training.pipeline.progress import fmt_duration
-    from training.pipeline.state import SKIP, Conflict, inspect
+    from training.pipeline.state import SKIP, Conflict, inspect_all
     from training.study.plan import make_study_plan
     from workbench.runs_root import PIPELINE_LOG_DIR
 
@@ -106,16 +106,8 @@ def run(args: argparse.Namespace) -> int:
             lags=args.lags, seeds=range(args.seeds), variants=args.variants, runs_root=args.runs_root,
             settings=settings, steps=args.steps,
         )  # fmt: skip
-        states, conflicts = [], []
-        for r in plan.runs:
-            try:
-                states.append(inspect(r))
-            except Conflict as e:
-                conflicts.append(str(e))
-        if conflicts:
-            raise UsageError(f"{len(conflicts)} run folder(s) conflict with the study; nothing was started:\n  "
-                             + "\n  ".join(conflicts))  # fmt: skip
-    except (UsageError, PlanError, ConfigError) as e:
+        states = inspect_all(plan.runs, "study")
+    except (UsageError, PlanError, ConfigError, Conflict) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
 
