@@ -35,21 +35,21 @@ exit codes: 0 done, 1 a run or a figure failed, 2 bad input or a conflicting run
 
 class _RaisingParser(argparse.ArgumentParser):
     def error(self, message: str):  # type: ignore[override]
-        from training.cli import UsageError
+        from training.cli_common import UsageError
 
         raise UsageError(f"trainer flags after --: {message}")
 
 
 def parse_train_flags(flags: list[str]) -> dict[str, Any]:
     """The settings given by trainer flags after ``--`` (validated by the trainer's own parser)."""
-    from training.cli import UsageError, _explicit_settings, add_train_arguments
+    from training.cli_common import UsageError, add_train_arguments, explicit_settings
 
     for bad in ("--out", "--resume"):
         if any(f == bad or f.startswith(bad + "=") for f in flags):
             raise UsageError(f"trainer flags after --: {bad} is set by the pipeline (use --runs-root)")
     parser = _RaisingParser(prog="python -m training paper-figures ... --", add_help=False)
     add_train_arguments(parser)
-    return _explicit_settings(parser.parse_args(["--out", "-", *flags]))
+    return explicit_settings(parser.parse_args(["--out", "-", *flags]))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -126,7 +126,7 @@ def _grpo_note() -> str:
 def lock_root(root: Path, who: str = "paper-figures"):
     """An exclusive lock on ``root/.<who>.lock``, held while the returned file is open; UsageError if another
     process holds it."""
-    from training.cli import UsageError
+    from training.cli_common import UsageError
 
     root.mkdir(parents=True, exist_ok=True)
     f = open(root / f".{who}.lock", "a+")
@@ -145,7 +145,7 @@ def _sigterm(signum, frame):  # turn SIGTERM into the Ctrl-C path: stop the jobs
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+    from training.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
     from training.pipeline.execute import Console, EventLog, build_figures, run_jobs
     from training.pipeline.plan import PlanError, figure_commands, make_plan, shell_command
     from training.pipeline.progress import fmt_duration

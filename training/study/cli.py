@@ -83,7 +83,7 @@ def _sigterm(signum, frame):
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+    from training.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
     from training.config import ConfigError
     from training.pipeline.cli import lock_root, parse_train_flags
     from training.pipeline.execute import Console, EventLog, run_jobs
