@@ -71,6 +71,7 @@ def test_lagged_run_is_off_policy_from_the_first_minibatch_and_resumes_exactly(w
     raw = _all(a, "rollouts")
     assert (raw.groupby("step").behaviour_step.unique().map(list).to_dict()
             == {k: [behaviour_step(k, 2)] for k in range(1, 7)})  # fmt: skip
+    assert (raw.rollout_lag == 2).all()
     tok = _all(a, "tokens")
     first = tok[tok.minibatch == tok.groupby("step").minibatch.transform("min")]
     # steps 1-2 sample with the starting weights, which no update has reached yet only at step 1
