@@ -577,7 +577,8 @@ class Trainer:
         facts = self._facts(data, gens.finished, report.status)
         rollouts = rollout_columns(step, records, facts)
         rollouts["behaviour_step"] = np.full(len(rollouts["rollout"]), behaviour_step(step, cfg.rollout_lag))
-        rollouts["rollout_lag"] = np.full(len(rollouts["rollout"]), cfg.rollout_lag)  # as set; early steps clamp
+        # the run's lag as set; a rollout's own lag, step - 1 - behaviour_step, is smaller in the first steps
+        rollouts["rollout_lag"] = np.full(len(rollouts["rollout"]), cfg.rollout_lag)
         tokens = token_columns(step, records if cfg.log_tokens else [], self.token_text)
 
         def late() -> dict[str, float]:  # called by the writer just before the metrics file

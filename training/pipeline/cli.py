@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import fcntl
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -140,13 +139,9 @@ def lock_root(root: Path, who: str = "paper-figures"):
     return f
 
 
-def _sigterm(signum, frame):  # turn SIGTERM into the Ctrl-C path: stop the jobs cleanly
-    raise KeyboardInterrupt
-
-
 def run(args: argparse.Namespace) -> int:
     from training.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
-    from training.pipeline.execute import Console, EventLog, build_figures, run_jobs
+    from training.pipeline.execute import Console, EventLog, build_figures, run_jobs_until_done_or_stopped
     from training.pipeline.plan import PlanError, figure_commands, make_plan, shell_command
     from training.pipeline.progress import fmt_duration
     from training.pipeline.state import SKIP, Conflict, inspect_all
@@ -197,17 +192,12 @@ def run(args: argparse.Namespace) -> int:
     events = EventLog(plan.runs_root / "paper-figures.jsonl")
     events.write("session_start", argv=sys.argv, preset=plan.preset, seeds=list(plan.seeds), steps=plan.steps,
                  runs={s.run.name: s.action for s in states}, cpus=os.cpu_count(), nice=os.nice(0))  # fmt: skip
-    previous = signal.signal(signal.SIGTERM, _sigterm)
-    try:
-        failed = run_jobs(
-            states, jobs=args.jobs, log_dir=plan.runs_root / PIPELINE_LOG_DIR, console=console, events=events
-        )
-    except KeyboardInterrupt:
-        events.write("session_end", result="interrupted", seconds=round(time.monotonic() - t_start, 1))
-        console.say("stopped; the runs keep their checkpoints: run the same command again to continue")
+    failed = run_jobs_until_done_or_stopped(
+        states, jobs=args.jobs, log_dir=plan.runs_root / PIPELINE_LOG_DIR, console=console, events=events,
+        started=t_start,
+    )  # fmt: skip
+    if failed is None:
         return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     t_train = time.monotonic() - t_start
     if failed:
         console.say(f"{len(failed)} run(s) failed: {', '.join(sorted(failed))}; see their logs in "

@@ -227,6 +227,31 @@ def run_jobs(
     return failed
 
 
+def _sigterm(signum, frame):  # SIGTERM takes the Ctrl-C path: stop the jobs cleanly
+    raise KeyboardInterrupt
+
+
+def run_jobs_until_done_or_stopped(
+    states: Sequence[RunState],
+    *,
+    jobs: int,
+    log_dir: Path,
+    console: Console,
+    events: EventLog,
+    started: float,
+) -> dict[str, int] | None:
+    """``run_jobs`` with SIGTERM treated as Ctrl-C; None when stopped (the event and the message written)."""
+    previous = signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        return run_jobs(states, jobs=jobs, log_dir=log_dir, console=console, events=events)
+    except KeyboardInterrupt:
+        events.write("session_end", result="interrupted", seconds=round(time.monotonic() - started, 1))
+        console.say("stopped; the runs keep their checkpoints: run the same command again to continue")
+        return None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def build_figures(commands: Sequence[Sequence[str]], console: Console, events: EventLog) -> int:
     """Run each ``python -m workbench.figures`` command; returns the first non-zero exit code (or 0)."""
     worst = 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -78,15 +77,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _sigterm(signum, frame):
-    raise KeyboardInterrupt
-
-
 def run(args: argparse.Namespace) -> int:
     from training.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
     from training.config import ConfigError
     from training.pipeline.cli import lock_root, parse_train_flags
-    from training.pipeline.execute import Console, EventLog, run_jobs
+    from training.pipeline.execute import Console, EventLog, run_jobs_until_done_or_stopped
     from training.pipeline.plan import PlanError, shell_command
     from training.pipeline.progress import fmt_duration
     from training.pipeline.state import SKIP, Conflict, inspect_all
@@ -137,22 +132,15 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         events = EventLog(plan.runs_root / "study.jsonl")
         events.write("session_start", argv=sys.argv, runs={s.run.name: s.action for s in states})
-        previous = signal.signal(signal.SIGTERM, _sigterm)
         try:
-            failed = run_jobs(
-                states,
-                jobs=args.jobs,
-                log_dir=plan.runs_root / PIPELINE_LOG_DIR,
-                console=console,
-                events=events,
-            )
-        except KeyboardInterrupt:
-            events.write("session_end", result="interrupted", seconds=round(time.monotonic() - t0, 1))
-            console.say("stopped; the runs keep their checkpoints: run the same command again to continue")
-            return 130
+            failed = run_jobs_until_done_or_stopped(
+                states, jobs=args.jobs, log_dir=plan.runs_root / PIPELINE_LOG_DIR, console=console,
+                events=events, started=t0,
+            )  # fmt: skip
         finally:
-            signal.signal(signal.SIGTERM, previous)
             lock.close()
+        if failed is None:
+            return 130
         events.write(
             "session_end", result="failed" if failed else "ok", seconds=round(time.monotonic() - t0, 1)
         )
