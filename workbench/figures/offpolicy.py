@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.figures.common import METHOD_COLORS, new_figure, save_figure
+from workbench.figures.from_runs import EXTRA_COLORS
 from workbench.stats.dynamics import final_metric, initial_validation
 from workbench.stats.mechanisms import mechanism_stats
 from workbench.stats.paired import paired_differences
@@ -31,7 +32,6 @@ from workbench.stats.variants import RunLike, as_run, seed_of, variant_of
 
 HEAD, TAIL = 3, 5
 COLLAPSE, EXPLODE = 0.5, 2.0
-EXTRA_COLORS = ("#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
 SUMMARY = {  # per-run mean over steps -> (panel title, y label)
     "sbar_tau_gt1": ("regime: share of rollouts with |s̄|/τ > 1", "share"),
     "pos_hard_s_lift": ("misassignment: weight lift of s<0 tokens (correct)", "share / count share"),
