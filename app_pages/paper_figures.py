@@ -63,18 +63,16 @@ def _fig1_csv(params: dict) -> bytes:
 def _downloads(stem: str, png: bytes, pdf: Callable[[], bytes], csv: Callable[[], bytes], key: str) -> None:
     """PNG, PDF and CSV buttons; PDF and CSV are made on click where Streamlit allows it (each can take ~1 s)."""
     a, b, c, _ = st.columns([1, 1, 1, 7])
-    a.download_button("PNG", png, f"{stem}.png", "image/png", key=f"{key}_png", icon=":material/download:")
+    # on_click="ignore": a download does not rerun the page. A rerun redrew every button while the browser was
+    # still fetching a deferred file, and the next click could land on a button being replaced (seen in CI: the
+    # third download of three never arrived).
+    common = {"icon": ":material/download:", "on_click": "ignore"}
+    a.download_button("PNG", png, f"{stem}.png", "image/png", key=f"{key}_png", **common)
     b.download_button(
-        "PDF", pdf if DEFERRED else pdf(), f"{stem}.pdf", "application/pdf", key=f"{key}_pdf",
-        icon=":material/download:",
-    )  # fmt: skip
+        "PDF", pdf if DEFERRED else pdf(), f"{stem}.pdf", "application/pdf", key=f"{key}_pdf", **common
+    )
     c.download_button(
-        "CSV",
-        csv if DEFERRED else csv(),
-        f"{stem}.csv",
-        "text/csv",
-        key=f"{key}_csv",
-        icon=":material/download:",
+        "CSV", csv if DEFERRED else csv(), f"{stem}.csv", "text/csv", key=f"{key}_csv", **common
     )
 
 

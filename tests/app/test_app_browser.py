@@ -216,9 +216,9 @@ def test_fig1_downloads_png_pdf_and_csv(server: str, driver, downloads: Path) ->
     ]
     assert labels == ["PNG", "PDF", "CSV"]
     magic = {"png": b"\x89PNG", "pdf": b"%PDF", "csv": b"s,grpo_pos"}
-    for i, ext in enumerate(magic):  # one at a time: a click reruns the page, which redraws the buttons
+    for i, ext in enumerate(magic):  # one at a time, each checked before the next click
         target = downloads / f"fig1_gradient_magnitude.{ext}"
-        for _attempt in range(3):  # a click that lands while the page redraws is lost: click again
+        for _attempt in range(3):  # a click on a page still drawing is lost: click again
             time.sleep(1.0)
             _wait_rendered(driver, "Paper figures")
             driver.find_elements(By.CSS_SELECTOR, "[data-testid='stDownloadButton'] button")[i].click()
