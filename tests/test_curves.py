@@ -15,11 +15,11 @@ from workbench.curves import (
     advantage_rewards,
     autograd_weight,
     check_points,
-    curve_log_c,
     curve_weight,
 )
 from workbench.groups import GroupLayout, group_advantages
 from workbench.methods import METHODS
+from workbench.methods.real import curve_log_c
 
 
 @pytest.mark.parametrize("a", [0.05, 0.5, 1.0, 1.7, 3.0, 7.5, -0.3, -2.2])
@@ -73,10 +73,10 @@ def test_curves_have_the_papers_shape() -> None:
 
 def test_no_anchor_constant_and_bce() -> None:
     p = CurveParams(c_pos=4.0, c_neg=2.5, other_class_mass=1.0)
-    assert curve_log_c("real_no_anchor", True, p) == pytest.approx(math.log(4.0))  # M = 1: same as REAL
+    assert curve_log_c("no_anchor", True, p.scenario()) == pytest.approx(math.log(4.0))  # M = 1: same as REAL
     p2 = CurveParams(c_pos=4.0, other_class_mass=0.25)
-    assert curve_log_c("real_no_anchor", True, p2) == pytest.approx(math.log(3.0 + 4.0))
-    assert curve_log_c("real_bce", False, p2) == 0.0
+    assert curve_log_c("no_anchor", True, p2.scenario()) == pytest.approx(math.log(3.0 + 4.0))
+    assert curve_log_c("bce", False, p2.scenario()) == 0.0
     with pytest.raises(ValueError):
         CurveParams(c_pos=0.5)
 

@@ -21,20 +21,23 @@ The REAL family uses ``normalize="sum"``, so the point is ``|dL/dlogp|`` itself.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from workbench.closed_forms import grpo_token_weight, gspo_sequence_weight, real_weight
-from workbench.methods import CLIP_METHODS, DEFAULTS, REAL_METHODS, check_method
+from workbench.methods import DEFAULTS, SPECS, CurveScenario, HParams, check_method, resolve_hparams
 from workbench.objectives import OBJECTIVES
 
 
 @dataclass(frozen=True)
 class CurveParams:
-    """Everything the Fig. 1 curves depend on. ``eps_*`` are GRPO's; DAPO and GSPO keep their own ranges."""
+    """Everything the Fig. 1 curves depend on: the scenario (``|A|``, ``C+``, ``C-``, ``M``) and the methods'
+    hyper-parameters. ``eps_*`` are GRPO's; DAPO and GSPO keep their own ranges; ``clip_mode`` applies to every
+    method that has one and ``tau`` to every method that has one; ``overrides`` holds ``(method, name, value)``
+    for any other hyper-parameter of any method. Unset, each method draws with its spec's defaults."""
 
     eps_low: float = DEFAULTS["grpo"].eps_low
     eps_high: float = DEFAULTS["grpo"].eps_high
@@ -44,20 +47,16 @@ class CurveParams:
     c_pos: float = 4.0
     c_neg: float = 4.0
     other_class_mass: float = 1.0  # M of the no-anchor variant
-    dapo_eps_low: float = 0.2
-    dapo_eps_high: float = 0.28
-    gspo_eps_low: float = 3e-4
-    gspo_eps_high: float = 4e-4
+    dapo_eps_low: float = DEFAULTS["dapo"].eps_low
+    dapo_eps_high: float = DEFAULTS["dapo"].eps_high
+    gspo_eps_low: float = DEFAULTS["gspo"].eps_low
+    gspo_eps_high: float = DEFAULTS["gspo"].eps_high
+    overrides: tuple[tuple[str, str, object], ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.advantage > 0:
-            raise ValueError(f"advantage is |A| and must be > 0, got {self.advantage}")
+        self.scenario()  # validates |A|, C+, C-, M
         if not self.tau > 0:
             raise ValueError(f"tau must be > 0, got {self.tau}")
-        if not (self.c_pos >= 1 and self.c_neg >= 1):
-            raise ValueError(f"REAL's C+ and C- are >= 1 (the anchor adds 1), got {self.c_pos}, {self.c_neg}")
-        if not self.other_class_mass > 0:
-            raise ValueError(f"other_class_mass must be > 0, got {self.other_class_mass}")
         for lo, hi in (
             (self.eps_low, self.eps_high),
             (self.dapo_eps_low, self.dapo_eps_high),
@@ -65,38 +64,43 @@ class CurveParams:
         ):
             if not (0 <= lo < 1 and hi >= 0):
                 raise ValueError(f"need 0 <= eps_low < 1 and eps_high >= 0, got {lo}, {hi}")
+        for method, name, value in self.overrides:
+            resolve_hparams(method, {name: value})
 
-    def clip_range(self, method: str) -> tuple[float, float]:
-        """``(eps_low, eps_high)`` of a clip-family method."""
-        return {
+    def scenario(self) -> CurveScenario:
+        return CurveScenario(self.advantage, self.c_pos, self.c_neg, self.other_class_mass)
+
+    def hparams(self, method: str) -> HParams:
+        """``method``'s hyper-parameters for the curves (spec defaults with this figure's settings applied)."""
+        names = set(SPECS[check_method(method)].hparam_names())
+        over: dict[str, object] = {}
+        if "clip_mode" in names:
+            over["clip_mode"] = self.clip_mode
+        if "tau" in names:
+            over["tau"] = self.tau
+        eps = {
             "grpo": (self.eps_low, self.eps_high),
             "dapo": (self.dapo_eps_low, self.dapo_eps_high),
             "gspo": (self.gspo_eps_low, self.gspo_eps_high),
-        }[method]
+        }
+        if method in eps:
+            over["eps_low"], over["eps_high"] = eps[method]
+        over |= {name: value for m, name, value in self.overrides if m == method}
+        return resolve_hparams(method, over)
 
-
-def curve_log_c(method: str, positive: bool, p: CurveParams) -> float:
-    """``log C`` of a REAL-family method for a correct (``positive``) or wrong rollout (see the module docstring)."""
-    c_real = p.c_pos if positive else p.c_neg
-    if method == "real":
-        return math.log(c_real)
-    if method == "real_bce":
-        return 0.0
-    if method == "real_no_anchor":
-        return math.log((c_real - 1.0) + 1.0 / p.other_class_mass)
-    raise ValueError(f"{method!r} is not a REAL-family method ({', '.join(REAL_METHODS)})")
+    def clip_range(self, method: str) -> tuple[float, float]:
+        """``(eps_low, eps_high)`` of a method with a clip range."""
+        hp = self.hparams(method)
+        return hp.eps_low, hp.eps_high
 
 
 def curve_weight(method: str, s: np.ndarray, positive: bool, p: CurveParams) -> np.ndarray:
-    """Closed-form ``|W|`` of ``method`` at log-ratios ``s`` (``s_t`` for GRPO/DAPO, ``s_bar`` otherwise)."""
-    check_method(method)
-    s = np.asarray(s, dtype=float)
-    if method in CLIP_METHODS:
-        lo, hi = p.clip_range(method)
-        a = p.advantage if positive else -p.advantage
-        form = gspo_sequence_weight if method == "gspo" else grpo_token_weight
-        return np.asarray(form(s, a, lo, hi, p.clip_mode), dtype=float)
-    return np.asarray(real_weight(s, curve_log_c(method, positive, p), p.tau, positive), dtype=float)
+    """Closed-form ``|W|`` of ``method`` at log-ratios ``s`` (``s_t`` for a token-level ratio, ``s_bar`` for a
+    sequence-level one): the spec's ``curve``."""
+    spec = SPECS[check_method(method)]
+    return np.asarray(
+        spec.curve(np.asarray(s, dtype=float), positive, p.hparams(method), p.scenario()), float
+    )
 
 
 def advantage_rewards(advantage: float) -> list[float]:
@@ -132,7 +136,7 @@ def _one_token_batch(
     return logp, old, torch.ones_like(s, dtype=torch.bool), rewards, ids
 
 
-def _real_group(s: float, positive: bool, method: str, p: CurveParams) -> tuple[list[float], list[float]]:
+def _real_group(s: float, positive: bool, p: CurveParams) -> tuple[list[float], list[float]]:
     """One group: the rollout of interest first, then same-class rollouts of mass ``C - 1``, then the other class
     with mass ``M`` (at least one, so that the group mixes labels)."""
     tau = p.tau
@@ -140,7 +144,7 @@ def _real_group(s: float, positive: bool, method: str, p: CurveParams) -> tuple[
     sign = 1.0 if positive else -1.0  # a correct rollout's mass term is e^{-s/tau}, a wrong one's e^{+s/tau}
     label, other = (1.0, 0.0) if positive else (0.0, 1.0)
     s_row, r_row = [s], [label]
-    if c_real - 1.0 > 0 and method != "real_bce":
+    if c_real - 1.0 > 0:
         s_row.append(-sign * tau * math.log(c_real - 1.0))
         r_row.append(label)
     s_row.append(sign * tau * math.log(p.other_class_mass))
@@ -149,13 +153,9 @@ def _real_group(s: float, positive: bool, method: str, p: CurveParams) -> tuple[
 
 
 def _safe_points(method: str, s: np.ndarray, p: CurveParams) -> np.ndarray:
-    """Drop points within 1e-6 of a clip boundary, where the clipped loss has a kink (autograd splits ties)."""
-    if method not in CLIP_METHODS or p.clip_mode == "none":
-        return s
-    lo, hi = p.clip_range(method)
-    bounds = [math.log1p(-lo), math.log1p(hi)]
+    """Drop points within 1e-6 of a kink of the loss (a clip boundary: autograd splits ties)."""
     keep = np.ones_like(s, dtype=bool)
-    for x in bounds:
+    for x in SPECS[method].kinks(p.hparams(method)):
         keep &= np.abs(s - x) > 1e-6
     return s[keep]
 
@@ -171,23 +171,24 @@ def autograd_weight(
     s = _safe_points(method, np.asarray(s, dtype=float), p)
     if s.size == 0:
         return s, s.copy()
-    if method in CLIP_METHODS:
+    spec = SPECS[method]
+    hp = dataclasses.asdict(p.hparams(method))
+    if spec.family == "clip":
         a = p.advantage if positive else -p.advantage
         rewards = advantage_rewards(a)
         s_rows = [[float(x)] + [0.0] * (len(rewards) - 1) for x in s]
         r_rows = [rewards] * len(s)
-        lo, hi = p.clip_range(method)
-        hp = {"eps_low": lo, "eps_high": hi, "clip_mode": p.clip_mode, "kl_beta": 0.0, "adv_eps": 0.0}
+        hp |= {k: 0.0 for k in ("kl_beta", "adv_eps") if k in hp}
     else:
-        rows = [_real_group(float(x), positive, method, p) for x in s]
+        rows = [_real_group(float(x), positive, p) for x in s]
         s_rows, r_rows = [r[0] for r in rows], [r[1] for r in rows]
-        hp = {"tau": p.tau, "normalize": "sum", "group_filter": "mixed", "kl_beta": 0.0}
+        hp |= {"normalize": "sum", "group_filter": "mixed", "kl_beta": 0.0}
     logp, old, mask, rewards_t, ids = _one_token_batch(s_rows, r_rows)
     res = OBJECTIVES[method](logp, old, mask, rewards_t, ids, **hp)
     (grad,) = torch.autograd.grad(res.loss, logp)
     firsts = torch.tensor([0, *list(np.cumsum([len(r) for r in s_rows])[:-1])], dtype=torch.long)
     g = grad[firsts, 0].abs().numpy()
-    if method in CLIP_METHODS:
+    if spec.family == "clip":
         g = g * logp.shape[0]  # undo the 1/B of the aggregation (one token per rollout)
     return s, g
 

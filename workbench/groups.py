@@ -13,8 +13,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from workbench.methods import DEFAULTS
-
 
 @dataclass(frozen=True)
 class GroupLayout:
@@ -101,9 +99,7 @@ def leave_one_out_logsumexp(x: Tensor, mask: Tensor, anchor: float | None) -> Te
 # -- helpers shared by the objectives and the closed forms (neither imports the other)
 
 
-def group_advantages(
-    rewards: Tensor, layout: GroupLayout, adv_eps: float = DEFAULTS["grpo"].adv_eps
-) -> Tensor:
+def group_advantages(rewards: Tensor, layout: GroupLayout, adv_eps: float) -> Tensor:
     """GRPO advantage ``A_i = (r_i - mean_g r) / (std_g r + adv_eps)`` with the unbiased std of the group.
 
     A group of one rollout gets ``A = 0`` (nothing to compare with; verl instead uses ``A = r``).

@@ -22,8 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from workbench.closed_forms import breakdown_from_batch, kl_gradient
-from workbench.methods import ClipHParams
+from workbench.closed_forms import breakdown_from_batch
 from workbench.objectives import ObjectiveResult
 
 RATIO_LOG_CAP = 80.0  # e^80 ~ 5.5e34 still fits float32; the tokens table refuses inf
@@ -56,8 +55,7 @@ def update_records(
     """
     batch, hp = result.batch, result.hparams
     bd = breakdown_from_batch(method, batch, hp)
-    agg = hp.loss_agg if isinstance(hp, ClipHParams) else "token-mean"
-    kl = kl_gradient(batch, hp.kl_beta, hp.kl_target, agg)
+    kl = bd.grad_kl
     n = batch.n_rollouts
     rollout = np.asarray(rollout_index, dtype=np.int64)
     if rollout.shape != (n,):
@@ -91,7 +89,7 @@ def update_records(
         "grad": _np(((bd.grad - kl) * scale)[mask]),
         "keep": _np(bd.keep[mask]).astype(bool),
     }
-    if hp.kl_beta > 0:
+    if getattr(hp, "kl_beta", 0) > 0:
         tokens["grad_kl"] = _np((kl * scale)[mask])
     if entropy is not None:
         tokens["entropy"] = _np(entropy.to(mask.device)[mask])

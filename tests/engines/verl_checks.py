@@ -208,7 +208,7 @@ def test_verl_vanilla_always_dual_clips_and_ours_does_not_by_default():
     """verl's vanilla loss applies clip_ratio_c (default 3) to A<0 tokens; GRPO's default here has no dual clip."""
     ro = make_rollouts(3, s_scale=2.0)
     mask = ro.response_mask.bool()
-    adv = group_advantages(ro.rewards, GroupLayout.from_ids(ro.group_ids)).unsqueeze(1) * mask
+    adv = group_advantages(ro.rewards, GroupLayout.from_ids(ro.group_ids), 1e-6).unsqueeze(1) * mask
     assert bool(((ro.logp.detach() - ro.old_logp > np.log(3.0)) & (adv < 0)).any())
     cfg = actor_config()
     loss_v, _ = core_algos.get_policy_loss_fn("vanilla")(ro.old_logp, ro.logp, adv, mask, config=cfg)
@@ -229,7 +229,9 @@ def test_grpo_with_kl_equals_verl_ppo_loss():
     use_kl_loss, kl_loss_type=low_var_kl (k3), on verl's own micro-batch TensorDict."""
     ro = make_rollouts(5, s_scale=0.5)
     mask = ro.response_mask.bool()
-    adv = group_advantages(ro.rewards, GroupLayout.from_ids(ro.group_ids)).unsqueeze(1) * ro.response_mask
+    adv = (
+        group_advantages(ro.rewards, GroupLayout.from_ids(ro.group_ids), 1e-6).unsqueeze(1) * ro.response_mask
+    )
     td = ro.tensordict(dp_size=1, global_batch_size=None, batch_num_tokens=None)
     td["advantages"] = adv.float()
     cfg = actor_config(use_kl_loss=True, kl_loss_coef=0.001, kl_loss_type="low_var_kl")
@@ -542,7 +544,7 @@ def test_documented_differences_gspo_clamp_and_singleton_advantage():
     old = torch.zeros(2, 3, dtype=DT)
     logp = torch.tensor([[-11.0, -11.0, -11.0], [-0.1, 0.0, 0.1]], dtype=DT, requires_grad=True)
     rewards, ids = torch.tensor([1.0, 0.0], dtype=DT), torch.tensor([0, 0])
-    adv = group_advantages(rewards, GroupLayout.from_ids(ids)).unsqueeze(1).expand(2, 3)
+    adv = group_advantages(rewards, GroupLayout.from_ids(ids), 1e-6).unsqueeze(1).expand(2, 3)
     cfg = actor_config(clip_ratio_low=3e-4, clip_ratio_high=4e-4, loss_agg_mode="seq-mean-token-mean")
     loss_v, _ = core_algos.get_policy_loss_fn("gspo")(
         old, logp, adv, mask, loss_agg_mode=cfg.loss_agg_mode, config=cfg
@@ -556,5 +558,5 @@ def test_documented_differences_gspo_clamp_and_singleton_advantage():
     adv_v, _ = core_algos.compute_grpo_outcome_advantage(
         token_level_rewards=scores, response_mask=torch.ones_like(scores), index=np.array(["a", "b", "b"])
     )
-    ours = group_advantages(scores.sum(1), GroupLayout.from_ids(torch.tensor([0, 1, 1])))
+    ours = group_advantages(scores.sum(1), GroupLayout.from_ids(torch.tensor([0, 1, 1])), 1e-6)
     assert float(adv_v[0, 0]) == pytest.approx(1.0, rel=1e-5) and float(ours[0]) == 0.0
