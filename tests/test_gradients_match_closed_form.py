@@ -9,7 +9,7 @@ import torch
 
 from tests.conftest import random_batch
 from workbench.closed_forms import token_gradient
-from workbench.methods import METHODS
+from workbench.methods import METHODS, SPECS
 from workbench.objectives import OBJECTIVES
 
 CLIP_VARIANTS = [
@@ -37,10 +37,21 @@ REAL_VARIANTS = [
 ]
 
 
+def _variants(method: str) -> list[dict]:
+    """Every variant whose settings all belong to ``method`` (its spec's hyper-parameters), ``{}`` first."""
+    names = set(SPECS[method].hparam_names())
+    seen, out = set(), []
+    for hp in CLIP_VARIANTS + REAL_VARIANTS:
+        key = repr(sorted(hp.items()))
+        if set(hp) <= names and key not in seen:
+            seen.add(key)
+            out.append(hp)
+    return out
+
+
 def _cases():
     for method in METHODS:
-        variants = CLIP_VARIANTS if method in ("grpo", "dapo", "gspo") else REAL_VARIANTS
-        for hp, seed in itertools.product(variants, range(3)):
+        for hp, seed in itertools.product(_variants(method), range(3)):
             hp = dict(hp)
             if method == "grpo" and "kl_beta" not in hp:
                 hp["kl_beta"] = 0.0

@@ -204,6 +204,59 @@ def test_clip_family_equals_verl_policy_loss(seed, method, ours, mode, verl_cfg)
     torch.testing.assert_close(grad_of(res.loss, ro.logp), grad_of(loss_v, ro.logp), rtol=1e-6, atol=1e-12)
 
 
+# Methods added as one spec each (issue 14): CISPO against verl's ``cispo`` policy loss, Dr. GRPO against verl's
+# vanilla loss with the un-normalised GRPO advantage and ``seq-mean-token-sum-norm`` aggregation.
+SPEC_CASES = [
+    # (method, our hparams, verl loss_mode, verl config, verl divides the advantage by the std)
+    (
+        "cispo",
+        {},
+        "cispo",
+        {"clip_ratio_low": 1.0, "clip_ratio_high": 4.0, "loss_agg_mode": "token-mean"},
+        True,
+    ),
+    (
+        "cispo",
+        {"w_min": 0.8, "w_max": 1.28},
+        "cispo",
+        {"clip_ratio_low": 0.2, "clip_ratio_high": 0.28, "loss_agg_mode": "token-mean"},
+        True,
+    ),
+    (
+        "dr_grpo",
+        {"dual_clip": 3.0},
+        "vanilla",
+        {"clip_ratio": 0.2, "loss_agg_mode": "seq-mean-token-sum-norm"},
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(("method", "ours", "mode", "verl_cfg", "std"), SPEC_CASES)
+def test_added_methods_equal_verl_policy_loss(seed, method, ours, mode, verl_cfg, std):
+    """CISPO and Dr. GRPO: loss and gradient == verl's own, with the advantages verl computes from the same
+    rewards (Dr. GRPO: ``norm_adv_by_std_in_grpo=False``)."""
+    ro = make_rollouts(seed, s_scale=0.6)
+    mask = ro.response_mask.bool()
+    token_rewards = torch.zeros_like(ro.old_logp)
+    token_rewards[torch.arange(len(ro.uids)), ro.response_mask.sum(1) - 1] = ro.rewards
+    adv_verl, _ = core_algos.compute_grpo_outcome_advantage(
+        token_level_rewards=token_rewards,
+        response_mask=ro.response_mask.to(DT),
+        index=np.array(ro.uids),
+        norm_adv_by_std_in_grpo=std,
+    )
+    res = OBJECTIVES[method](ro.logp, ro.old_logp, mask, ro.rewards, ro.group_ids, **ours)
+    cfg = actor_config(**verl_cfg)
+    fn = core_algos.get_policy_loss_fn(mode)
+    loss_v, _ = fn(ro.old_logp, ro.logp, adv_verl, mask, loss_agg_mode=cfg.loss_agg_mode, config=cfg)
+    torch.testing.assert_close(res.loss, loss_v, rtol=1e-7, atol=1e-10)
+    ours_grad = grad_of(res.loss, ro.logp)
+    assert ours_grad.abs().max() > 0
+    torch.testing.assert_close(ours_grad, grad_of(loss_v, ro.logp), rtol=1e-6, atol=1e-12)
+
+
 def test_verl_vanilla_always_dual_clips_and_ours_does_not_by_default():
     """verl's vanilla loss applies clip_ratio_c (default 3) to A<0 tokens; GRPO's default here has no dual clip."""
     ro = make_rollouts(3, s_scale=2.0)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from workbench.methods import clip, real
+from workbench.methods import cispo, clip, dr_grpo, real
 from workbench.methods.hparams import (
     CLIP_MODES,
     GROUP_FILTERS,
@@ -31,7 +31,7 @@ from workbench.methods.hparams import (
 from workbench.methods.spec import CurveScenario, MethodSpec
 
 # The registry: every module listed here contributes its SPECS, in this order (menus and legends follow it).
-_MODULES = (clip, real)
+_MODULES = (clip, real, cispo, dr_grpo)
 
 SPECS: dict[str, MethodSpec] = {s.name: s for module in _MODULES for s in module.SPECS}
 
