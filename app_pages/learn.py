@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from workbench.methods import DEFAULTS
+from workbench.curves import CurveParams, curve_table, method_overview
+from workbench.methods import COLORS, DEFAULTS, LABELS, METHODS
 from workbench.worked_example import group_weights
 
 st.title("Learn: where REAL's weights come from")
@@ -217,4 +218,37 @@ with tab_family:
         "keeps the threshold 0 per rollout, with no competition inside a class. Derivation and tests: "
         "`docs/derivation.md` Sec. 3. Compare the three on the **Gradient curves** page (the *M* setting moves "
         "the no-anchor curve)."
+    )
+
+    st.subheader("Every method the workbench knows")
+    st.markdown(
+        "One row per registered method (`workbench/methods/`, one module each), read from its closed-form curve at "
+        "its defaults, |A| = 1 and C = 4: does a **low-probability correct** token (s = −1) get a stronger push "
+        "than s = 0 (ratio above 1), and is the weight on a **wrong** rollout bounded as s grows? Draw any of "
+        "them on the **Gradient curves** page."
+    )
+    overview = pd.DataFrame(method_overview())
+    st.dataframe(overview, hide_index=True, width="stretch")
+    grid = curve_table(list(METHODS), CurveParams(), -3.0, 3.0, 121)
+    long = pd.DataFrame(
+        [
+            {"s": s, "|W|": grid[f"{m}_{tag}"][i], "method": LABELS[m], "rollout": side}
+            for m in METHODS
+            for tag, side in (("pos", "correct (r = 1)"), ("neg", "wrong (r = 0)"))
+            for i, s in enumerate(grid["s"])
+        ]
+    )
+    st.altair_chart(
+        alt.Chart(long)
+        .mark_line()
+        .encode(
+            x=alt.X("s:Q", title="log-ratio s (s_t or s_bar)"),
+            y=alt.Y("|W|:Q", scale=alt.Scale(type="symlog"), title="|W| (symlog)"),
+            color=alt.Color(
+                "method:N",
+                scale=alt.Scale(domain=[LABELS[m] for m in METHODS], range=[COLORS[m] for m in METHODS]),
+            ),
+            column=alt.Column("rollout:N", title=None),
+        )
+        .properties(width=380, height=260)
     )

@@ -16,6 +16,7 @@ from workbench.curves import (
     autograd_weight,
     check_points,
     curve_weight,
+    method_overview,
 )
 from workbench.groups import GroupLayout, group_advantages
 from workbench.methods import METHODS
@@ -85,3 +86,20 @@ def test_points_at_a_clip_boundary_are_skipped() -> None:
     p = CurveParams()
     s, w = autograd_weight("grpo", np.array([math.log(1.2), 0.0]), True, p)
     assert list(s) == [0.0] and w[0] == pytest.approx(1.0)
+
+
+def test_method_overview_has_every_method_and_reads_their_curves() -> None:
+    """The Learn page's comparison: one row per registered method; GRPO's wrong-rollout weight grows as e^s
+    (e^5 |A| at s = 5), REAL's stays below 1/tau, CISPO's is capped at |A| w_max; GRPO gives a correct token at
+    s = -1 the weight e^-1 of s = 0, REAL more than at s = 0."""
+    from workbench.methods import LABELS
+
+    rows = {r["method"]: r for r in method_overview()}
+    assert set(rows) == set(LABELS.values())
+    wrong = next(k for k in rows["GRPO"] if k.startswith("wrong"))
+    assert rows["GRPO"][wrong] == pytest.approx(math.exp(5.0), rel=1e-9)
+    assert rows["REAL"][wrong] < 1 / CurveParams().tau
+    assert rows["CISPO"][wrong] == pytest.approx(5.0)
+    ratio = "correct: W(s=-1) / W(s=0)"
+    assert rows["GRPO"][ratio] == pytest.approx(math.exp(-1.0))
+    assert rows["REAL"][ratio] > 1.0

@@ -23,18 +23,7 @@ from typing import Any
 from training.datasets import PROMPT_SUFFIX
 from training.model import TinyModelSpec
 from training.task import ArithmeticSpec
-from workbench.methods import (
-    CLIP_MODES,
-    GROUP_FILTERS,
-    KL_TARGETS,
-    LOSS_AGGS,
-    METHODS,
-    NORMALIZATIONS,
-    ClipHParams,
-    HParams,
-    RealHParams,
-    resolve_hparams,
-)
+from workbench.methods import METHODS, SPECS, HParams, resolve_hparams
 
 
 class ConfigError(ValueError):
@@ -51,20 +40,6 @@ def _f(default: Any, help: str, group: str, **meta: Any) -> Any:
 
 
 PRESET_NAMES = ("tiny", "paper-1.5b", "paper-7b")  # PRESETS below holds what each sets
-OBJECTIVE_FIELDS = (
-    "eps_low",
-    "eps_high",
-    "clip_mode",
-    "dual_clip",
-    "loss_agg",
-    "kl_beta",
-    "kl_target",
-    "adv_eps",
-    "log_ratio_cap",
-    "tau",
-    "group_filter",
-    "normalize",
-)
 # Settings a resumed run may change: they do not alter what the run computes up to the steps already done.
 RESUME_MUTABLE = frozenset(
     {"steps", "progress", "grader_workers", "grader_timeout", "save_every", "keep_checkpoints", "cache_dir"}
@@ -72,8 +47,9 @@ RESUME_MUTABLE = frozenset(
 
 
 @dataclass
-class TrainConfig:
-    """All settings of a training run. Defaults are the ``tiny`` preset (CPU, embedded task and model)."""
+class TrainSettings:
+    """Every setting of a training run but the objective's hyper-parameters, which ``TrainConfig`` adds from the
+    method specs. Defaults are the ``tiny`` preset (CPU, embedded task and model)."""
 
     # -- run
     method: str = _f("grpo", "objective", "run", choices=METHODS, shown="required unless --resume")
@@ -204,25 +180,6 @@ class TrainConfig:
     grad_clip: float = _f(1.0, "clip the gradient norm to this (0: no clipping)", "optim")
     lr_warmup_steps: int = _f(0, "linear learning-rate warm-up over the first N RL steps", "optim")
 
-    # -- objective (None: the method's paper default from workbench.methods)
-    eps_low: float | None = _f(None, "clip family: ratio lower bound 1 - eps_low", "objective")
-    eps_high: float | None = _f(None, "clip family: ratio upper bound 1 + eps_high", "objective")
-    clip_mode: str | None = _f(None, "clip family: " + ", ".join(CLIP_MODES), "objective", choices=CLIP_MODES)
-    dual_clip: float | None = _f(None, "clip family: dual-clip constant c > 1 for A < 0", "objective")
-    loss_agg: str | None = _f(None, "clip family: " + ", ".join(LOSS_AGGS), "objective", choices=LOSS_AGGS)
-    kl_beta: float | None = _f(None, "KL penalty weight", "objective")
-    kl_target: str | None = _f(None, "KL to the reference ('ref') or old ('old') policy", "objective",
-                               choices=KL_TARGETS)  # fmt: skip
-    adv_eps: float | None = _f(None, "clip family: std epsilon of the group advantage", "objective")
-    log_ratio_cap: float | None = _f(
-        None, "clip family: clamp |log-ratio| before exp ('none': off)", "objective"
-    )
-    tau: float | None = _f(None, "REAL family: temperature tau (weights bounded by 1/tau)", "objective")
-    group_filter: str | None = _f(None, "REAL family: groups used: " + ", ".join(GROUP_FILTERS), "objective",
-                                  choices=GROUP_FILTERS)  # fmt: skip
-    normalize: str | None = _f(None, "REAL family: loss normaliser: " + ", ".join(NORMALIZATIONS), "objective",
-                               choices=NORMALIZATIONS)  # fmt: skip
-
     # -- validation
     val_every: int = _f(10, "validate every N steps (and at the last step); 0: never", "validation")
     val_prompts: int = _f(32, "validation prompts (the first N of the validation split)", "validation")
@@ -256,10 +213,19 @@ class TrainConfig:
 
     # ------------------------------------------------------------------------------------------- derived
     def objective_overrides(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in OBJECTIVE_FIELDS if getattr(self, k) is not None}
+        """The objective settings given (not None), plus those the method's spec takes from another setting
+        when unset (``from_config``: Dr. GRPO's ``max_tokens`` is ``--max-new-tokens``)."""
+        given = {k: getattr(self, k) for k in OBJECTIVE_FIELDS if getattr(self, k) is not None}
+        spec = SPECS.get(self.method)
+        if spec is not None:
+            for f in fields(spec.defaults):
+                source = f.metadata.get("from_config")
+                if source and f.name not in given:
+                    given[f.name] = getattr(self, source)
+        return given
 
     def hparams(self) -> HParams:
-        """The method's resolved objective hyper-parameters (paper defaults + overrides)."""
+        """The method's resolved objective hyper-parameters (its spec's defaults + overrides)."""
         return resolve_hparams(self.method, self.objective_overrides())
 
     def needs_reference(self) -> bool:
@@ -398,16 +364,13 @@ class TrainConfig:
                     )
 
     def _validate_objective(self) -> None:
-        family, other = (
-            (ClipHParams, "REAL") if self.method in ("grpo", "dapo", "gspo") else (RealHParams, "clip")
-        )
-        names = {f.name for f in fields(family)}
+        names = set(SPECS[self.method].hparam_names())
         stray = [k for k in self.objective_overrides() if k not in names]
         if stray:
-            which = "GRPO, DAPO and GSPO" if other == "clip" else "the REAL family"
+            owners = sorted({m for k in stray for m, s in SPECS.items() if k in s.hparam_names()})
             raise ConfigError(
-                f"{', '.join(flag(k) for k in stray)} only applies to {which}, not to --method {self.method}: "
-                "drop it"
+                f"{', '.join(flag(k) for k in stray)} only applies to {', '.join(owners)}, not to --method "
+                f"{self.method}: drop it"
             )
         try:
             hp = self.hparams()
@@ -466,6 +429,50 @@ class TrainConfig:
         data = self.to_dict()
         data.pop("_explicit", None)
         return data
+
+
+def _cli_type(hint: Any) -> Any:
+    """A hyper-parameter's annotation as a config field's: ``Literal[...]`` -> ``str``, always optional (None: the
+    method's default)."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    base = next(t for t in options if t is not type(None))
+    if typing.get_origin(base) is typing.Literal:
+        base = str
+    return base | None
+
+
+def _objective_fields() -> list[tuple[str, Any, Any]]:
+    """One optional config field per hyper-parameter of any registered method, in registry order, with the
+    hyper-parameter's help and choices and the methods it applies to."""
+    found: dict[str, tuple[Any, Any, list[str]]] = {}
+    for spec in SPECS.values():
+        hints = typing.get_type_hints(spec.hparams_class, include_extras=False)
+        for f in fields(spec.defaults):
+            if f.name not in found:
+                found[f.name] = (hints[f.name], f.metadata, [])
+            found[f.name][2].append(spec.name)
+    out = []
+    for name, (hint, meta, methods) in found.items():
+        applies = "every method" if len(methods) == len(SPECS) else ", ".join(methods)
+        extra = {"choices": meta["choices"]} if meta.get("choices") else {}
+        out.append(
+            (name, _cli_type(hint), _f(None, f"{applies}: {meta.get('help', '')}", "objective", **extra))
+        )
+    return out
+
+
+TrainConfig = dataclasses.make_dataclass(
+    "TrainConfig",
+    _objective_fields(),
+    bases=(TrainSettings,),
+    namespace={
+        "__doc__": "All settings of a training run: ``TrainSettings`` plus one optional field per objective "
+        "hyper-parameter of the registered methods (``workbench.methods.SPECS``; None: the method's default).",
+        "__module__": __name__,
+    },
+)
+# The objective's settings, generated from the method specs: a new method's hyper-parameters become flags here.
+OBJECTIVE_FIELDS: tuple[str, ...] = tuple(name for name, _, _ in _objective_fields())
 
 
 def _divisor_hint(n: int, near: int) -> int:
@@ -559,8 +566,14 @@ def build_config(preset: str, overrides: dict[str, Any]) -> TrainConfig:
 # resume with a ``config_default`` event.
 RESUME_REQUIRED = frozenset(
     {"method", "preset", "seed", "steps", "lr", "train_data", "val_data", "model", "batch_prompts", "group_size",
-     "minibatch_prompts", "epochs", "temperature", "rollout_lag", *OBJECTIVE_FIELDS}
-)  # fmt: skip
+     "minibatch_prompts", "epochs", "temperature", "rollout_lag"}
+)  # fmt: skip  # and every objective setting of the run's method (``required_on_resume``)
+
+
+def required_on_resume(saved: dict[str, Any]) -> frozenset[str]:
+    """``RESUME_REQUIRED`` plus the objective settings of the logged method (another method's are not needed)."""
+    spec = SPECS.get(saved.get("method"))  # type: ignore[arg-type]
+    return RESUME_REQUIRED | frozenset(spec.hparam_names() if spec is not None else OBJECTIVE_FIELDS)
 
 
 def _type_ok(value: Any, hint: Any) -> bool:
@@ -589,7 +602,8 @@ def check_logged_config(saved: dict[str, Any]) -> dict[str, Any]:
     hints = typing.get_type_hints(TrainConfig)
     known = {f.name: f for f in fields(TrainConfig) if f.metadata.get("cli") is not False}
     missing = sorted(k for k in known if k not in saved)
-    required = [k for k in missing if k in RESUME_REQUIRED]
+    needed = required_on_resume(saved)
+    required = [k for k in missing if k in needed]
     if required:
         raise ConfigError(
             f"run.json's config lacks {', '.join(repr(k) for k in required)}: the run cannot be continued with "

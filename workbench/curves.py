@@ -226,3 +226,29 @@ def check_points(
                     }
                 )
     return records
+
+
+def method_overview(p: CurveParams | None = None, s_max: float = 5.0) -> list[dict[str, object]]:
+    """One row per registered method, for the Learn page's comparison: label, family, which log-ratio its weight
+    reads, the weight in symbols, its defaults, and three numbers from its closed-form curve under ``p``:
+    the weight of a correct rollout at ``s = -1`` against ``s = 0`` (does a low-probability correct token get a
+    stronger push?), and the largest weight of a wrong rollout over ``s`` in ``[-s_max, s_max]`` (is it bounded?)."""
+    p = p or CurveParams()
+    rows: list[dict[str, object]] = []
+    grid = np.linspace(-s_max, s_max, 201)
+    for name, spec in SPECS.items():
+        hp = p.hparams(name)
+        w_pos = curve_weight(name, np.array([-1.0, 0.0]), True, p)
+        w_neg = curve_weight(name, grid, False, p)
+        rows.append(
+            {
+                "method": spec.label,
+                "family": spec.family,
+                "log-ratio": "s_t (token)" if spec.ratio == "token" else "s_bar (rollout)",
+                "weight": spec.summary,
+                "correct: W(s=-1) / W(s=0)": float(w_pos[0] / w_pos[1]) if w_pos[1] > 0 else float("nan"),
+                f"wrong: max W on [-{s_max:g}, {s_max:g}]": float(w_neg.max()),
+                "defaults": ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(hp).items()),
+            }
+        )
+    return rows

@@ -102,6 +102,17 @@ def test_learn_worked_example_follows_the_slider(tmp_path: Path, monkeypatch: py
     assert (at.dataframe[0].value["REAL |W| (Eq. 9/10)"] == 0).all()
 
 
+def test_learn_compares_every_registered_method(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14: a method added as one spec (CISPO, Dr. GRPO) appears in the Learn page's comparison."""
+    from workbench.methods import LABELS
+
+    at = open_app(tmp_path, monkeypatch, "learn")
+    assert "Every method the workbench knows" in [h.value for h in at.subheader]
+    table = next(d.value for d in at.dataframe if "family" in d.value.columns)
+    assert list(table["method"]) == list(LABELS.values())
+    assert {"CISPO", "Dr. GRPO"} <= set(table["method"])
+
+
 # ----------------------------------------------------------------------------------------------- 3 runs
 
 

@@ -149,6 +149,8 @@ def make_trainer(tiny: Path, tmp: Path, method: str, **hp) -> Probe:
         ("dapo", {}),
         ("real_bce", {"normalize": "prompts"}),
         ("real_no_anchor", {}),
+        ("cispo", {}),
+        ("dr_grpo", {"max_tokens": 6}),
     ],
 )
 def test_trains_with_workbench_objective_and_writes_the_run(tiny, tmp_path, method, hp):
@@ -230,12 +232,15 @@ def test_refuses_micro_batches_that_would_split_groups(tiny, tmp_path):
         WorkbenchGRPOTrainer(model=str(tiny), reward_funcs=reward_has_seven, args=args, method="real")
 
 
-@pytest.mark.parametrize(("method", "hp"), [("real", {"normalize": "used"}), ("real_bce", {})])
+@pytest.mark.parametrize(
+    ("method", "hp"), [("real", {"normalize": "used"}), ("real_bce", {}), ("dr_grpo", {"max_tokens": None})]
+)
 def test_refuses_normalisers_that_count_over_the_whole_window(tiny, tmp_path, method, hp):
-    """``used`` and ``rollouts`` (real_bce's default, the authors' mean) divide by a count of the window."""
+    """``used`` and ``rollouts`` (real_bce's default, the authors' mean) divide by a count of the window, and so
+    does Dr. GRPO's padded width without ``max_tokens``."""
     args = GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=4, use_cpu=True,
                       report_to="none")  # fmt: skip
-    with pytest.raises(ValueError, match="needs the used groups of the whole optimizer window"):
+    with pytest.raises(ValueError, match="divides by a count over the whole optimizer window"):
         WorkbenchGRPOTrainer(
             model=str(tiny), reward_funcs=reward_has_seven, args=args, method=method, hparams=hp or None
         )

@@ -426,6 +426,10 @@ def test_loss_spec_refuses_what_cannot_be_exact():
     with pytest.raises(ValueError, match="normalize='rollouts'"):
         verl_real.LossSpec("real_bce", 8)  # its default: the authors' mean over the mixed groups' rollouts
     verl_real.LossSpec("real_bce", 8, {"normalize": "prompts"})
+    with pytest.raises(ValueError, match="max_tokens=None"):
+        verl_real.LossSpec("dr_grpo", 8)  # the padded width of each micro-batch is not one constant
+    verl_real.LossSpec("dr_grpo", 8, {"max_tokens": 64})
+    verl_real.LossSpec("cispo", 8)
     with pytest.raises(ValueError, match="use_kl_loss"):
         verl_real.LossSpec("real", 8, {"kl_beta": 0.01})
     with pytest.raises(ValueError, match="unknown method"):

@@ -10,7 +10,7 @@ import pytest
 
 from tests.training.conftest import SMALL, cli_flags
 from training.cli import main
-from training.config import RESUME_REQUIRED, ConfigError, build_config, check_logged_config
+from training.config import ConfigError, build_config, check_logged_config, required_on_resume
 
 
 def _logged(**changes) -> dict:
@@ -25,7 +25,7 @@ def _logged(**changes) -> dict:
 
 @pytest.mark.parametrize("key", ["method", "lr", "tau", "train_data", "seed", "rollout_lag"])
 def test_a_missing_required_setting_is_an_error_naming_it(key):
-    assert key in RESUME_REQUIRED
+    assert key in required_on_resume(_logged())
     with pytest.raises(ConfigError, match=f"lacks '{key}'"):
         check_logged_config(_logged(**{key: KeyError}))
 
@@ -35,6 +35,13 @@ def test_a_missing_required_setting_is_an_error_naming_it(key):
 def test_a_mistyped_setting_is_an_error_naming_it(key, value):
     with pytest.raises(ConfigError, match=f"has {key}: "):
         check_logged_config(_logged(**{key: value}))
+
+
+def test_another_methods_objective_settings_are_not_required():
+    """A REAL run logged before CISPO existed lacks ``w_max``: it is not the run's setting, so the resume goes on
+    (with the field's default, None); the REAL run's own ``tau`` stays required."""
+    assert check_logged_config(_logged(w_max=KeyError, eps_low=KeyError)) == {"w_max": None, "eps_low": None}
+    assert "tau" in required_on_resume(_logged()) and "w_max" not in required_on_resume(_logged())
 
 
 def test_other_missing_settings_get_their_documented_defaults():

@@ -58,8 +58,16 @@ def test_presets_set_the_paper_values_and_flags_override_them():
         (["--method", "ppo"], ["unknown method 'ppo'", "--method from grpo"]),
         (["--method", "real", "--preset", "huge"], ["unknown preset 'huge'", "tiny, paper-1.5b, paper-7b"]),
         (["--method", "real", "--minibatch-prompts", "5"], ["--minibatch-prompts 5 does not divide", "16"]),
-        (["--method", "grpo", "--tau", "0.3"], ["--tau only applies to the REAL family"]),
-        (["--method", "real", "--eps-high", "0.3"], ["--eps-high only applies to GRPO, DAPO and GSPO"]),
+        (
+            ["--method", "grpo", "--tau", "0.3"],
+            ["--tau only applies to real, real_bce, real_no_anchor, not to --method grpo"],
+        ),
+        (
+            ["--method", "real", "--eps-high", "0.3"],
+            ["--eps-high only applies to dapo, dr_grpo, grpo, gspo, not"],
+        ),
+        (["--method", "cispo", "--tau", "0.3"], ["--tau only applies to real, real_bce, real_no_anchor"]),
+        (["--method", "grpo", "--w-max", "2"], ["--w-max only applies to cispo, not to --method grpo"]),
         (["--method", "grpo", "--ref-model", "none"], ["no reference", "--kl-beta 0"]),
         (["--method", "real", "--group-size", "1"], ["--group-size 1"]),
         (["--method", "real", "--preset", "paper-1.5b"], ["--preset paper-1.5b", "--model PATH"]),

@@ -16,8 +16,8 @@ from tests.training.conftest import small_config
 from training.loop import Trainer
 from training.seeding import prompt_indices
 from training.task import Problem, make_splits
-from workbench.closed_forms import keep_indicator, real_weight
-from workbench.methods import CLIP_METHODS, METHODS, REAL_METHODS
+from workbench.closed_forms import real_weight
+from workbench.methods import CLIP_METHODS, METHODS, REAL_METHODS, SPECS, CurveScenario, resolve_hparams
 from workbench.runlog import METRICS_SCHEMA, ROLLOUTS_SCHEMA, TOKENS_SCHEMA, open_run
 
 STEPS = 3
@@ -115,16 +115,19 @@ def test_logs_match_the_objective(runs, method, grader):
         assert (signs[signs.reward > 0.5].grad <= 0).all() and (signs[signs.reward < 0.5].grad >= 0).all()
     else:
         assert method in CLIP_METHODS and joined.log_c.isna().all()
-        # weight = |A| e^{s_t} I / |o| (GSPO: e^{s_bar}), with I the clip indicator of workbench.closed_forms
+        # weight = the spec's per-token weight (GRPO: |A| e^{s_t} I_clip; GSPO on s_bar; CISPO |A| clip(e^{s_t}))
+        # at the logged advantage, divided by |o|; a token whose gradient is clipped away carries weight 0
+        spec, hpo = SPECS[method], resolve_hparams(method, hp)
         t = tok.join(ro.set_index(key)[["advantage", "length", "s_bar"]], on=key)
-        log_ratio = t.s_bar if method == "gspo" else t.s
-        keep = keep_indicator(
-            log_ratio.to_numpy(), t.advantage.to_numpy(), hp["eps_low"], hp["eps_high"], hp["clip_mode"],
-            hp["dual_clip"], hp["log_ratio_cap"],
-        )  # fmt: skip
-        assert (keep == t.keep.to_numpy()).all()
-        expected = np.abs(t.advantage) * np.exp(log_ratio) * keep / t.length
+        log_ratio = (t.s_bar if spec.ratio == "sequence" else t.s).to_numpy()
+        expected = np.zeros(len(t))
+        for a in np.unique(t.advantage):
+            sel = (t.advantage == a).to_numpy()
+            if a != 0:
+                w = spec.curve(log_ratio[sel], bool(a > 0), hpo, CurveScenario(advantage=abs(float(a))))
+                expected[sel] = w / t.length.to_numpy()[sel]
         np.testing.assert_allclose(t.weight, expected, rtol=1e-4, atol=1e-7)
+        assert (t.weight[~t.keep] == 0).all()
         # advantages are group-normalised: zero mean in every group
         means = ro[ro.minibatch >= 0].groupby(["step", "group"]).advantage.mean()
         np.testing.assert_allclose(means, 0, atol=1e-5)

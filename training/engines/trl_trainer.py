@@ -41,7 +41,7 @@ from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from training.engines.records import assemble_step, rollout_info, token_texts, update_records
-from workbench.methods import METHODS, ClipHParams, RealHParams, resolve_hparams
+from workbench.methods import METHODS, SPECS, resolve_hparams
 from workbench.objectives import get_objective
 from workbench.runlog import RunWriter
 
@@ -125,13 +125,16 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
         self.wb_overrides = dict(hparams or {})
         self.wb_hparams = resolve_hparams(method, self.wb_overrides)
         hp = self.wb_hparams
-        if isinstance(hp, RealHParams) and hp.normalize in ("used", "rollouts"):
+        spec = SPECS[method]
+        if spec.divides_by(hp) == "window":
+            settings = ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(hp).items())
             raise ValueError(
-                f"normalize={hp.normalize!r} needs the used groups of the whole optimizer window (real_bce's "
-                "default 'rollouts', the authors' mean over the mixed groups' rollouts, included); pass "
-                "normalize='prompts' (for real_bce: the paper's Eq. 11 per group over the prompts) or 'sum'"
+                f"{method} ({settings}) divides by a count over the whole optimizer window (real_bce's "
+                "default normalize='rollouts', the authors' mean over the mixed groups' rollouts, or Dr. GRPO's "
+                "padded width without max_tokens); pass normalize='prompts' (for real_bce: the paper's Eq. 11 per "
+                "group over the prompts) or 'sum', or max_tokens=<max_completion_length> for Dr. GRPO"
             )
-        if isinstance(hp, RealHParams) and hp.kl_beta > 0:
+        if spec.family == "real" and hp.kl_beta > 0:
             raise ValueError(
                 "the REAL family's KL term is a micro-batch token-mean and cannot be made global here"
             )
@@ -228,9 +231,10 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
         hp = self.wb_hparams
         accum = self.current_gradient_accumulation_steps
         procs = self.accelerator.num_processes
-        if isinstance(hp, RealHParams):
-            return float(procs) if hp.normalize == "sum" else 1.0 / accum
-        if isinstance(hp, ClipHParams) and hp.loss_agg == "token-mean":
+        divisor = SPECS[self.wb_method].divides_by(hp)
+        if divisor == "nothing":
+            return float(procs)
+        if divisor == "tokens":
             window = float(inputs["num_items_in_batch"]) * accum / self.args.steps_per_generation
             return procs * float(mask.sum()) / max(window, 1.0)
         return 1.0 / accum

@@ -28,6 +28,7 @@ Rows whose response mask is empty are verl's padding samples (``upsample_batch_t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid as uuid_lib
 from collections import Counter
@@ -48,7 +49,7 @@ from verl.utils.seqlen_balancing import calculate_workload, get_seqlen_balanced_
 from verl.workers.utils.padding import no_padding_2_padding
 
 from training.engines.records import update_records
-from workbench.methods import METHODS, REAL_METHODS, ClipHParams, RealHParams, resolve_hparams
+from workbench.methods import METHODS, REAL_METHODS, SPECS, HParams, resolve_hparams
 from workbench.objectives import get_objective
 from workbench.runlog import atomic_write_table
 
@@ -82,25 +83,25 @@ class LossSpec:
         if not (isinstance(self.group_size, int) and self.group_size >= 1):
             raise ValueError(f"group_size (rollout.n) must be an int >= 1, got {self.group_size!r}")
         hp = self.hparams
-        if isinstance(hp, RealHParams):
-            if hp.normalize in ("used", "rollouts"):
-                raise ValueError(
-                    f"normalize={hp.normalize!r} divides by a count over the used groups of the whole "
-                    "mini-batch, which a micro-batch loss cannot make under verl (real_bce's default "
-                    "'rollouts', the authors' mean over the mixed groups' rollouts, included); use "
-                    "normalize='prompts' (REAL's authors' convention; for real_bce the paper's Eq. 11 per "
-                    "group over the prompts) or 'sum'"
-                )
-            if hp.kl_beta > 0:
-                raise ValueError(
-                    "the REAL family's own KL term is a micro-batch token-mean; under verl set kl_beta=0 and use "
-                    "actor_rollout_ref.actor.use_kl_loss=True with kl_loss_coef (verl normalises it globally)"
-                )
+        spec = SPECS[self.method]
+        if spec.divides_by(hp) == "window":
+            settings = ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(hp).items())
+            raise ValueError(
+                f"{self.method} ({settings}) divides by a count over the whole mini-batch (e.g. the rollouts of "
+                "its mixed groups: real_bce's default normalize='rollouts', the authors' mean; or Dr. GRPO's "
+                "padded width without max_tokens), which a micro-batch loss cannot make under verl; use "
+                "normalize='prompts' or 'sum' for the REAL family, max_tokens=<response length> for Dr. GRPO"
+            )
+        if spec.family == "real" and hp.kl_beta > 0:
+            raise ValueError(
+                "the REAL family's own KL term is a micro-batch token-mean; under verl set kl_beta=0 and use "
+                "actor_rollout_ref.actor.use_kl_loss=True with kl_loss_coef (verl normalises it globally)"
+            )
         if self.method in REAL_METHODS and self.group_size < 2:
             raise ValueError("the REAL family compares rollouts of a prompt: rollout.n must be >= 2")
 
     @property
-    def hparams(self) -> ClipHParams | RealHParams:
+    def hparams(self) -> HParams:
         return resolve_hparams(self.method, dict(self.overrides))
 
 
@@ -212,21 +213,23 @@ def loss_scale(
     batch_num_tokens: int | None,
 ) -> float:
     """The factor turning the objective on this micro-batch into its share of the global mini-batch loss."""
-    hp = spec.hparams
-    if isinstance(hp, RealHParams):
-        if hp.normalize == "sum":
-            return float(dp_size)
-        if global_batch_size is None:
-            raise ValueError("global_batch_size is needed to normalise by the prompts of the mini-batch")
-        prompts = global_batch_size / spec.group_size
-        return dp_size * int(mb.group_ids.unique().numel()) / prompts
-    if hp.loss_agg == "token-mean":
+    divisor = SPECS[spec.method].divides_by(spec.hparams)
+    if divisor == "nothing":
+        return float(dp_size)
+    if divisor == "tokens":
         if batch_num_tokens is None:
             raise ValueError("batch_num_tokens is needed for token-mean aggregation")
         return dp_size * float(mb.mask.sum()) / float(batch_num_tokens)
     if global_batch_size is None:
-        raise ValueError("global_batch_size is needed for seq-mean-token-mean aggregation")
-    return dp_size * mb.logp.shape[0] / float(global_batch_size)
+        raise ValueError(f"global_batch_size is needed to normalise by the {divisor} of the mini-batch")
+    if divisor == "prompts":
+        prompts = global_batch_size / spec.group_size
+        return dp_size * int(mb.group_ids.unique().numel()) / prompts
+    if divisor == "rollouts":
+        return dp_size * mb.logp.shape[0] / float(global_batch_size)
+    raise ValueError(
+        f"{spec.method} divides by a count over the whole mini-batch ({divisor}): no micro-batch scale"
+    )
 
 
 def _metric_value(data: TensorDict, key: str) -> Any:

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from workbench.batch import RolloutBatch
 from workbench.groups import group_advantages
+from workbench.methods.clip import divides_by_loss_agg
 from workbench.methods.common import (
     GradientBreakdown,
     ObjectiveResult,
@@ -141,5 +142,6 @@ CISPO = MethodSpec(
     closed_form=cispo_closed_form,
     curve=cispo_curve,
     summary="|A| sg[clip(e^{s_t}, w_min, w_max)]: the weight is clipped, no token loses its gradient",
+    divides_by=divides_by_loss_agg,  # type: ignore[arg-type]
 )
 SPECS = (CISPO,)

@@ -120,6 +120,11 @@ def clip_curve(s: np.ndarray, positive: bool, hp: ClipHParams, sc: CurveScenario
     return np.asarray(grpo_token_weight(s, a, hp.eps_low, hp.eps_high, hp.clip_mode), dtype=float)
 
 
+def divides_by_loss_agg(hp: ClipHParams) -> str:
+    """``token-mean`` divides by the mini-batch's response tokens, ``seq-mean-token-mean`` by its rollouts."""
+    return "tokens" if hp.loss_agg == "token-mean" else "rollouts"
+
+
 def clip_kinks(hp: ClipHParams) -> tuple[float, ...]:
     """The clip boundaries ``log(1 - eps_low)`` and ``log(1 + eps_high)``, where the surrogate has a kink."""
     return () if hp.clip_mode == "none" else (math.log1p(-hp.eps_low), math.log1p(hp.eps_high))
@@ -236,7 +241,7 @@ def sequence_ratio_closed_form(batch: RolloutBatch, hp: ClipHParams) -> Gradient
 
 # ----------------------------------------------------------------------------------------------- specs
 
-_COMMON = {"family": "clip", "curve": clip_curve, "kinks": clip_kinks}
+_COMMON = {"family": "clip", "curve": clip_curve, "kinks": clip_kinks, "divides_by": divides_by_loss_agg}
 
 GRPO = MethodSpec(
     name="grpo",

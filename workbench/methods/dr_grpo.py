@@ -47,7 +47,9 @@ class DrGrpoHParams:
     )
     dual_clip: float | None = hp_field(None, "dual-clip constant c > 1: A < 0 tokens with ratio > c get none")
     max_tokens: int | None = hp_field(
-        None, "constant token normaliser L_max (the trainer: --max-new-tokens; unset: the padded width)"
+        None,
+        "constant token normaliser L_max (the trainer: --max-new-tokens; unset: the padded width)",
+        from_config="max_new_tokens",
     )
     kl_beta: float = hp_field(0.0, KL_BETA_HELP)
     kl_target: Literal["ref", "old"] = hp_field("ref", KL_TARGET_HELP, KL_TARGETS)
@@ -73,6 +75,11 @@ def _normaliser(batch: RolloutBatch, hp: DrGrpoHParams) -> float:
     """``B * L_max``: rollouts times ``max_tokens`` (or the batch's padded width ``T``)."""
     width = hp.max_tokens if hp.max_tokens is not None else batch.s.shape[1]
     return float(batch.n_rollouts * width)
+
+
+def divides_by(hp: DrGrpoHParams) -> str:
+    """``B * L_max``: a mean over rollouts when ``L_max`` is a constant; the padded width is the batch's own."""
+    return "rollouts" if hp.max_tokens is not None else "window"
 
 
 def dr_grpo_objective(batch: RolloutBatch, hp: DrGrpoHParams) -> ObjectiveResult:
@@ -110,5 +117,6 @@ DR_GRPO = MethodSpec(
     curve=clip_curve,  # type: ignore[arg-type]
     summary="|A| e^{s_t} I_clip with A = r - mean (no std) and one constant normaliser B * L_max",
     kinks=clip_kinks,  # type: ignore[arg-type]
+    divides_by=divides_by,
 )
 SPECS = (DR_GRPO,)

@@ -17,9 +17,12 @@ GROUP_FILTERS = ("mixed", "all")
 NORMALIZATIONS = ("prompts", "rollouts", "used", "sum")
 
 
-def hp_field(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    """A dataclass field carrying its help text (and its choices, for a string setting)."""
-    return field(default=default, metadata={"help": help, "choices": choices})
+def hp_field(
+    default: Any, help: str, choices: tuple[str, ...] | None = None, from_config: str | None = None
+) -> Any:
+    """A dataclass field carrying its help text, its choices (for a string setting) and, in ``from_config``, the
+    trainer setting that fills it when the user leaves it unset (e.g. ``max_new_tokens``)."""
+    return field(default=default, metadata={"help": help, "choices": choices, "from_config": from_config})
 
 
 def hp_help(cls: type, name: str) -> str:

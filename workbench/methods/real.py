@@ -236,6 +236,12 @@ def _closed_form(variant: str):
     return closed_form
 
 
+def divides_by_normalize(hp: RealHParams) -> str:
+    """``prompts``: the groups of the batch; ``sum``: nothing; ``used``/``rollouts``: counts over the kept groups
+    of the whole mini-batch (``window``)."""
+    return {"prompts": "prompts", "sum": "nothing"}.get(hp.normalize, "window")
+
+
 # ----------------------------------------------------------------------------------------------- specs
 
 REAL = MethodSpec(
@@ -249,6 +255,7 @@ REAL = MethodSpec(
     curve=_curve("real"),
     summary="(1/tau) / (1 + C e^{+-s_bar/tau}), C >= 1 from the zero anchor logit (Eq. 8, 9)",
     ratio="sequence",
+    divides_by=divides_by_normalize,
 )
 REAL_BCE = MethodSpec(
     name="real_bce",
@@ -261,6 +268,7 @@ REAL_BCE = MethodSpec(
     curve=_curve("bce"),
     summary="(1/tau) sigmoid(-+s_bar/tau): each rollout its own binary classifier (Eq. 11), C = 1",
     ratio="sequence",
+    divides_by=divides_by_normalize,
 )
 REAL_NO_ANCHOR = MethodSpec(
     name="real_no_anchor",
@@ -273,5 +281,6 @@ REAL_NO_ANCHOR = MethodSpec(
     curve=_curve("no_anchor"),
     summary="REAL's form without the zero logit: C = same-class mass + 1 / other-class mass (Eq. 2)",
     ratio="sequence",
+    divides_by=divides_by_normalize,
 )
 SPECS = (REAL, REAL_BCE, REAL_NO_ANCHOR)

@@ -45,6 +45,11 @@ def no_kinks(hp: Any) -> tuple[float, ...]:
     return ()
 
 
+# What a method's loss on a batch is divided by (``MethodSpec.divides_by``); engines that split a mini-batch into
+# micro-batches scale each micro-batch's loss by its share of that count.
+DIVISORS = ("rollouts", "tokens", "prompts", "nothing", "window")
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """One method.
@@ -60,6 +65,10 @@ class MethodSpec:
     - ``ratio``: ``token`` or ``sequence``: which log-ratio the curve's x axis is.
     - ``kinks(hp)``: log-ratios where the loss is not differentiable (clip boundaries); autograd checks skip them.
     - ``summary``: one line for menus and the Learn page: the weight in symbols.
+    - ``divides_by(hp)``: what the loss on a batch is divided by: ``rollouts`` (a mean over rollouts),
+      ``tokens`` (a mean over response tokens), ``prompts`` (the groups of the batch), ``nothing`` (a sum), or
+      ``window`` (a count only the whole mini-batch knows, e.g. its mixed groups' rollouts): engines that split
+      mini-batches into micro-batches scale by the first four and refuse the last.
     """
 
     name: str
@@ -71,6 +80,7 @@ class MethodSpec:
     closed_form: Callable[[RolloutBatch, Any], GradientBreakdown]
     curve: Callable[[np.ndarray, bool, Any, CurveScenario], np.ndarray]
     summary: str
+    divides_by: Callable[[Any], str]
     ratio: Literal["token", "sequence"] = "token"
     kinks: Callable[[Any], tuple[float, ...]] = no_kinks
 
