@@ -8,7 +8,6 @@ complete step; when a step lands, the folder's mtime changes and the cached tabl
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from workbench.liveness import run_is_live
 from workbench.methods import LABELS, METHODS, resolve_hparams
 from workbench.runlog import TABLES, RunFormatError, open_run, step_file
 from workbench.runs_root import UnsafeRunName, list_run_names, resolve_run_dir
@@ -68,38 +68,14 @@ class RunCard:
 
     @property
     def live(self) -> bool:
-        """Still training: state ``running`` and, when the pid is of this host, that process alive."""
-        if self.state != "running":
-            return False
-        pid = self.status.get("pid")
-        return pid_alive(pid) if isinstance(pid, int) else True
+        """Still training (``workbench.liveness.run_is_live``: running, and its writer lock held)."""
+        return self.path is not None and run_is_live(self.path, self.status)
 
     @property
     def display_state(self) -> str:
         if self.state == "running" and not self.live:
             return "interrupted"
         return self.state
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this host (a zombie child of ours is reaped and reported dead)."""
-    if pid <= 0:
-        return False
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    except ChildProcessError:
-        pass
-    except OSError:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _inside(path: Path, parent: Path) -> bool:

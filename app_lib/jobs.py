@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from app_lib.config import REPO_ROOT
-from app_lib.data import pid_alive
+from workbench.liveness import pid_alive
 from workbench.runs_root import UnsafeRunName, resolve_run_dir
 
 JOBS_DIR = ".jobs"

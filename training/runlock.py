@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-LOCK_NAME = ".writer.lock"
+from workbench.liveness import LOCK_NAME
 
 
 class RunLocked(Exception):

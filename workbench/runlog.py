@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from workbench.errors import LocatedError
+from workbench.liveness import run_is_live
 
 SCHEMA_VERSION = 1
 TABLES = ("metrics", "rollouts", "tokens")
@@ -363,6 +364,10 @@ class Run:
     @property
     def env(self) -> dict[str, Any]:
         return dict(self.meta.get("env", {}))
+
+    def is_live(self) -> bool:
+        """Whether a trainer still writes this run (``workbench.liveness.run_is_live``)."""
+        return run_is_live(self.dir, self.status())
 
     def status(self) -> dict[str, Any]:
         path = self.dir / "status.json"

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from app_lib import jobs
-from app_lib.data import pid_alive, read_card
+from app_lib.data import read_card
 from tests.app.conftest import REPO
+from workbench.liveness import pid_alive
 from workbench.runs_root import UnsafeRunName
 from workbench.synthetic_run import write_synthetic_run
 

@@ -9,9 +9,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app_lib import jobs
-from app_lib.data import pid_alive, read_card
+from app_lib.data import read_card
 from app_lib.ui import md_escape
 from tests.app.conftest import APP
+from workbench.liveness import pid_alive
 
 pytestmark = pytest.mark.skipif(
     not jobs.trainer_available(), reason="the training module (python -m training) is not in this checkout"

@@ -21,7 +21,7 @@ from typing import Any
 
 from training.config import OBJECTIVE_FIELDS, ConfigError, TrainConfig, build_config, flag
 from workbench.methods import DEFAULTS
-from workbench.stats.variants import Variant, VariantSpec, _Positive, variant_from
+from workbench.stats.variants import AnyPositive, Variant, VariantSpec, variant_from
 
 # The value trained where a spec accepts "any value > 0". The paper gives one KL weight, GRPO's beta = 0.001
 # (Sec. 5.1; Table 4 names none for REAL's KL rows), so REAL's KL runs use GRPO's default from workbench.methods.
@@ -156,7 +156,7 @@ def concrete_overrides(spec: VariantSpec, open_values: Mapping[str, Any] = OPEN_
     """The spec's overrides with every open value (``POSITIVE``) replaced by the value the pipeline trains."""
     out = {}
     for k, v in spec.overrides:
-        if isinstance(v, _Positive):
+        if isinstance(v, AnyPositive):
             if k not in open_values:
                 raise PlanError(
                     f"{spec.describe()}: accepts any {k} > 0 and the pipeline has no value to train for {k} "

@@ -15,14 +15,13 @@ A planned run's directory is
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any
 
 from training.config import OBJECTIVE_FIELDS, RESUME_MUTABLE, TrainConfig
 from training.pipeline.plan import PlannedRun
 from training.runlock import visible_entries
+from workbench.liveness import run_is_live
 from workbench.runlog import RunFormatError, open_run
 from workbench.stats.variants import variant_from
 
@@ -62,17 +61,6 @@ class RunState:
         if self.action == RESUME:
             return self.run.resume_args(self.resume_steps)
         return []
-
-
-def _trainer_alive(pid: Any) -> bool:
-    """Whether ``pid`` is a live process running the trainer (``python -m training``)."""
-    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"training" in cmdline and b"train" in cmdline
 
 
 def config_differences(logged: dict[str, Any], planned: TrainConfig) -> dict[str, tuple[Any, Any]]:
@@ -129,7 +117,7 @@ def inspect(run: PlannedRun) -> RunState:
         )
     done = len(logged.steps())
     state = status.get("state")
-    if state == "running" and _trainer_alive(status.get("pid")):
+    if run_is_live(out, status):
         raise Conflict(
             f"{out} is being trained right now (pid {status['pid']}): wait for it or stop it, then re-run"
         )

@@ -160,7 +160,7 @@ def variant_of(run: RunLike) -> Variant:
         raise RunFormatError(where, str(e), field="config.hparams") from None
 
 
-class _Positive:
+class AnyPositive:
     """Spec value matching any number > 0 (e.g. "some KL beta")."""
 
     def __repr__(self) -> str:
@@ -170,7 +170,7 @@ class _Positive:
         return isinstance(value, int | float) and value > 0
 
 
-POSITIVE = _Positive()
+POSITIVE = AnyPositive()
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ class VariantSpec:
         if set(got) != set(want):
             return False
         for k, v in want.items():
-            if isinstance(v, _Positive):
+            if isinstance(v, AnyPositive):
                 if not v.matches(got[k]):
                     return False
             elif not _same(got[k], v):
@@ -201,7 +201,7 @@ class VariantSpec:
         if not self.overrides:
             return f"{self.label} (method {self.method}, default hparams)"
         parts = ", ".join(
-            f"{k}={'any value > 0' if isinstance(v, _Positive) else _fmt(v)}" for k, v in self.overrides
+            f"{k}={'any value > 0' if isinstance(v, AnyPositive) else _fmt(v)}" for k, v in self.overrides
         )
         return f"{self.label} (method {self.method} with {parts}, other hparams default)"
 
