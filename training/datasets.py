@@ -64,12 +64,17 @@ class LoadReport:
         return text
 
 
+# The six benchmarks ship inside the package (``benchmarks/<name>.json``; sources and licences in its README.md).
+BUNDLED_DATA_DIR = Path(__file__).resolve().parent / "bundled_data"
+
+
 def data_dir() -> Path:
-    """The shared data folder: ``$REAL_DATA_DIR`` if set, else ``<repository>/../shared/data``."""
+    """The data folder the benchmark names resolve in: ``$REAL_DATA_DIR`` if set (an override laid out as
+    ``benchmarks/<name>.json``), else the copy shipped with the package (``training/bundled_data``)."""
     env = os.environ.get("REAL_DATA_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    return BUNDLED_DATA_DIR
 
 
 def benchmark_path(name: str) -> Path:
