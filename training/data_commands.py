@@ -103,7 +103,9 @@ def run_check_data(args: argparse.Namespace) -> int:
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     from training.datasets import BENCHMARKS, PROMPT_SUFFIX
 
-    parser.add_argument("--model", required=True, help="local causal-LM folder (with its tokenizer)")
+    parser.add_argument("--model", required=True, help="a causal-LM folder with its tokenizer (save_pretrained "
+                        "layout; 'python -m training export' writes one from a run's checkpoint), or a Hugging "
+                        "Face Hub id (owner/name[:revision=R]) resolved through the Hugging Face cache")  # fmt: skip
     parser.add_argument(
         "--benchmarks",
         default=",".join(BENCHMARKS),
@@ -170,9 +172,12 @@ def run_eval_command(args: argparse.Namespace) -> int:
 
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     try:
-        model_dir = Path(args.model)
-        if not (model_dir / "config.json").is_file():
-            raise EvalError(f"--model {args.model}: not a local model folder (no config.json there)")
+        from training.model import model_name, resolve_model
+
+        try:
+            model_dir = resolve_model(args.model)  # a folder, or a Hub id through the Hugging Face cache
+        except ValueError as e:
+            raise EvalError(str(e)) from None
         import torch
 
         if args.device == "cuda" and not torch.cuda.is_available():
@@ -207,7 +212,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
             answer_field=args.answer_field,
         )  # fmt: skip
         settings.check()
-        out = Path(args.out) if args.out else Path("evals") / model_dir.resolve().name
+        out = Path(args.out) if args.out else Path("evals") / model_name(args.model)
         _check_writable(out)
         prepare_out(out, settings)
     except (EvalError, UsageError) as e:
@@ -228,7 +233,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
     from training.rewards import Grader
     from training.rollout import TransformersBackend, VLLMBackend
 
-    label = args.label or model_dir.resolve().name
+    label = args.label or model_name(args.model)
     try:
         if args.backend == "vllm":
             from transformers import AutoTokenizer
