@@ -1,6 +1,7 @@
-"""``python -m training check-data`` and ``eval``: their arguments and what they run, on data named as in
-``training.data_sources`` (benchmark names, files, Hugging Face Hub ids and folders) with ``--problem-field`` /
-``--answer-field`` for other column names.
+"""``python -m training check-data``, ``eval`` and ``export``: their arguments and what they run. Data is named
+as in ``training.data_sources`` (benchmark names, files, Hugging Face Hub ids and folders), with
+``--problem-field`` / ``--answer-field`` for other column names; ``--model`` is a folder or a Hub id
+(``training.model.resolve_model``); ``export`` writes a run's checkpoint as a model folder (``training.export``).
 
 ``training.cli`` serves them by registering ``DATA_COMMANDS`` in its ``COMMANDS``; ``main`` runs them alone
 (``python -m training.data_commands COMMAND ...``, the same parser and code).
@@ -278,6 +279,37 @@ def run_eval_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------------------------------------ export
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "run_dir", metavar="RUN_DIR", help="a run directory (holds run.json and checkpoints/)"
+    )
+    parser.add_argument("--step", type=int, default=None,
+                        help="the checkpoint's step (default: the newest; the error lists the steps there)")  # fmt: skip
+    parser.add_argument("--out", required=True, help="the folder to write (must not exist, or be empty)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default=None,
+                        help="weights' precision (default: the run's: bfloat16 when it computes in bfloat16)")  # fmt: skip
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from training.checkpoint import CheckpointError
+    from training.export import ExportError, export_checkpoint
+
+    try:
+        _check_writable(Path(args.out))
+        out = export_checkpoint(args.run_dir, args.step, args.out, args.dtype)
+    except (ExportError, UsageError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"wrote {out}: evaluate it with python -m training eval --model {out}", file=sys.stderr)
+    return EXIT_OK
+
+
 DATA_COMMANDS: dict[str, Command] = {
     "check-data": Command(
         name="check-data",
@@ -304,9 +336,28 @@ DATA_COMMANDS: dict[str, Command] = {
         "and <out>/results.csv, with the paper's reported rows as separate, labelled reference rows. Results are "
         "saved after every --batch-prompts questions: the same command continues an interrupted evaluation.",
         epilog="examples:\n"
-        "  python -m training eval --model ~/models/DeepSeek-R1-Distill-Qwen-1.5B --backend vllm\n"
-        "  python -m training eval --model runs/real/checkpoints/step_001400/model --benchmarks aime,amc --k 16\n"
-        "  python -m training eval --model M --limit 10 --k 2 --max-new-tokens 512   # a quick look",
+        "  python -m training eval --model deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B --backend vllm\n"
+        "  python -m training export runs/real-tiny --step 90 --out exports/real-tiny-step90\n"
+        "  python -m training eval --model exports/real-tiny-step90 --benchmarks aime,amc --k 16\n"
+        "  python -m training eval --model runs/real-tiny/final_model --limit 10 --k 2 --max-new-tokens 64   "
+        "# a quick look",
+    ),
+    "export": Command(
+        name="export",
+        help="write a run's checkpoint as a save_pretrained folder (model + tokenizer) for eval and transformers",
+        add_arguments=add_export_arguments,
+        run=run_export,
+        description="Rebuild the run's policy from its run.json (the embedded decoder, or its --model's "
+        "architecture and tokenizer), load the weights of checkpoint --step, and write model and tokenizer with "
+        "save_pretrained into --out, with export.json naming the run and step. The folder loads with "
+        "transformers.AutoModelForCausalLM.from_pretrained and as eval --model. A finished run also has "
+        "<run>/final_model, the same for its last step. A run keeps its newest --keep-checkpoints checkpoints "
+        "(default 2), one every --save-every steps.",
+        epilog="examples:\n"
+        "  python -m training train --method real --preset tiny --out runs/real-tiny   # keeps steps 90, 100\n"
+        "  python -m training export runs/real-tiny --step 90 --out exports/real-tiny-step90\n"
+        "  python -m training export runs/real-tiny --out exports/real-tiny   # the newest checkpoint\n"
+        "  python -m training eval --model exports/real-tiny-step90 --benchmarks aime --limit 10 --k 2",
     ),
 }
 
