@@ -139,10 +139,12 @@ def resolve_model(spec: str | Path) -> Path:
         if not (path / "config.json").is_file():
             raise ValueError(f"--model {spec}: not a local model folder (no config.json there)")
         return path
+    if path.exists():
+        raise ValueError(f"--model {spec}: not a folder (a model folder holds config.json and the weights)")
     match = _HUB_MODEL.match(str(spec))
-    if match is None or path.exists():
+    if match is None:
         raise ValueError(
-            f"--model {spec}: neither a local model folder nor a Hugging Face Hub id (owner/name[:revision=R])"
+            f"--model {spec}: no such folder (nor a Hugging Face Hub id: owner/name[:revision=R])"
         )
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import (
