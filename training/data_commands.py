@@ -316,14 +316,15 @@ DATA_COMMANDS: dict[str, Command] = {
         help="grade every gold answer against itself and against another problem's answer, per file",
         add_arguments=add_check_data_arguments,
         run=run_check_data,
-        description="Load each data file (bad rows are skipped and listed) and grade, with the trainer's "
+        description="Load each data file or data set (bad rows are skipped and listed) and grade, with the trainer's "
         "math-verify grader, every accepted gold answer written as \\boxed{answer} against itself "
         "(self-check: must pass for every problem, else training and evaluation would score that problem 0) "
         "and each problem's answer against another problem's gold answers (cross-check: accepted pairs are "
         "counted; distinct problems can share an answer). Exit code 1 when a self-check fails or a file "
         "cannot be read.",
         epilog="examples:\n  python -m training check-data benchmarks\n"
-        "  python -m training check-data ../shared/data/train/math.json --limit 500",
+        "  python -m training check-data agentica-org/DeepScaleR-Preview-Dataset:split=train --limit 500\n"
+        "  python -m training check-data data/mine.jsonl --problem-field question --answer-field solution",
     ),
     "eval": Command(
         name="eval",
