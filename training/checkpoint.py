@@ -136,6 +136,13 @@ def _checkpoint_step(path: Path) -> int:
     return step
 
 
+def read_model_state(path: Path) -> tuple[int, dict]:
+    """(step, the policy's state dict on the CPU) of a checkpoint folder, without an optimizer (for export); a
+    damaged checkpoint raises ``CheckpointError`` naming the file."""
+    path = Path(path)
+    return _checkpoint_step(path), _load_state(path / "model.pt", torch.device("cpu"))
+
+
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
     """Restore model and optimizer state from a checkpoint folder; returns its step. A damaged or foreign
     checkpoint raises ``CheckpointError`` naming the file (model and optimizer may then be partly restored:

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.datasets import DataFormatError, LoadReport, load_problems
+from training.data_sources import load_source, parse_source
+from training.datasets import DataFormatError, LoadReport
 from training.rewards import Grader
 from training.task import Problem
 
@@ -120,11 +121,26 @@ def check_problems(
 
 
 def check_file(
-    path: str | Path, grader: Grader, *, seed: int = 0, limit: int | None = None, timeout: float | None = None
+    path: str | Path,
+    grader: Grader,
+    *,
+    seed: int = 0,
+    limit: int | None = None,
+    timeout: float | None = None,
+    problem_field: str | None = None,
+    answer_field: str | None = None,
 ) -> CheckResult:
-    """Load ``path`` (bad rows skipped and counted) and check its problems."""
-    loaded: LoadReport = load_problems(path, on_error="skip", limit=limit)
-    result = check_problems(str(path), loaded.problems, grader, seed=seed, timeout=timeout)
+    """Load ``path`` (a file, a benchmark name, a Hub id or folder: ``training.data_sources``; bad rows skipped
+    and counted) and check its problems. A string that names no data set raises ``DataFormatError``."""
+    try:
+        src = parse_source(str(path))
+    except ValueError as e:
+        raise DataFormatError(str(path), str(e).removeprefix(f"{path}: ")) from None
+    loaded: LoadReport = load_source(
+        src, on_error="skip", limit=limit, problem_field=problem_field, answer_field=answer_field
+    )
+    where = str(src.path) if src.is_file else src.spec
+    result = check_problems(where, loaded.problems, grader, seed=seed, timeout=timeout)
     result.skipped = len(loaded.skipped)
     result.skipped_rows = [str(e) for e in loaded.skipped]
     return result
@@ -175,13 +191,17 @@ def run_check(
     limit: int | None = None,
     json_out: str | None = None,
     log=print,
+    problem_field: str | None = None,
+    answer_field: str | None = None,
 ) -> tuple[list[CheckResult], list[str]]:
-    """Check every path; returns the results and the files that could not be read (with the reason)."""
+    """Check every path (or data set: see ``check_file``); returns the results and those that could not be read
+    (with the reason)."""
     results, unreadable = [], []
     with Grader(workers=workers, timeout=timeout) as grader:
         for path in paths:
             try:
-                results.append(check_file(path, grader, seed=seed, limit=limit))
+                results.append(check_file(path, grader, seed=seed, limit=limit, problem_field=problem_field,
+                                          answer_field=answer_field))  # fmt: skip
             except DataFormatError as e:
                 unreadable.append(str(e))
                 log(f"error: {e}")

@@ -29,7 +29,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -49,7 +49,7 @@ class DataFormatError(LocatedError):
 class LoadReport:
     """Problems read from one file, and every row skipped with its reason."""
 
-    path: Path
+    path: Path | str  # a file, or a data set read through ``datasets`` (its spec)
     problems: list[Problem]
     skipped: list[DataFormatError] = field(default_factory=list)
 
@@ -64,12 +64,17 @@ class LoadReport:
         return text
 
 
+# The six benchmarks ship inside the package (``benchmarks/<name>.json``; sources and licences in its README.md).
+BUNDLED_DATA_DIR = Path(__file__).resolve().parent / "bundled_data"
+
+
 def data_dir() -> Path:
-    """The shared data folder: ``$REAL_DATA_DIR`` if set, else ``<repository>/../shared/data``."""
+    """The data folder the benchmark names resolve in: ``$REAL_DATA_DIR`` if set (an override laid out as
+    ``benchmarks/<name>.json``), else the copy shipped with the package (``training/bundled_data``)."""
     env = os.environ.get("REAL_DATA_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    return BUNDLED_DATA_DIR
 
 
 def benchmark_path(name: str) -> Path:
@@ -244,26 +249,65 @@ def _undecodable(value: Any) -> bool:
     return False
 
 
-def _problem_text(row: dict[str, Any], path: Path, i: int) -> str:
-    """The problem statement: ``problem``, else the last user message of a verl-style ``prompt`` chat list."""
-    if "problem" in row:
-        key, text = "problem", row["problem"]
+_MISSING = object()
+
+
+def _lookup(row: dict[str, Any], dotted: str) -> Any:
+    """``row["a"]["b"]`` for ``"a.b"`` (a top-level key that contains the dot wins); ``_MISSING`` if absent."""
+    if dotted in row:
+        return row[dotted]
+    value: Any = row
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last ``\\boxed{...}`` in ``text`` (braces matched), or None if there is none; raises
+    ValueError for a ``\\boxed{`` that is never closed."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, i = 0, start + len("\\boxed")
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1 : j]
+    raise ValueError("a \\boxed{ that is never closed")
+
+
+def _problem_text(row: dict[str, Any], path: Path | str, i: int, field: str | None = None) -> str:
+    """The problem statement: ``problem``, else the last user message of a verl-style ``prompt`` chat list; with
+    ``field`` (``--problem-field``), that column (dotted for nested ones), a string or a chat list."""
+    if field is not None:
+        key, chat = field, _lookup(row, field)
+        if chat is _MISSING:
+            raise DataFormatError(path, "missing (named by --problem-field)", row=i, field=key)
+    elif "problem" in row:
+        key, chat = "problem", row["problem"]
     elif "prompt" in row:
         key, chat = "prompt", row["prompt"]
-        if isinstance(chat, str):
-            text = chat
-        elif isinstance(chat, list | tuple) or type(chat).__name__ == "ndarray":
-            users = [m.get("content") for m in chat if isinstance(m, dict) and m.get("role") == "user"]
-            if not users:
-                raise DataFormatError(path, "a chat list without a user message", row=i, field=key)
-            text = users[-1]
-        else:
-            raise DataFormatError(
-                path, f"must be a string or a chat list, got {type(chat).__name__}", row=i, field=key
-            )
     else:
         raise DataFormatError(
             path, "missing (need 'problem', or a verl-style 'prompt' chat list)", row=i, field="problem"
+        )
+    if key == "problem" and field is None:
+        text = chat
+    elif isinstance(chat, str):
+        text = chat
+    elif isinstance(chat, list | tuple) or type(chat).__name__ == "ndarray":
+        users = [m.get("content") for m in chat if isinstance(m, dict) and m.get("role") == "user"]
+        if not users:
+            raise DataFormatError(path, "a chat list without a user message", row=i, field=key)
+        text = users[-1]
+    else:
+        raise DataFormatError(
+            path, f"must be a string or a chat list, got {type(chat).__name__}", row=i, field=key
         )
     if not isinstance(text, str):
         raise DataFormatError(path, f"must be a string, got {type(text).__name__}", row=i, field=key)
@@ -272,8 +316,21 @@ def _problem_text(row: dict[str, Any], path: Path, i: int) -> str:
     return text
 
 
-def _answer(row: dict[str, Any], path: Path, i: int) -> tuple[str, ...]:
-    if "answer" in row:
+def _answer(row: dict[str, Any], path: Path | str, i: int, field: str | None = None) -> tuple[str, ...]:
+    """The accepted answers: ``answer``, else ``reward_model.ground_truth``; with ``field`` (``--answer-field``),
+    that column (dotted for nested ones), and a worked solution there (text with ``\\boxed{}``, e.g. MATH's
+    ``solution``) gives the content of its last ``\\boxed{}``."""
+    if field is not None:
+        key, value = field, _lookup(row, field)
+        if value is _MISSING:
+            raise DataFormatError(path, "missing (named by --answer-field)", row=i, field=key)
+        if isinstance(value, str):
+            try:
+                boxed = last_boxed(value)
+            except ValueError as e:
+                raise DataFormatError(path, str(e), row=i, field=key) from None
+            value = value if boxed is None else boxed
+    elif "answer" in row:
         key, value = "answer", row["answer"]
     elif isinstance(row.get("reward_model"), dict) and "ground_truth" in row["reward_model"]:
         key, value = "reward_model.ground_truth", row["reward_model"]["ground_truth"]
@@ -299,59 +356,85 @@ def load_problems(
     limit: int | None = None,
     prompt_suffix: str = PROMPT_SUFFIX,
     source: str | None = None,
+    problem_field: str | None = None,
+    answer_field: str | None = None,
 ) -> LoadReport:
     """Read a ``.json``, ``.jsonl`` or ``.parquet`` file of problems (format from the suffix).
 
     Problem ids are row numbers (JSONL: line numbers). With ``on_error="skip"`` a bad row is skipped and listed
     in the report; else the first one raises ``DataFormatError``. A file that cannot be read at all always
     raises. ``limit`` stops after that many problems. Each prompt gets ``prompt_suffix`` unless it ends with it.
+    ``problem_field`` / ``answer_field`` name other columns for the problem and the answer (see ``_answer``).
     """
     path = Path(path)
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    _check_on_error(on_error)
     if not path.exists():
         raise DataFormatError(path, "no such file")
     if not path.is_file():
         raise DataFormatError(path, "not a file")
     if path.suffix not in READERS:
         raise DataFormatError(path, f"unknown format {path.suffix!r}; use .json, .jsonl or .parquet")
-    report = LoadReport(path, [])
-    src = source or path.stem
     try:
-        rows = READERS[path.suffix](path)
-        for i, row in rows:
-            try:
-                if isinstance(row, DataFormatError):
-                    raise row
-                if not isinstance(row, dict):
-                    raise DataFormatError(path, f"must be an object, got {type(row).__name__}", row=i)
-                text = _problem_text(row, path, i)
-                answers = _answer(row, path, i)
-            except DataFormatError as e:
-                if on_error == "raise":
-                    raise
-                report.skipped.append(e)
-                continue
-            report.problems.append(
-                Problem(
-                    id=i,
-                    prompt=with_suffix(text, prompt_suffix),
-                    answer=answers[0],
-                    alternatives=answers[1:],
-                    source=src,
-                )
-            )
-            if limit is not None and len(report.problems) >= limit:
-                break
+        return problems_from_rows(
+            READERS[path.suffix](path), path, on_error=on_error, limit=limit, prompt_suffix=prompt_suffix,
+            source=source or path.stem, problem_field=problem_field, answer_field=answer_field,
+        )  # fmt: skip
     except PermissionError:
         raise DataFormatError(path, "not readable (permission denied)") from None
     except IsADirectoryError:
         raise DataFormatError(path, "not a file") from None
+
+
+def _check_on_error(on_error: str) -> None:
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+
+
+def problems_from_rows(
+    rows: Iterable[tuple[int, Any]],
+    where: Path | str,
+    *,
+    on_error: Literal["raise", "skip"] = "raise",
+    limit: int | None = None,
+    prompt_suffix: str = PROMPT_SUFFIX,
+    source: str,
+    problem_field: str | None = None,
+    answer_field: str | None = None,
+) -> LoadReport:
+    """Problems from ``(row number, row)`` pairs read from ``where`` (a file, or a data set loaded through
+    ``datasets``): each row's problem and answers, bad rows raised or skipped and counted per ``on_error``; a
+    source with no row, or no usable row, raises."""
+    _check_on_error(on_error)
+    report = LoadReport(where, [])
+    for i, row in rows:
+        try:
+            if isinstance(row, DataFormatError):
+                raise row
+            if not isinstance(row, dict):
+                raise DataFormatError(where, f"must be an object, got {type(row).__name__}", row=i)
+            text = _problem_text(row, where, i, problem_field)
+            answers = _answer(row, where, i, answer_field)
+        except DataFormatError as e:
+            if on_error == "raise":
+                raise
+            report.skipped.append(e)
+            continue
+        report.problems.append(
+            Problem(
+                id=i,
+                prompt=with_suffix(text, prompt_suffix),
+                answer=answers[0],
+                alternatives=answers[1:],
+                source=source,
+            )
+        )
+        if limit is not None and len(report.problems) >= limit:
+            break
     if not report.problems and not report.skipped:
-        raise DataFormatError(path, "holds no rows")
+        raise DataFormatError(where, "holds no rows")
     if not report.problems:
         raise DataFormatError(
-            path, f"no usable row: all {len(report.skipped)} rows are bad (first: {report.skipped[0]})"
+            where, f"no usable row: all {len(report.skipped)} rows are bad (first: {report.skipped[0]})"
         )
     return report
 

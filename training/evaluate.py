@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from training.datasets import BENCHMARKS, PROMPT_SUFFIX, benchmark_path, fingerprint, load_problems
+from training.data_sources import DataSource, load_source, parse_source, source_fingerprint
+from training.datasets import BENCHMARKS, PROMPT_SUFFIX, DataFormatError
 from training.seeding import derive_seed
 
 # The paper's column order and headers (Tables 1-3).
@@ -110,7 +111,9 @@ class EvalSettings:
     chat_template: bool = True
     backend: str = "transformers"
     dtype: str = "float32"
-    data: dict[str, str] = field(default_factory=dict)  # benchmark -> fingerprint of its file
+    data: dict[str, str] = field(default_factory=dict)  # benchmark -> fingerprint of its data
+    problem_field: str | None = None  # --problem-field / --answer-field: other column names
+    answer_field: str | None = None
     version: int = EVAL_VERSION
 
     def check(self) -> None:
@@ -236,10 +239,11 @@ def run_eval(
     from training.task import encode_prompt
 
     problems_of = {}
-    for name, path in benchmark_files(settings.benchmarks).items():
-        report = load_problems(
-            path, on_error=bad_rows, limit=settings.limit, prompt_suffix=settings.prompt_suffix, source=name
-        )
+    for name, src in benchmark_sources(settings.benchmarks).items():
+        report = load_source(
+            src, on_error=bad_rows, limit=settings.limit, prompt_suffix=settings.prompt_suffix, source=name,
+            problem_field=settings.problem_field, answer_field=settings.answer_field,
+        )  # fmt: skip
         if report.skipped:
             log(report.summary())
         problems_of[name] = report.problems
@@ -401,24 +405,29 @@ def write_csv(
                 )
 
 
-def benchmark_files(specs: list[str]) -> dict[str, Path]:
-    """Benchmark names or data files -> {name: path}; a file's name is its stem (``x.jsonl`` -> ``x``)."""
-    out: dict[str, Path] = {}
+def benchmark_sources(specs: list[str]) -> dict[str, DataSource]:
+    """Benchmark names, data files or data sets (``training.data_sources``) -> {name: source}; a file's name is
+    its stem (``x.jsonl`` -> ``x``), a Hub id's or folder's its last part."""
+    out: dict[str, DataSource] = {}
     for spec in specs:
-        path = benchmark_path(spec)
-        name = spec if spec in BENCHMARKS else path.stem
-        if name in out:
-            raise EvalError(f"--benchmarks names {name!r} twice")
-        out[name] = path
+        src = parse_source(spec)
+        if src.name in out:
+            raise EvalError(f"--benchmarks names {src.name!r} twice")
+        out[src.name] = src
     return out
 
 
 def data_fingerprints(benchmarks: list[str]) -> dict[str, str]:
+    """{name: fingerprint of its data}: a resumed evaluation checks that it reads the same data."""
     out = {}
-    for name, path in benchmark_files(benchmarks).items():
-        if not path.is_file():
+    for name, src in benchmark_sources(benchmarks).items():
+        if src.is_file and not src.path.is_file():
             raise EvalError(
-                f"benchmark {name}: no such file {path} (set REAL_DATA_DIR or run from the repository)"
+                f"benchmark {name}: no such file {src.path} (the six benchmarks ship in training/bundled_data; "
+                "$REAL_DATA_DIR overrides them)"
             )
-        out[name] = fingerprint(path)
+        try:
+            out[name] = source_fingerprint(src)
+        except DataFormatError as e:
+            raise EvalError(f"benchmark {name}: {e}") from None
     return out

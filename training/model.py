@@ -16,6 +16,7 @@ import contextlib
 import functools
 import inspect
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,14 +113,74 @@ def load_local_tokenizer(path: str | Path):
     return AutoTokenizer.from_pretrained(path, local_files_only=True)
 
 
-def load_local_model(path: str | Path, dtype: torch.dtype, device: torch.device):
-    """Load a causal LM and its tokenizer from a local folder (``local_files_only``: never downloads).
+_HUB_MODEL = re.compile(
+    r"^(?P<id>[A-Za-z0-9][\w.-]*(?:/[A-Za-z0-9][\w.-]*)?)(?::revision=(?P<rev>[^:/\s]+))?$"
+)
+# What a model download leaves out: other frameworks' weights and the originals some repositories add.
+_SKIPPED_FILES = ["*.pth", "*.pt", "*.h5", "*.msgpack", "*.onnx", "*.gguf", "original/*", "*.tflite"]
 
-    Raises ``ValueError`` naming the folder when it is not a readable model folder.
+
+def model_name(spec: str | Path) -> str:
+    """A short name for ``--model``: a folder's name, a Hub id's last part (``owner/name`` -> ``name``)."""
+    path = Path(spec)
+    if path.is_dir():
+        return path.resolve().name
+    return str(spec).split(":revision=")[0].rstrip("/").rsplit("/", 1)[-1]
+
+
+def resolve_model(spec: str | Path) -> Path:
+    """``--model`` -> a local ``save_pretrained`` folder: a folder as it is, or a Hugging Face Hub id
+    (``owner/name``, ``owner/name:revision=R``) resolved through the Hugging Face cache (``$HF_HUB_CACHE``;
+    downloaded once, then read from there, also with ``HF_HUB_OFFLINE=1``). Raises ``ValueError`` with one line:
+    a folder without ``config.json``, a Hub id offline and not cached, a repository or revision that does not
+    exist."""
+    path = Path(spec)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"--model {spec}: not a local model folder (no config.json there)")
+        return path
+    if path.exists():
+        raise ValueError(f"--model {spec}: not a folder (a model folder holds config.json and the weights)")
+    match = _HUB_MODEL.match(str(spec))
+    if match is None:
+        raise ValueError(
+            f"--model {spec}: no such folder (nor a Hugging Face Hub id: owner/name[:revision=R])"
+        )
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    repo, revision = match["id"], match["rev"]
+    try:
+        folder = Path(snapshot_download(repo, revision=revision, ignore_patterns=_SKIPPED_FILES))
+    except (RepositoryNotFoundError, RevisionNotFoundError) as e:
+        raise ValueError(f"--model {spec}: {type(e).__name__} on the Hugging Face Hub (no such model or "
+                         "revision, or it is private)") from None  # fmt: skip
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as e:
+        offline = bool(constants.HF_HUB_OFFLINE)
+        why = "HF_HUB_OFFLINE is set" if offline else f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        raise ValueError(
+            f"--model {spec}: not a local folder, not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and the "
+            f"Hub cannot be reached ({why}); download it once with network, or pass a local folder"
+        ) from None
+    if not (folder / "config.json").is_file():
+        raise ValueError(
+            f"--model {spec}: the Hub repository holds no config.json (not a transformers model)"
+        )
+    return folder
+
+
+def load_local_model(path: str | Path, dtype: torch.dtype, device: torch.device):
+    """Load a causal LM and its tokenizer from a local folder or a Hub id resolved through the Hugging Face
+    cache (``resolve_model``); ``from_pretrained`` then reads only that folder (``local_files_only``).
+
+    Raises ``ValueError`` naming ``--model`` when it is not a readable model folder.
     """
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise ValueError(f"--model {path}: not a local model folder (no config.json there)")
+    path = resolve_model(path)
     try:
         tokenizer = load_local_tokenizer(path)
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype)

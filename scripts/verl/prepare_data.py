@@ -20,8 +20,9 @@ INSTRUCTION = "\n\nLet's think step by step and output the final answer within \
 
 
 def default_data_dir() -> Path:
+    """``$REAL_DATA_DIR`` if set, else the benchmarks shipped in the package (``training/bundled_data``)."""
     env = os.environ.get("REAL_DATA_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "training" / "bundled_data"
 
 
 def convert(path: Path, name: str) -> pd.DataFrame:

@@ -100,12 +100,10 @@ def ws_cache(tmp_path_factory, grader) -> Path:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The shared data folder (``$REAL_DATA_DIR`` or ``../shared/data``). Missing: skipped on a developer's
-    machine (say where to point ``REAL_DATA_DIR``), a failure in CI."""
-    from training.datasets import data_dir
-
-    path = data_dir()
-    if not (path / "benchmarks").is_dir():
+    """The shared data folder (``$REAL_DATA_DIR`` or ``../shared/data``: benchmarks and training sets). Missing:
+    skipped on a developer's machine (say where to point ``REAL_DATA_DIR``), a failure in CI."""
+    path = Path(os.environ.get("REAL_DATA_DIR") or ROOT.parent / "shared" / "data")
+    if not (path / "benchmarks").is_dir() or not (path / "train").is_dir():
         message = f"no shared data at {path}: set REAL_DATA_DIR (e.g. REAL_DATA_DIR=/work/shared/data)"
         if os.environ.get("CI"):
             pytest.fail(message)

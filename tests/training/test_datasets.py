@@ -11,8 +11,10 @@ import pytest
 
 from training.datasets import (
     BENCHMARKS,
+    BUNDLED_DATA_DIR,
     PROMPT_SUFFIX,
     DataFormatError,
+    fingerprint,
     load_problems,
     normalize_answer,
     resolve,
@@ -37,6 +39,13 @@ def test_every_benchmark_loads_in_full(shared_data, name):
         assert p.prompt == f"{row['problem'].strip()}\n\n{PROMPT_SUFFIX}" and p.source == name
         assert p.answer and all(a and a == a.strip() for a in p.answers)
         assert len(set(p.answers)) == len(p.answers)
+
+
+def test_the_shipped_benchmarks_are_the_shared_files(shared_data):
+    for name in BENCHMARKS:
+        shipped = BUNDLED_DATA_DIR / "benchmarks" / f"{name}.json"
+        assert shipped.read_bytes() == (shared_data / "benchmarks" / f"{name}.json").read_bytes(), name
+        assert fingerprint(shipped) in (BUNDLED_DATA_DIR / "README.md").read_text()  # the README's checksums
 
 
 def test_answer_shapes_of_the_benchmarks(shared_data):
@@ -79,9 +88,14 @@ def test_the_training_files_load_and_report_their_bad_rows(shared_data):
     assert dapo.problems[0].answer == first["reward_model"]["ground_truth"]
 
 
-def test_resolve_names_and_paths(shared_data, tmp_path):
-    pairs = resolve("aime, minerva")
-    assert pairs == [
+def test_resolve_names_and_paths(shared_data, tmp_path, monkeypatch):
+    monkeypatch.delenv("REAL_DATA_DIR", raising=False)  # the copy shipped in the package
+    assert resolve("aime, minerva") == [
+        ("aime", BUNDLED_DATA_DIR / "benchmarks" / "aime.json"),
+        ("minerva", BUNDLED_DATA_DIR / "benchmarks" / "minerva.json"),
+    ]
+    monkeypatch.setenv("REAL_DATA_DIR", str(shared_data))  # the override
+    assert resolve("aime, minerva") == [
         ("aime", shared_data / "benchmarks" / "aime.json"),
         ("minerva", shared_data / "benchmarks" / "minerva.json"),
     ]
