@@ -17,7 +17,6 @@ import os
 import types
 import typing
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from training.datasets import PROMPT_SUFFIX
@@ -108,6 +107,19 @@ class TrainSettings:
         "or files; the first --val-prompts of them are used",
         "data",
         shown="the embedded task's val split",
+    )
+    problem_field: str | None = _f(
+        None,
+        "column holding the problem in --train-data/--val-data files and data sets (not the six benchmarks): a "
+        "string or a chat list, dotted for nested columns",
+        "data",
+        shown="'problem', else a verl-style 'prompt'",
+    )
+    answer_field: str | None = _f(
+        None,
+        "column holding the gold answer (dotted for nested columns; a worked solution gives its last \\boxed{})",
+        "data",
+        shown="'answer', else 'reward_model.ground_truth'",
     )
     bad_rows: str = _f(
         "skip",
@@ -335,14 +347,14 @@ class TrainSettings:
             )
 
     def _validate_data(self) -> None:
-        from training.datasets import benchmark_path
+        from training.data_sources import parse_source
 
         preset = PRESETS[self.preset]
         if preset.needs_model and self.train_data is None:
             raise ConfigError(
-                f"--preset {self.preset} trains on real problems: pass --train-data PATH (the paper: the "
-                "DeepScaleR-Preview set for Tables 1-2, ../shared/data/train/dapo-math-17k.parquet for Table 3; "
-                "../shared/data/train/math.json is the MATH train split)"
+                f"--preset {self.preset} trains on real problems: pass --train-data PATH or a Hub data set (the "
+                "paper: agentica-org/DeepScaleR-Preview-Dataset:split=train for Tables 1-2, DAPO-Math-17k for "
+                "Table 3; docs/data.md lists the ids and how to prepare each)"
             )
         for name in ("train_data", "val_data"):
             spec = getattr(self, name)
@@ -355,13 +367,11 @@ class TrainSettings:
                 )
             for item in items:
                 try:
-                    path = benchmark_path(item)
+                    src = parse_source(item)
                 except ValueError as e:
                     raise ConfigError(f"{flag(name)}: {e}") from None
-                if not path.is_file():
-                    raise ConfigError(
-                        f"{flag(name)} {item}: no such file {path} (set REAL_DATA_DIR for the benchmarks)"
-                    )
+                if src.is_file and not src.path.is_file():
+                    raise ConfigError(f"{flag(name)} {item}: no such file {src.path}")
 
     def _validate_objective(self) -> None:
         names = set(SPECS[self.method].hparam_names())
@@ -391,10 +401,13 @@ class TrainSettings:
                 "with its tokenizer, e.g. DeepSeek-R1-Distill-Qwen-1.5B); the embedded model is --preset tiny"
             )
         if self.model is not None:
-            path = Path(self.model)
-            if not path.is_dir():
-                raise ConfigError(f"--model {self.model}: no such folder")
-            if not (path / "config.json").is_file() or not os.access(path / "config.json", os.R_OK):
+            from training.model import resolve_model
+
+            try:
+                path = resolve_model(self.model)  # a folder, or a Hub id through the Hugging Face cache
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+            if not os.access(path / "config.json", os.R_OK):
                 raise ConfigError(f"--model {self.model}: not a readable model folder (no config.json)")
             if self.warmstart and "warmstart" in self._explicit:
                 raise ConfigError("--warmstart applies only to the embedded model: drop it or drop --model")

@@ -60,6 +60,7 @@ from training.model import (
     load_local_model,
     make_scoring_batch,
     max_positions,
+    resolve_model,
     response_logprobs,
 )
 from training.rewards import Grader
@@ -72,6 +73,7 @@ from training.warmstart import load_or_train
 from workbench.objectives import OBJECTIVES
 from workbench.runlog import RunWriter, atomic_write_json, read_meta
 from workbench.stats.mechanisms import regime_summary, run_tau
+from workbench.step_tables import rollout_info, rollout_metrics
 from workbench.update_records import update_records
 
 MEAN_METRICS = ("loss", "grad_norm", "clip_frac_low", "clip_frac_high", "approx_kl")
@@ -99,7 +101,7 @@ def load_policy(cfg: TrainConfig, grader: Grader, device: torch.device, log: Cal
     dtype = torch.float32
     if cfg.model is not None:
         model, tokenizer = load_local_model(cfg.model, dtype, device)
-        return Policy(model, tokenizer, cfg.model, cfg.model, None)
+        return Policy(model, tokenizer, cfg.model, str(resolve_model(cfg.model)), None)
     if cfg.warmstart:
         model, tokenizer, info = load_or_train(cfg, make_splits(cfg.task_spec()), grader, log=log)
         return Policy(model.to(device=device, dtype=dtype), tokenizer, "embedded", info["path"], info)
@@ -532,17 +534,14 @@ class Trainer:
         times["time_val"] = time.perf_counter() - t
 
         # metrics
-        r = rewards.view(-1, cfg.group_size)
         lengths = torch.tensor([len(x) for x in gens.responses], dtype=torch.float32)
         ent_sum = sum(float(e.sum()) for e in data.entropy)
+        info = rollout_info(rewards.tolist(), data.group.tolist(), lengths.to(torch.int64).tolist())
         metrics: dict[str, Any] = {
-            "reward_mean": float(rewards.mean()),
-            "solved_all_ratio": float((r.min(1).values > 0.5).float().mean()),
-            "solved_none_ratio": float((r.max(1).values < 0.5).float().mean()),
+            **rollout_metrics(info),  # reward_mean, solved_all/none_ratio, response_len_mean
             "entropy_mean": ent_sum / float(lengths.sum()),
             "val_pass1": val["val_pass1"],
             "val_pass_at_k": val["val_pass_at_k"],
-            "response_len_mean": float(lengths.mean()),
             "truncated_ratio": float((~gens.finished).float().mean()),
             "tokens_per_s": float(lengths.sum()) / max(times["time_sample"], 1e-9),
             "grader_timeouts": report.timeouts,
@@ -790,7 +789,7 @@ def load_splits(
     """The ``train`` and ``val`` problems of ``cfg``: ``--train-data`` / ``--val-data`` files (bad rows skipped
     and reported, or raising, per ``--bad-rows``), the embedded task's splits for whichever is not given; and
     what was read from each file (path, fingerprint, problems, skipped rows) for ``run.json``."""
-    from training.datasets import fingerprint, load_problems, resolve
+    from training.data_sources import read_split
 
     splits: dict[str, list[Problem]] = {}
     info: dict[str, dict[str, Any]] = {}
@@ -799,18 +798,10 @@ def load_splits(
     for split, spec in (("train", cfg.train_data), ("val", cfg.val_data)):
         if spec is None:
             continue
-        problems: list[Problem] = []
-        files, skipped = [], []
-        for name, path in resolve(spec):
-            report = load_problems(path, on_error=cfg.bad_rows, prompt_suffix=cfg.prompt_suffix, source=name)
-            problems += report.problems
-            files.append({"name": name, "path": str(path), "sha256_16": fingerprint(path),
-                          "problems": len(report.problems), "skipped": len(report.skipped)})  # fmt: skip
-            skipped += [str(e) for e in report.skipped]
-            log(report.summary())
-        splits[split] = problems
-        info[split] = {"files": files, "problems": len(problems), "skipped": len(skipped),
-                       "skipped_rows": skipped[:50]}  # fmt: skip
+        splits[split], info[split] = read_split(
+            spec, on_error=cfg.bad_rows, prompt_suffix=cfg.prompt_suffix, problem_field=cfg.problem_field,
+            answer_field=cfg.answer_field, log=log,
+        )  # fmt: skip
     return splits, info
 
 
