@@ -8,6 +8,7 @@ trainer uses it exactly like a downloaded tokenizer (``tokenizer(text)``, ``deco
 from __future__ import annotations
 
 import string
+from collections.abc import Sequence
 
 import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
@@ -34,12 +35,19 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK)
 
 
-def token_texts(tokenizer: PreTrainedTokenizerBase) -> np.ndarray:
-    """Decoded text of every token id (object array indexed by id), for logging tokens without a Python loop
-    per token. Special tokens keep their name (``<eos>``)."""
-    n = len(tokenizer)
-    texts = tokenizer.batch_decode([[i] for i in range(n)], skip_special_tokens=False)
-    return np.asarray(texts, dtype=object)
+def token_texts(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int] | None = None) -> np.ndarray:
+    """Decoded text of each token id in ``ids`` (each distinct id decoded once), or of every id of the vocabulary
+    (object array indexed by id, for the trainer's lookup without a Python loop per token). Special tokens keep
+    their name (``<eos>``)."""
+    if ids is None:
+        distinct = list(range(len(tokenizer)))
+    else:
+        distinct = sorted(set(int(i) for i in ids))
+    texts = tokenizer.batch_decode([[i] for i in distinct], skip_special_tokens=False)
+    if ids is None:
+        return np.asarray(texts, dtype=object)
+    lookup = dict(zip(distinct, texts, strict=True))
+    return np.asarray([lookup[int(i)] for i in ids], dtype=object)
 
 
 # A chat template in the style of instruction-tuned models: role markers are special tokens (one id each), the

@@ -30,6 +30,7 @@ from workbench.closed_forms import token_gradient
 from workbench.methods import CLIP_METHODS, check_method, resolve_hparams
 from workbench.objectives import OBJECTIVES
 from workbench.runlog import RunWriter
+from workbench.step_tables import rollout_info, rollout_metrics
 
 GENERATOR = "workbench.synthetic_run"
 _SENTENCES = [
@@ -251,9 +252,7 @@ def step_tables(
     n_tok = int(lengths.sum())
     t_sample = n_tok / 900.0
     metrics = {
-        "reward_mean": float(rewards.mean()),
-        "solved_all_ratio": float((correct_per_group == g).mean()),
-        "solved_none_ratio": float((correct_per_group == 0).mean()),
+        **rollout_metrics(rollout_info(rewards, group, lengths)),
         "entropy_mean": float(entropy[mask].mean()),
         "val_pass1": float(np.clip(_sigmoid(np.array(skill - 0.4)) + rng.normal(0, 0.02), 0, 1))
         if validate
@@ -263,7 +262,6 @@ def step_tables(
         "clip_frac_low": float(np.mean(clip_lo)),
         "clip_frac_high": float(np.mean(clip_hi)),
         "approx_kl": float(np.mean(kls)),
-        "response_len_mean": float(lengths.mean()),
         "time_sample": t_sample,
         "time_grade": 0.05 * n / 64,
         "time_update": 0.8 * t_sample,

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from training.engines.records import assemble_step, rollout_info, rollout_metrics, update_records
+from training.engines.records import assemble_step, update_records
 from workbench.objectives import OBJECTIVES
 from workbench.runlog import RunWriter, open_run
+from workbench.step_tables import rollout_info, rollout_metrics
 
 
 def _batch(seed: int, sizes=(4, 4, 4), t: int = 6):

@@ -28,11 +28,12 @@ from verl.workers.utils.losses import ppo_loss  # noqa: E402
 from verl.workers.utils.padding import left_right_2_no_padding  # noqa: E402
 
 from training.engines import verl_real  # noqa: E402
-from training.engines.records import assemble_step, read_update_shards, rollout_info  # noqa: E402
+from training.engines.records import assemble_step, read_update_shards  # noqa: E402
 from workbench.groups import GroupLayout, group_advantages  # noqa: E402
 from workbench.methods import resolve_hparams  # noqa: E402
 from workbench.objectives import OBJECTIVES  # noqa: E402
 from workbench.runlog import RunWriter, open_run  # noqa: E402
+from workbench.step_tables import rollout_info  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DT = torch.float64

@@ -70,3 +70,6 @@ def test_tokenizer_round_trips_task_text():
     texts = token_texts(tok)
     assert texts[tok.convert_tokens_to_ids("7")] == "7"
     assert texts[tok.eos_token_id] == "<eos>"
+    # the engines' form: the texts of given ids, in order, repeats included; the same as the vocabulary table
+    some = [tok.eos_token_id, tok.convert_tokens_to_ids("7"), tok.convert_tokens_to_ids("7"), 5]
+    assert list(token_texts(tok, some)) == [texts[i] for i in some] and len(token_texts(tok, [])) == 0

@@ -2,8 +2,8 @@
 
 An engine (verl, TRL) calls a ``workbench.objectives`` function on each micro-batch. From that call's
 ``ObjectiveResult`` this module derives the per-rollout and per-token records of ``ROLLOUTS_SCHEMA`` and
-``TOKENS_SCHEMA`` (``update_records``) with the closed forms of ``workbench.closed_forms``; ``rollout_info`` and
-``rollout_metrics`` give what the sampler side knows (text, rewards, groups); ``assemble_step`` joins them into the
+``TOKENS_SCHEMA`` (``update_records``) with the closed forms of ``workbench.closed_forms``; ``workbench.step_tables``'s
+``rollout_info`` and ``rollout_metrics`` give what the sampler side knows (text, rewards, groups); ``assemble_step`` joins them into the
 three tables of one step. Nothing here imports an engine.
 
 ``grad`` in the token records is ``scale * dL_mb/dlogp`` without the KL term, where ``L_mb`` is the objective's
@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from workbench.step_tables import rollout_info, rollout_metrics
 from workbench.update_records import update_records
 
 __all__ = [
@@ -28,45 +29,8 @@ __all__ = [
     "read_update_shards",
     "rollout_info",
     "rollout_metrics",
-    "token_texts",
     "update_records",
 ]
-
-
-def rollout_info(
-    rewards: Sequence[float], group_ids: Sequence[Any], lengths: Sequence[int]
-) -> dict[str, np.ndarray]:
-    """Sampler-side rollout columns: ``rollout, group, reward, length, group_size, group_correct``.
-
-    ``group`` numbers the groups 0.. in order of first appearance; a reward > 0.5 counts as correct.
-    """
-    rewards = np.asarray(rewards, dtype=np.float64)
-    index: dict[Any, int] = {}
-    group = np.array([index.setdefault(g, len(index)) for g in group_ids], dtype=np.int64)
-    sizes = np.bincount(group, minlength=len(index))
-    correct = np.bincount(group, weights=(rewards > 0.5).astype(np.float64), minlength=len(index))
-    return {
-        "rollout": np.arange(len(rewards), dtype=np.int64),
-        "group": group,
-        "reward": rewards,
-        "length": np.asarray(lengths, dtype=np.int64),
-        "group_size": sizes[group],
-        "group_correct": correct[group].astype(np.int64),
-    }
-
-
-def rollout_metrics(info: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """``reward_mean``, ``solved_all_ratio``, ``solved_none_ratio``, ``response_len_mean`` of a step's rollouts."""
-    group = info["group"]
-    n_groups = int(group.max()) + 1 if len(group) else 0
-    first = np.unique(group, return_index=True)[1]
-    correct, size = info["group_correct"][first], info["group_size"][first]
-    return {
-        "reward_mean": float(np.mean(info["reward"])) if len(group) else math.nan,
-        "solved_all_ratio": float(np.mean(correct == size)) if n_groups else math.nan,
-        "solved_none_ratio": float(np.mean(correct == 0)) if n_groups else math.nan,
-        "response_len_mean": float(np.mean(info["length"])) if len(group) else math.nan,
-    }
 
 
 METRIC_DEFAULTS: dict[str, float] = {
@@ -178,9 +142,3 @@ def read_update_shards(shard_dir: Any) -> list[tuple[dict[str, np.ndarray], dict
         t = pq.read_table(tok_path).to_pydict()
         pairs.append(({k: np.asarray(v) for k, v in r.items()}, {k: np.asarray(v) for k, v in t.items()}))
     return pairs
-
-
-def token_texts(tokenizer: Any, ids: Sequence[int]) -> list[str]:
-    """The decoded text of each token id (``tokenizer.decode([id])``), decoding each distinct id once."""
-    cache = {i: tokenizer.decode([i]) for i in set(ids)}
-    return [cache[i] for i in ids]

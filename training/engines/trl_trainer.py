@@ -40,10 +40,12 @@ from accelerate.utils import gather_object
 from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
-from training.engines.records import assemble_step, rollout_info, token_texts, update_records
+from training.engines.records import assemble_step, update_records
+from training.tokenizer import token_texts
 from workbench.methods import METHODS, SPECS, resolve_hparams
 from workbench.objectives import get_objective
 from workbench.runlog import RunWriter
+from workbench.step_tables import rollout_info
 
 PACK_KEY = "wb_packed_group_size"
 

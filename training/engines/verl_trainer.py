@@ -45,9 +45,11 @@ from verl.utils.seqlen_balancing import log_seqlen_unbalance
 from verl.utils.transferqueue_utils import tq
 
 from training.engines import verl_real
-from training.engines.records import assemble_step, read_update_shards, rollout_info, token_texts
+from training.engines.records import assemble_step, read_update_shards
+from training.tokenizer import token_texts
 from workbench.methods import METHODS
 from workbench.runlog import RunWriter
+from workbench.step_tables import rollout_info
 
 VAL_KEY = re.compile(r"^val-core/.+/(acc|reward|score)/mean@\d+$")
 
