@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from training.datasets import DataFormatError, LoadReport, load_problems
+from training.grader_config import GraderConfig
 from training.rewards import Grader
 from training.task import Problem
 
@@ -66,9 +67,15 @@ def derangement(n: int, seed: int) -> np.ndarray:
 
 
 def check_problems(
-    path: str, problems: list[Problem], grader: Grader, *, seed: int = 0, timeout: float | None = None
+    path: str,
+    problems: list[Problem],
+    grader: Grader,
+    *,
+    seed: int = 0,
+    timeout: float | None = None,
+    config: GraderConfig | None = None,
 ) -> CheckResult:
-    """Self- and cross-check ``problems`` (see the module docstring)."""
+    """Self- and cross-check ``problems`` (see the module docstring) with the grader's settings, or ``config``."""
     t0 = time.perf_counter()
     responses, golds, owner = [], [], []
     for k, p in enumerate(problems):
@@ -76,7 +83,7 @@ def check_problems(
             responses.append(boxed(a))
             golds.append(a)
             owner.append(k)
-    report = grader.grade(responses, golds, timeout=timeout)
+    report = grader.grade(responses, golds, timeout=timeout, config=config)
     ok = np.ones(len(problems), dtype=bool)
     failures = []
     for j, r in enumerate(report.rewards):
@@ -89,7 +96,7 @@ def check_problems(
     partner = derangement(len(problems), seed) if len(problems) >= 2 else np.zeros(0, dtype=np.int64)
     cross_resp = [boxed(problems[int(partner[k])].answer) for k in range(len(partner))]
     cross_gold = [problems[k].gold for k in range(len(partner))]
-    cross = grader.grade(cross_resp, cross_gold, timeout=timeout)
+    cross = grader.grade(cross_resp, cross_gold, timeout=timeout, config=config)
     accepted = same = 0
     examples = []
     for k, r in enumerate(cross.rewards):
@@ -120,11 +127,17 @@ def check_problems(
 
 
 def check_file(
-    path: str | Path, grader: Grader, *, seed: int = 0, limit: int | None = None, timeout: float | None = None
+    path: str | Path,
+    grader: Grader,
+    *,
+    seed: int = 0,
+    limit: int | None = None,
+    timeout: float | None = None,
+    config: GraderConfig | None = None,
 ) -> CheckResult:
     """Load ``path`` (bad rows skipped and counted) and check its problems."""
     loaded: LoadReport = load_problems(path, on_error="skip", limit=limit)
-    result = check_problems(str(path), loaded.problems, grader, seed=seed, timeout=timeout)
+    result = check_problems(str(path), loaded.problems, grader, seed=seed, timeout=timeout, config=config)
     result.skipped = len(loaded.skipped)
     result.skipped_rows = [str(e) for e in loaded.skipped]
     return result
@@ -175,10 +188,12 @@ def run_check(
     limit: int | None = None,
     json_out: str | None = None,
     log=print,
+    config: GraderConfig | None = None,
 ) -> tuple[list[CheckResult], list[str]]:
-    """Check every path; returns the results and the files that could not be read (with the reason)."""
+    """Check every path with the grader settings ``config`` (default: the paper's; ``timeout`` replaces its
+    timeout); returns the results and the files that could not be read (with the reason)."""
     results, unreadable = [], []
-    with Grader(workers=workers, timeout=timeout) as grader:
+    with Grader(workers=workers, timeout=timeout, config=config) as grader:
         for path in paths:
             try:
                 results.append(check_file(path, grader, seed=seed, limit=limit))
