@@ -25,8 +25,10 @@ RULES = ("thousands_separator", "prose_after_formula", "trailing_punctuation")
 
 _THOUSANDS = re.compile(r"(?<=\d)(?:,\\!\s*|\{,\}\s*)(?=\d{3}(?!\d))")
 # LaTeX groups whose content is text, not mathematics, and commands: masked before looking for words
-_TEXT_GROUP = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname|begin|end)\s*\{[^{}]*\}")
-_TEXT_ONLY = re.compile(r"\\(?:text|textbf|textit|mathrm|mbox)\s*\{[^{}]*\}")
+_TEXT_GROUP = re.compile(
+    r"\\(?:text|textbf|textit|textnormal|mathrm|mathbf|mbox|operatorname|begin|end)\s*\{[^{}]*\}"
+)
+_TEXT_ONLY = re.compile(r"\\(?:text|textbf|textit|textnormal|mathrm|mbox)\s*\{[^{}]*\}")
 _COMMAND = re.compile(r"\\[A-Za-z]+")
 _CONNECTIVE = re.compile(r",?\s*\b(?:where|for|with|when|if|such\s+that)\b")
 _WORD = re.compile(r"(?<![A-Za-z])[a-z]{2,}(?![A-Za-z])")
