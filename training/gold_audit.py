@@ -284,3 +284,36 @@ def format_findings(name: str, result: AuditResult) -> list[str]:
         lines.append(f"{name}: row {f['row']}: gold audit {f['verdict']} ({f['kind']}): gold {gold!r} accepted "
                      f"{accepted}, parsed to {f['parsed']!r}: {f['reason']}")  # fmt: skip
     return lines
+
+
+def screen_problems(
+    problems: list[Problem],
+    grader: Grader,
+    *,
+    bad_rows: str = "raise",
+    config: GraderConfig | None = None,
+    path: str | Path | None = None,
+    cache_dir: str | Path | None = "cache",
+) -> tuple[list[Problem], dict[str, Any]]:
+    """What a trainer does with its data at start: audit the golds (cached), then with ``bad_rows="raise"``
+    refuse flagged problems (``DataFormatError`` naming the file, how many and the first), with ``"skip"`` leave
+    them out. Returns the problems kept and a summary for ``run.json`` / a ``gold_audit`` event (counts, flagged
+    rows, the first findings)."""
+    from training.datasets import DataFormatError
+
+    if bad_rows not in ("raise", "skip"):
+        raise ValueError(f"bad_rows must be 'raise' or 'skip', got {bad_rows!r}")
+    res = audit_problems(problems, grader, config=config, path=path, cache_dir=cache_dir)
+    flagged = set(res.flagged_rows)
+    first = next((f for f in res.findings if f["verdict"] == FLAGGED), None)
+    if flagged and bad_rows == "raise":
+        accepted = ", ".join(f"\\boxed{{{a}}}" for a in first["accepted"].values()) or "nothing"
+        raise DataFormatError(
+            path or "problems",
+            f"the gold audit flags {len(flagged)} gold answer(s) (first: row {first['row']} {first['gold']!r} "
+            f"accepts {accepted}: {first['reason']}); --bad-rows skip leaves them out",
+        )
+    kept = [p for p in problems if p.id not in flagged]
+    info = {"counts": res.counts, "flagged_rows": sorted(flagged), "skipped": len(problems) - len(kept),
+            "cached": res.cached, "findings": res.findings[:20]}  # fmt: skip
+    return kept, info

@@ -36,6 +36,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -549,3 +550,26 @@ def grade(
     with _DEFAULT_LOCK:
         grader = default_grader(workers)
         return grader.grade(list(responses), list(answers), timeout=timeout, config=config).rewards
+
+
+def reward_function(
+    config: GraderConfig | None = None, *, answer_key: str = "answer", workers: int | None = None
+) -> Callable[..., list[float]]:
+    """A reward function in TRL's form, ``f(prompts, completions, **columns) -> list[float]``, grading each
+    completion (a string, or a chat list whose last message is the answer) against the data set's
+    ``answer_key`` column with ``config`` (default: the paper's grader) through ``grade``. Its
+    ``grader_config`` attribute holds ``config.to_dict()`` (for the run's record)."""
+    config = GraderConfig() if config is None else config
+
+    def reward(prompts: Any = None, completions: Any = None, **columns: Any) -> list[float]:
+        if completions is None or answer_key not in columns:
+            raise ValueError(
+                f"the reward function needs completions and the data set's {answer_key!r} column"
+            )
+        texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
+        return grade(texts, [a if isinstance(a, str) else tuple(a) for a in columns[answer_key]],
+                     workers=workers, config=config)  # fmt: skip
+
+    reward.__name__ = f"math_verify_{config.extraction.replace('+', '_')}"
+    reward.grader_config = config.to_dict()  # type: ignore[attr-defined]
+    return reward

@@ -161,3 +161,20 @@ def test_training_sets_pass_the_audit_or_are_listed(shared_data, tmp_path):
     arguable = [f for f in res.findings if f["verdict"] == ARGUABLE]
     assert {f["kind"] for f in arguable} == {"unit_letter", "base_subscript"} and len(arguable) == 39
     assert res.counts[PASS] == len(math) - 44
+
+
+def test_screen_problems_refuses_or_skips_flagged_golds(grader, tmp_path):
+    from training.datasets import DataFormatError
+    from training.gold_audit import screen_problems
+
+    problems = problems_of(GOLDS[:4])  # row 285 '-2,-2' is flagged, 117 '6m' only arguable
+    with pytest.raises(DataFormatError) as err:
+        screen_problems(problems, grader, path="data.jsonl", cache_dir=tmp_path)
+    assert str(err.value).startswith(
+        "data.jsonl: the gold audit flags 1 gold answer(s) (first: row 285 '-2,-2' accepts \\boxed{-2}: "
+    ) and str(err.value).endswith("; --bad-rows skip leaves them out")
+    kept, info = screen_problems(problems, grader, bad_rows="skip", cache_dir=tmp_path)
+    assert [p.id for p in kept] == [76, 73, 117] and info["flagged_rows"] == [285] and info["skipped"] == 1
+    assert info["cached"] and info["counts"][ARGUABLE] == 1  # the second call read the first one's audit
+    with pytest.raises(ValueError, match="bad_rows must be"):
+        screen_problems(problems, grader, bad_rows="drop")

@@ -117,3 +117,16 @@ def test_boxed_extraction_reads_the_last_balanced_box():
     assert last_boxed("no box") is None and last_boxed("\\boxed{unclosed") is None
     responses = ["\\boxed{17} no wait, \\boxed{18}", "\\boxed{18} no wait, \\boxed{17}"]
     assert grade(responses, ["18", "18"], config=GraderConfig(extraction="boxed")) == [1.0, 0.0]
+
+
+def test_trl_style_reward_function_grades_with_its_config():
+    from training.rewards import reward_function
+
+    plain = reward_function(GraderConfig(extraction="latex+expr"))
+    chat = [[{"role": "assistant", "content": "the answer is 18"}], "\\boxed{17}"]
+    assert plain(prompts=["p", "q"], completions=chat, answer=["18", "18"]) == [1.0, 0.0]
+    assert reward_function()(completions=chat, answer=["18", "18"]) == [0.0, 0.0]  # the paper's: LaTeX only
+    assert plain.__name__ == "math_verify_latex_expr" and plain.grader_config["extraction"] == "latex+expr"
+    assert reward_function()(completions=["\\boxed{0.5}"], answer=[["1/3", "0.5"]]) == [1.0]  # alternatives
+    with pytest.raises(ValueError, match="needs completions and the data set's 'answer' column"):
+        plain(completions=["x"], solution=["1"])
