@@ -2,7 +2,8 @@
 
 For every problem of a file (loaded by ``training.datasets.load_problems``, bad rows skipped and listed):
 
-- **self-check**: each accepted answer ``a`` written as a model would, ``"The answer is \\boxed{a}."``, is graded
+- **self-check**: each accepted answer ``a`` written as a model would, ``"The answer is \\boxed{a}."`` (``a``
+  normalised as the grader normalises golds: no trailing period or prose, ``training.gold``), is graded
   with the trainer's grader (``training.rewards.Grader``, math-verify in worker processes) against ``a`` itself.
   A problem passes when all its accepted answers do. A failure means the grader cannot read that gold answer, so
   training and evaluation would score every response to it 0: fix the normalisation (``normalize_answer``).
@@ -10,6 +11,11 @@ For every problem of a file (loaded by ``training.datasets.load_problems``, bad 
   file (a seeded derangement: each problem is some other problem's partner exactly once). It should fail; the
   accepted pairs are counted, and so are those whose answer texts are equal (distinct problems that share an
   answer, e.g. two AIME problems whose answer is 25, are accepted by any grader).
+- **gold audit** (``training.gold_audit``): each gold graded against trivial and adversarial answers (``0``,
+  ``1``, ``-1``, its first and last number, an empty box, itself with its words dropped); the columns count the
+  golds that pass, the arguable ones (``6m`` accepting ``6``), the flagged ones (accepting a
+  value that is not theirs, or refusing themselves) and those the grader could not audit; each one not passing
+  is listed with its row, what it accepted and what it parsed to. Cached by file digest under ``cache_dir``.
 """
 
 from __future__ import annotations
@@ -23,6 +29,17 @@ import numpy as np
 
 from training.data_sources import load_source, parse_source
 from training.datasets import DataFormatError, LoadReport
+from training.gold_audit import (
+    ARGUABLE,
+    FLAGGED,
+    PASS,
+    UNAUDITED,
+    AuditResult,
+    audit_problems,
+    format_findings,
+    self_answer,
+)
+from training.grader_config import GraderConfig
 from training.rewards import Grader
 from training.task import Problem
 
@@ -50,10 +67,16 @@ class CheckResult:
     self_failures: list[dict] = field(default_factory=list)  # problem id, answer, status, detail
     cross_examples: list[dict] = field(default_factory=list)  # accepted pairs whose texts differ (first 10)
     skipped_rows: list[str] = field(default_factory=list)
+    audit: dict | None = None  # training.gold_audit.AuditResult as a dict (None: not audited)
 
     @property
     def self_ok(self) -> bool:
         return self.self_pass == self.problems
+
+    @property
+    def audit_ok(self) -> bool:
+        """No gold flagged by the audit (arguable golds and unaudited ones do not count)."""
+        return self.audit is None or self.audit["counts"].get(FLAGGED, 0) == 0
 
 
 def derangement(n: int, seed: int) -> np.ndarray:
@@ -67,17 +90,24 @@ def derangement(n: int, seed: int) -> np.ndarray:
 
 
 def check_problems(
-    path: str, problems: list[Problem], grader: Grader, *, seed: int = 0, timeout: float | None = None
+    path: str,
+    problems: list[Problem],
+    grader: Grader,
+    *,
+    seed: int = 0,
+    timeout: float | None = None,
+    config: GraderConfig | None = None,
 ) -> CheckResult:
-    """Self- and cross-check ``problems`` (see the module docstring)."""
+    """Self- and cross-check ``problems`` (see the module docstring) with the grader's settings, or ``config``."""
     t0 = time.perf_counter()
+    cfg = grader.config if config is None else config
     responses, golds, owner = [], [], []
     for k, p in enumerate(problems):
         for a in p.answers:
-            responses.append(boxed(a))
+            responses.append(boxed(self_answer(a, cfg)))
             golds.append(a)
             owner.append(k)
-    report = grader.grade(responses, golds, timeout=timeout)
+    report = grader.grade(responses, golds, timeout=timeout, config=config)
     ok = np.ones(len(problems), dtype=bool)
     failures = []
     for j, r in enumerate(report.rewards):
@@ -88,9 +118,9 @@ def check_problems(
                 {"id": p.id, "answer": golds[j], "status": report.status[j], "detail": report.details[j]}
             )
     partner = derangement(len(problems), seed) if len(problems) >= 2 else np.zeros(0, dtype=np.int64)
-    cross_resp = [boxed(problems[int(partner[k])].answer) for k in range(len(partner))]
+    cross_resp = [boxed(self_answer(problems[int(partner[k])].answer, cfg)) for k in range(len(partner))]
     cross_gold = [problems[k].gold for k in range(len(partner))]
-    cross = grader.grade(cross_resp, cross_gold, timeout=timeout)
+    cross = grader.grade(cross_resp, cross_gold, timeout=timeout, config=config)
     accepted = same = 0
     examples = []
     for k, r in enumerate(cross.rewards):
@@ -129,9 +159,13 @@ def check_file(
     timeout: float | None = None,
     problem_field: str | None = None,
     answer_field: str | None = None,
+    config: GraderConfig | None = None,
+    audit: bool = True,
+    cache_dir: str | Path | None = "cache",
 ) -> CheckResult:
     """Load ``path`` (a file, a benchmark name, a Hub id or folder: ``training.data_sources``; bad rows skipped
-    and counted) and check its problems. A string that names no data set raises ``DataFormatError``."""
+    and counted), check its problems and (``audit``) audit their golds. A string that names no data set raises
+    ``DataFormatError``."""
     try:
         src = parse_source(str(path))
     except ValueError as e:
@@ -140,7 +174,13 @@ def check_file(
         src, on_error="skip", limit=limit, problem_field=problem_field, answer_field=answer_field
     )
     where = str(src.path) if src.is_file else src.spec
-    result = check_problems(where, loaded.problems, grader, seed=seed, timeout=timeout)
+    result = check_problems(where, loaded.problems, grader, seed=seed, timeout=timeout, config=config)
+    if audit:
+        res: AuditResult = audit_problems(
+            loaded.problems, grader, config=config, path=where, cache_dir=cache_dir, timeout=timeout
+        )
+        result.audit = asdict(res)
+        result.seconds += res.seconds
     result.skipped = len(loaded.skipped)
     result.skipped_rows = [str(e) for e in loaded.skipped]
     return result
@@ -154,13 +194,14 @@ def format_results(results: list[CheckResult]) -> str:
     """One line per file, then the details of every failure and skip."""
     name_w = max([len(Path(r.path).name) for r in results] + [4])
     head = (f"{'file':<{name_w}}  {'problems':>8}  {'skipped':>7}  {'answers':>7}  {'self-check':>17}  "
-            f"{'cross-check accepted':>20}  {'same text':>9}  {'seconds':>7}")  # fmt: skip
+            f"{'cross-check accepted':>20}  {'same text':>9}  {'audit pass':>10}  {'arguable':>8}  "
+            f"{'flagged':>7}  {'unaudited':>9}  {'seconds':>7}")  # fmt: skip
     lines = [head, "-" * len(head)]
     for r in results:
         lines.append(
             f"{Path(r.path).name:<{name_w}}  {r.problems:>8}  {r.skipped:>7}  {r.answers:>7}  "
             f"{_pct(r.self_pass, r.problems):>17}  {_pct(r.cross_accepted, r.cross_pairs):>20}  "
-            f"{r.cross_same_text:>9}  {r.seconds:>7.1f}"
+            f"{r.cross_same_text:>9}  {_audit_cells(r)}  {r.seconds:>7.1f}"
         )
     for r in results:
         name = Path(r.path).name
@@ -170,6 +211,8 @@ def format_results(results: list[CheckResult]) -> str:
         for e in r.cross_examples:
             lines.append(f"{name}: problem {e['id']} (gold {e['gold']!r}) accepts problem {e['other_id']}'s "
                          f"answer {e['other_answer']!r}")  # fmt: skip
+        if r.audit is not None:
+            lines += format_findings(name, AuditResult(**r.audit))
         for s in r.skipped_rows:
             lines.append(f"skipped: {s}")
         if r.grader_timeouts or r.grader_errors:
@@ -177,9 +220,18 @@ def format_results(results: list[CheckResult]) -> str:
     lines.append(
         "self-check: each accepted answer, boxed, graded against itself (must be 100%). cross-check: the answer "
         "of another problem of the same file graded against this one's (accepted pairs; 'same text': the two "
-        "problems share an answer text)."
+        "problems share an answer text). audit: each gold against 0, 1, -1, its first and last number, an "
+        "empty box and itself without words ('arguable': accepts the number of a gold like 6m or 52_8; "
+        "'flagged': accepts another value or an empty box, or refuses itself)."
     )
     return "\n".join(lines)
+
+
+def _audit_cells(r: CheckResult) -> str:
+    if r.audit is None:
+        return f"{'-':>10}  {'-':>8}  {'-':>7}  {'-':>9}"
+    c = r.audit["counts"]
+    return f"{c[PASS]:>10}  {c[ARGUABLE]:>8}  {c[FLAGGED]:>7}  {c[UNAUDITED]:>9}"
 
 
 def run_check(
@@ -193,22 +245,30 @@ def run_check(
     log=print,
     problem_field: str | None = None,
     answer_field: str | None = None,
+    config: GraderConfig | None = None,
+    audit: bool = True,
+    cache_dir: str | Path | None = "cache",
 ) -> tuple[list[CheckResult], list[str]]:
-    """Check every path (or data set: see ``check_file``); returns the results and those that could not be read
-    (with the reason)."""
+    """Check every path (or data set: see ``check_file``) with the grader settings ``config`` (default: the
+    paper's; ``timeout`` replaces its timeout); returns the results and those that could not be read (with the
+    reason)."""
     results, unreadable = [], []
-    with Grader(workers=workers, timeout=timeout) as grader:
+    with Grader(workers=workers, timeout=timeout, config=config) as grader:
         for path in paths:
             try:
-                results.append(check_file(path, grader, seed=seed, limit=limit, problem_field=problem_field,
-                                          answer_field=answer_field))  # fmt: skip
+                results.append(
+                    check_file(path, grader, seed=seed, limit=limit, problem_field=problem_field,
+                               answer_field=answer_field, audit=audit, cache_dir=cache_dir)
+                )  # fmt: skip
             except DataFormatError as e:
                 unreadable.append(str(e))
                 log(f"error: {e}")
                 continue
             r = results[-1]
             log(f"{Path(path).name}: self-check {_pct(r.self_pass, r.problems)}, cross-check accepted "
-                f"{_pct(r.cross_accepted, r.cross_pairs)}, {r.skipped} rows skipped ({r.seconds:.1f} s)")  # fmt: skip
+                f"{_pct(r.cross_accepted, r.cross_pairs)}, {r.skipped} rows skipped"
+                + (f", gold audit flagged {r.audit['counts'][FLAGGED]}" if r.audit else "")
+                + f" ({r.seconds:.1f} s)")  # fmt: skip
     if json_out:
         Path(json_out).write_text(
             json.dumps({"results": [asdict(r) for r in results], "unreadable": unreadable}, indent=1)

@@ -14,10 +14,15 @@ that completion gets reward 0 and counts as a ``timeout`` or an ``error``. A sof
 (``setitimer``, 80% of the deadline) ends most slow cases without the cost of a respawn. Worker memory is capped
 with ``RLIMIT_AS`` so a blow-up is a counted error, not a frozen machine.
 
-Parsing: the gold answer is wrapped in ``$...$`` and parsed with LaTeX and plain-expression extraction; the
+Parsing follows a ``training.grader_config.GraderConfig`` (one per grader, or per call): by default, the
+paper's grader, the gold answer is normalised (``training.gold``: trailing punctuation, prose after the formula,
+LaTeX thousands separators), wrapped in ``$...$`` and parsed with LaTeX and plain-expression extraction; the
 response is parsed with LaTeX extraction only, so an answer counts only when the model writes it in LaTeX
-(``\\boxed{}`` first). Identical (response, answer) pairs are graded once and remembered, under a 16-byte digest
-of the pair (not the strings: the cache's memory is bounded by its size, however long the responses).
+(``\\boxed{}`` first). The config switches the response's extraction (``boxed`` / ``latex`` / ``latex+expr``),
+``verify``'s float rounding, set-relation comparison and strictness, the timeout and the gold normalisation.
+Identical (response, answer, settings) triples are graded once and remembered, under a 16-byte digest (not the
+strings: the cache's memory is bounded by its size, however long the responses). ``Grader.audit`` grades one gold
+against several probe responses in one task (``training.gold_audit``).
 """
 
 from __future__ import annotations
@@ -31,9 +36,13 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
+from typing import Any
+
+from training.grader_config import GraderConfig
 
 OK, TIMEOUT, ERROR = "ok", "timeout", "error"
 
@@ -66,8 +75,31 @@ class _SoftTimeout(BaseException):
     """Raised by the worker's own timer; a BaseException so math-verify's ``except Exception`` cannot eat it."""
 
 
+def last_boxed(text: str) -> str | None:
+    """The last ``\\boxed{...}`` (or ``\\fbox{...}``) of ``text`` with its braces balanced, else None: what the
+    ``boxed`` extraction reads."""
+    best = None
+    for cmd in ("\\boxed{", "\\fbox{"):
+        start = text.rfind(cmd)
+        if start >= 0 and (best is None or start > best):
+            best = start
+    if best is None:
+        return None
+    depth = 0
+    for j in range(text.index("{", best), len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[best : j + 1]
+    return None
+
+
 def _worker_main(conn: Connection, memory_limit_mb: int) -> None:
-    """Worker loop: receive ``(task_id, response, answer, soft_timeout)``, send ``(task_id, reward, status, detail)``."""
+    """Worker loop: receive ``(task_id, kind, payload, soft_timeout, verdict_key)``, send ``(task_id, value,
+    status, detail)``. ``kind`` ``grade``: payload ``(response, answer)``, value the reward. ``audit``: payload
+    ``(answer, probes)``, value ``(rewards of the probes, what the gold parsed to)``."""
     import logging
     import resource
     import signal
@@ -83,15 +115,38 @@ def _worker_main(conn: Connection, memory_limit_mb: int) -> None:
     )  # sympy's deprecation warnings on odd model output: noise in the run's log
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
+    from training.gold import normalize_gold
+
     gold_config = [LatexExtractionConfig(), ExprExtractionConfig()]
-    pred_config = [LatexExtractionConfig()]
+    pred_configs = {
+        "boxed": [LatexExtractionConfig()],  # applied to the last \boxed{} alone
+        "latex": [LatexExtractionConfig()],
+        "latex+expr": [LatexExtractionConfig(), ExprExtractionConfig()],
+    }
 
     @lru_cache(maxsize=4096)
-    def parse_gold(answer: str):
-        text = answer.strip()
+    def parse_gold(answer: str, normalize: bool):
+        text = normalize_gold(answer) if normalize else answer.strip()
         if not (text.startswith("$") and text.endswith("$")):
             text = f"${text}$"
         return parse(text, gold_config, parsing_timeout=None)
+
+    def parse_golds(answer, normalize: bool) -> list:
+        if isinstance(answer, str):
+            return parse_gold(answer, normalize)
+        # several accepted answers: verify() is true when any gold matches any prediction
+        return [g for alt in answer for g in parse_gold(alt, normalize)]
+
+    def judge(gold: list, response: str, key: tuple) -> float:
+        extraction, rounding, set_relation, strict, _ = key
+        if extraction == "boxed":
+            response = last_boxed(response) or ""
+        pred = parse(response, pred_configs[extraction], parsing_timeout=None) if response else []
+        ok = bool(gold) and bool(pred) and verify(
+            gold, pred, float_rounding=rounding, strict=strict, allow_set_relation_comp=set_relation,
+            timeout_seconds=None,
+        )  # fmt: skip
+        return 1.0 if ok else 0.0
 
     def on_alarm(signum, frame):
         raise _SoftTimeout
@@ -105,23 +160,24 @@ def _worker_main(conn: Connection, memory_limit_mb: int) -> None:
             return
         if msg is None:
             return
-        task_id, response, answer, soft = msg
+        task_id, kind, payload, soft, key = msg
         if soft > 0:
             signal.setitimer(signal.ITIMER_REAL, soft)
         try:
-            if isinstance(answer, str):
-                gold = parse_gold(answer)
-            else:  # several accepted answers: verify() is true when any gold matches any prediction
-                gold = [g for alt in answer for g in parse_gold(alt)]
-            pred = parse(response, pred_config, parsing_timeout=None)
-            ok = bool(gold) and bool(pred) and verify(gold, pred, timeout_seconds=None)
-            result = (task_id, 1.0 if ok else 0.0, OK, "")
+            if kind == "grade":
+                response, answer = payload
+                value = judge(parse_golds(answer, key[-1]), response, key)
+            else:  # audit: one gold against several probes, parsed once
+                answer, probes = payload
+                gold = parse_golds(answer, key[-1])
+                value = (tuple(judge(gold, p, key) for p in probes), "; ".join(map(str, gold))[:300])
+            result = (task_id, value, OK, "")
         except _SoftTimeout:
-            result = (task_id, 0.0, TIMEOUT, "soft timeout in worker")
+            result = (task_id, None, TIMEOUT, "soft timeout in worker")
         except MemoryError:
-            result = (task_id, 0.0, ERROR, "MemoryError")
+            result = (task_id, None, ERROR, "MemoryError")
         except Exception as e:  # a verifier bug must cost one reward, not the run
-            result = (task_id, 0.0, ERROR, f"{type(e).__name__}: {e}"[:300])
+            result = (task_id, None, ERROR, f"{type(e).__name__}: {e}"[:300])
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
         conn.send(result)
@@ -189,8 +245,9 @@ class Grader:
     def __init__(
         self,
         workers: int = 2,
-        timeout: float = 5.0,
+        timeout: float | None = None,
         *,
+        config: GraderConfig | None = None,
         memory_limit_mb: int = 4096,
         cache_size: int = 200_000,
         start_timeout: float = 120.0,
@@ -198,10 +255,16 @@ class Grader:
     ):
         if workers < 1:
             raise ValueError(f"the grader needs at least one worker, got {workers}")
-        if not timeout > 0:
-            raise ValueError(f"the grading timeout must be > 0 seconds, got {timeout}")
+        config = GraderConfig() if config is None else config
+        if not isinstance(config, GraderConfig):
+            raise ValueError(f"config must be a GraderConfig, got {type(config).__name__}")
+        if timeout is not None:
+            if not timeout > 0:
+                raise ValueError(f"the grading timeout must be > 0 seconds, got {timeout}")
+            config = replace(config, timeout=float(timeout))
+        self.config = config  # the settings used when a call names none (its timeout: the grader's)
         self.n_workers = workers
-        self.timeout = float(timeout)
+        self.timeout = config.timeout
         self.memory_limit_mb = memory_limit_mb
         self.start_timeout = start_timeout
         self.soft_fraction = soft_fraction  # the worker's own timer, as a share of the deadline (None: off)
@@ -243,24 +306,43 @@ class Grader:
 
     # -- grading
     def grade(
-        self, responses: list[str], answers: list[str | tuple[str, ...]], timeout: float | None = None
+        self,
+        responses: list[str],
+        answers: list[str | tuple[str, ...]],
+        timeout: float | None = None,
+        *,
+        config: GraderConfig | None = None,
     ) -> GradeReport:
         """Grade ``responses[i]`` against ``answers[i]`` (a string, or a tuple of accepted answers: correct when
-        any matches); each completion gets at most ``timeout`` seconds of a worker (default: the grader's)
-        before it is killed and scored 0. Safe to call from several threads: calls are served one at a time."""
+        any matches) with ``config`` (default: the grader's); each completion gets at most ``timeout`` seconds
+        of a worker (default: the grader's timeout, or ``config.timeout`` when a config is given) before it is
+        killed and scored 0. Safe to call from several threads: calls are served one at a time."""
         with self._lock:
-            return self._grade(responses, answers, timeout)
+            return self._grade(responses, answers, timeout, config)
+
+    def _settings(self, timeout: float | None, config: GraderConfig | None) -> tuple[float, GraderConfig]:
+        if not self._workers:
+            raise RuntimeError("the grader is closed")
+        if config is not None and not isinstance(config, GraderConfig):
+            raise ValueError(f"config must be a GraderConfig, got {type(config).__name__}")
+        if timeout is None:
+            timeout = self.timeout if config is None else config.timeout
+        timeout = float(timeout)
+        if not timeout > 0:
+            raise ValueError(f"the grading timeout must be > 0 seconds, got {timeout}")
+        return timeout, self.config if config is None else config
 
     def _grade(
-        self, responses: list[str], answers: list[str | tuple[str, ...]], timeout: float | None
+        self,
+        responses: list[str],
+        answers: list[str | tuple[str, ...]],
+        timeout: float | None,
+        config: GraderConfig | None,
     ) -> GradeReport:
         if len(responses) != len(answers):
             raise ValueError(f"{len(responses)} responses but {len(answers)} answers")
-        if not self._workers:
-            raise RuntimeError("the grader is closed")
-        timeout = self.timeout if timeout is None else float(timeout)
-        if not timeout > 0:
-            raise ValueError(f"the grading timeout must be > 0 seconds, got {timeout}")
+        timeout, config = self._settings(timeout, config)
+        key_cfg = config.verdict_key()
         t0 = time.perf_counter()
         n = len(responses)
         rewards = [0.0] * n
@@ -281,7 +363,7 @@ class Grader:
                     )
             if not isinstance(response, str):
                 raise ValueError(f"response {i} must be a string")
-            key = _digest(response, answer)
+            key = _digest(response, answer, key_cfg)
             if key in self._cache:
                 self._cache.move_to_end(key)
                 rewards[i] = self._cache[key]
@@ -290,8 +372,9 @@ class Grader:
                 pending.setdefault(key, []).append(i)
                 pairs.setdefault(key, (response, answer))
         keys = list(pending)
-        results = self._run([pairs[k] for k in keys], timeout)
-        for key, (reward, st, detail, took) in zip(keys, results, strict=True):
+        results = self._run([("grade", pairs[k]) for k in keys], key_cfg, timeout)
+        for key, (value, st, detail, took) in zip(keys, results, strict=True):
+            reward = 0.0 if value is None else float(value)
             for i in pending[key]:
                 rewards[i], status[i], details[i], elapsed[i] = reward, st, detail, took
             if st == OK:
@@ -300,11 +383,46 @@ class Grader:
                     self._cache.popitem(last=False)
         return GradeReport(rewards, status, time.perf_counter() - t0, hits, details, elapsed)
 
+    def audit(
+        self,
+        answers: list[str | tuple[str, ...]],
+        probes: list[list[str]],
+        timeout: float | None = None,
+        *,
+        config: GraderConfig | None = None,
+    ) -> list[tuple[tuple[float, ...] | None, str, str, str]]:
+        """Grade each of ``probes[i]`` (responses) against ``answers[i]`` in one worker task that parses the gold
+        once: per answer ``(rewards of its probes or None, status, detail, what the gold parsed to)``. The task's
+        deadline is ``timeout`` (as in ``grade``) times its number of probes; a timeout or crash loses the task's
+        verdicts (None) with its status. Not cached. Used by ``training.gold_audit``."""
+        if len(answers) != len(probes):
+            raise ValueError(f"{len(answers)} answers but {len(probes)} probe lists")
+        with self._lock:
+            timeout, config = self._settings(timeout, config)
+            tasks = []
+            for i, (answer, ps) in enumerate(zip(answers, probes, strict=True)):
+                if isinstance(answer, list):
+                    answer = tuple(answer)
+                if not (isinstance(answer, str) or (answer and all(isinstance(a, str) for a in answer))):
+                    raise ValueError(
+                        f"answer {i} must be a string or a non-empty tuple of strings: {answer!r}"
+                    )
+                tasks.append(("audit", (answer, tuple(ps))))
+            longest = max([len(ps) for ps in probes] + [1])
+            results = self._run(tasks, config.verdict_key(), timeout * longest)
+        out = []
+        for value, st, detail, _ in results:
+            verdicts, parsed = value if value is not None else (None, "")
+            out.append((verdicts, st, detail, parsed))
+        return out
+
     def _run(
-        self, keys: list[tuple[str, str | tuple[str, ...]]], timeout: float
-    ) -> list[tuple[float, str, str, float]]:
-        results: list[tuple[float, str, str, float] | None] = [None] * len(keys)
-        queue = list(range(len(keys)))[::-1]  # pop() from the end: in order
+        self, tasks: list[tuple[str, tuple]], key: tuple, timeout: float
+    ) -> list[tuple[Any, str, str, float]]:
+        """Run ``(kind, payload)`` tasks on the workers with ``timeout`` seconds each: ``(value, status, detail,
+        seconds)`` per task, value None when it timed out or failed."""
+        results: list[tuple[Any, str, str, float] | None] = [None] * len(tasks)
+        queue = list(range(len(tasks)))[::-1]  # pop() from the end: in order
         soft = max(0.05, self.soft_fraction * timeout) if self.soft_fraction else 0.0
         started = time.monotonic()
         while any(r is None for r in results):
@@ -313,9 +431,9 @@ class Grader:
             for w in self._workers:
                 if w.ready and w.task is None and queue:
                     k = queue.pop()
-                    resp, ans = keys[k]
+                    kind, payload = tasks[k]
                     try:
-                        w.conn.send((k, resp, ans, soft))
+                        w.conn.send((k, kind, payload, soft, key))
                     except (OSError, ValueError):
                         queue.append(k)
                         w.ready = (
@@ -356,9 +474,9 @@ class Grader:
                         w.ready = True
                         self._startup_failures = 0
                         continue
-                    k, reward, st, detail = msg
+                    k, value, st, detail = msg
                     if k == w.task:
-                        results[k] = (float(reward), st, detail, now - w.started)
+                        results[k] = (value, st, detail, now - w.started)
                         w.task = None
                 elif not w.alive():
                     self._fail(i, results, ERROR, f"worker exited with code {w.proc.returncode}")
@@ -366,7 +484,7 @@ class Grader:
                     self._fail(i, results, TIMEOUT, f"no answer within {timeout:g} s: worker killed")
                 elif not w.ready and now - started > self.start_timeout:
                     raise RuntimeError(f"a grader worker did not start within {self.start_timeout:g} s")
-        return [r if r is not None else (0.0, ERROR, "not graded", 0.0) for r in results]
+        return [r if r is not None else (None, ERROR, "not graded", 0.0) for r in results]
 
     def _fail(self, i: int, results: list, status: str, detail: str) -> None:
         """Score the worker's task 0 with ``status``, then kill and replace the worker (its elapsed time counts
@@ -375,13 +493,15 @@ class Grader:
         task, started = w.task, w.started
         self._replace(i)
         if task is not None:
-            results[task] = (0.0, status, detail, time.monotonic() - started)
+            results[task] = (None, status, detail, time.monotonic() - started)
 
 
-def _digest(response: str, answer: str | tuple[str, ...]) -> bytes:
-    """16-byte key of a (response, answer) pair, the answer a string or a tuple of accepted answers (a tuple of
-    one string is not the string); lone surrogates (invalid Unicode) are encoded, not refused."""
+def _digest(response: str, answer: str | tuple[str, ...], key: tuple = ()) -> bytes:
+    """16-byte key of a (response, answer) pair under grader settings ``key`` (``GraderConfig.verdict_key``),
+    the answer a string or a tuple of accepted answers (a tuple of one string is not the string); lone
+    surrogates (invalid Unicode) are encoded, not refused."""
     h = hashlib.blake2b(digest_size=16)
+    h.update(repr(key).encode())
     texts = (response, answer) if isinstance(answer, str) else (response, "\x00tuple", *answer)
     for text in texts:
         data = text.encode("utf-8", "surrogatepass")
@@ -415,15 +535,41 @@ def _default_grader(workers: int | None) -> Grader:
 def grade(
     responses: list[str],
     answers: list[str | tuple[str, ...]],
-    timeout: float = 5.0,
+    timeout: float | None = None,
     workers: int | None = None,
+    config: GraderConfig | None = None,
 ) -> list[float]:
     """One float per response: 1.0 if math-verify finds its answer equal to the gold answer (any of them, for a
-    tuple of accepted answers), else 0.0.
+    tuple of accepted answers) under ``config`` (default ``GraderConfig()``, the paper's grader), else 0.0.
 
-    A completion whose verification exceeds ``timeout`` seconds, or crashes its worker, gets 0.0; the worker is
-    killed and replaced. Uses a process-wide pool of worker processes (``default_grader``); safe to call from
-    several threads (calls are served one at a time).
+    A completion whose verification exceeds ``timeout`` seconds (default: ``config.timeout``, 5 s), or crashes
+    its worker, gets 0.0; the worker is killed and replaced. Uses a process-wide pool of worker processes
+    (``default_grader``); safe to call from several threads (calls are served one at a time).
     """
+    config = GraderConfig() if config is None else config
     with _DEFAULT_LOCK:
-        return default_grader(workers).grade(list(responses), list(answers), timeout=timeout).rewards
+        grader = default_grader(workers)
+        return grader.grade(list(responses), list(answers), timeout=timeout, config=config).rewards
+
+
+def reward_function(
+    config: GraderConfig | None = None, *, answer_key: str = "answer", workers: int | None = None
+) -> Callable[..., list[float]]:
+    """A reward function in TRL's form, ``f(prompts, completions, **columns) -> list[float]``, grading each
+    completion (a string, or a chat list whose last message is the answer) against the data set's
+    ``answer_key`` column with ``config`` (default: the paper's grader) through ``grade``. Its
+    ``grader_config`` attribute holds ``config.to_dict()`` (for the run's record)."""
+    config = GraderConfig() if config is None else config
+
+    def reward(prompts: Any = None, completions: Any = None, **columns: Any) -> list[float]:
+        if completions is None or answer_key not in columns:
+            raise ValueError(
+                f"the reward function needs completions and the data set's {answer_key!r} column"
+            )
+        texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
+        return grade(texts, [a if isinstance(a, str) else tuple(a) for a in columns[answer_key]],
+                     workers=workers, config=config)  # fmt: skip
+
+    reward.__name__ = f"math_verify_{config.extraction.replace('+', '_')}"
+    reward.grader_config = config.to_dict()  # type: ignore[attr-defined]
+    return reward
