@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from training.datasets import PROMPT_SUFFIX
+from training.grader_config import EXTRACTIONS, SETTING_HELP, GraderConfig, grader_config_from
 from training.model import TinyModelSpec
 from training.task import ArithmeticSpec
 from workbench.methods import METHODS, SPECS, HParams, resolve_hparams
@@ -221,6 +222,23 @@ class TrainSettings:
     threads: int = _f(1, "torch CPU threads (fixed for reproducibility; 0: all cores)", "system")
     grader_workers: int = _f(1, "math-verify worker processes", "system")
     grader_timeout: float = _f(5.0, "seconds per completion before its grader is killed (reward 0)", "system")
+    grader_extraction: str | None = _f(None, "grader: " + SETTING_HELP["extraction"], "system",
+                                       choices=EXTRACTIONS, shown="latex")  # fmt: skip
+    grader_float_rounding: int | None = _f(
+        None, "grader: " + SETTING_HELP["float_rounding"], "system", shown="6"
+    )
+    grader_set_relation: bool | None = _f(
+        None, "grader: " + SETTING_HELP["set_relation"], "system", shown="no"
+    )
+    grader_strict: bool | None = _f(None, "grader: " + SETTING_HELP["strict"], "system", shown="yes")
+    grader_normalize_gold: bool | None = _f(None, "grader: " + SETTING_HELP["normalize_gold"], "system",
+                                            shown="yes")  # fmt: skip
+    gold_audit: bool = _f(
+        True,
+        "audit the gold answers of --train-data/--val-data at start (cached): a gold that accepts a trivial answer "
+        "is refused or, with --bad-rows skip, left out and counted (docs/data.md)",
+        "system",
+    )
     progress: bool = _f(True, "show a progress bar", "system")
 
     # ------------------------------------------------------------------------------------------- derived
@@ -235,6 +253,10 @@ class TrainSettings:
                 if source and f.name not in given:
                     given[f.name] = getattr(self, source)
         return given
+
+    def grader_config(self) -> GraderConfig:
+        """The grader's settings: ``GraderConfig``'s defaults (the paper's) with the ``--grader-*`` flags given."""
+        return grader_config_from(self, timeout=self.grader_timeout, prefix="grader_")
 
     def hparams(self) -> HParams:
         """The method's resolved objective hyper-parameters (its spec's defaults + overrides)."""
@@ -334,6 +356,10 @@ class TrainSettings:
             raise ConfigError("--prompt-template must contain {prompt}")
 
         self._validate_objective()
+        try:
+            self.grader_config()
+        except ValueError as e:
+            raise ConfigError(f"--grader-* setting: {e}") from None
         self._validate_model()
         try:
             self.task_spec()

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from training.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, UsageError
+from training.grader_config import add_grader_arguments, grader_config_from
 
 
 def _check_writable(out: Path) -> None:
@@ -59,7 +60,16 @@ def add_check_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the cross-check's pairing (default: 0)")
     parser.add_argument("--json", dest="json_out", default=None, help="also write the results to this file")
+    parser.add_argument(
+        "--audit", action=argparse.BooleanOptionalAction, default=True,
+        help="grade each gold against trivial and adversarial answers (0, 1, -1, its numbers, an empty box, "
+        "itself without words) and report the golds that accept one (default: yes; cached by content)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cache-dir", default="cache", help="where audit results are cached (default: cache)"
+    )
     add_field_arguments(parser)
+    add_grader_arguments(parser)
 
 
 def _data_paths(specs: list[str]) -> list[str]:
@@ -84,9 +94,15 @@ def run_check_data(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     paths = _data_paths(args.paths)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        config = grader_config_from(args, timeout=args.timeout)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     results, unreadable = run_check(
         paths, workers=args.workers, timeout=args.timeout, seed=args.seed, limit=args.limit,
         json_out=args.json_out, log=log, problem_field=args.problem_field, answer_field=args.answer_field,
+        config=config, audit=args.audit, cache_dir=args.cache_dir,
     )  # fmt: skip
     if results:
         print(format_results(results))
@@ -157,6 +173,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
         "--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar"
     )
     add_field_arguments(parser)
+    add_grader_arguments(parser)
 
 
 def run_eval_command(args: argparse.Namespace) -> int:
@@ -254,7 +271,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
                     f"--max-new-tokens {args.max_new_tokens} does not fit the model's {limit} positions"
                 )
             backend = TransformersBackend(model, tokenizer.pad_token_id, tokenizer.eos_token_id)
-        with Grader(workers=args.grader_workers, timeout=args.grader_timeout) as grader:
+        config = grader_config_from(args, timeout=args.grader_timeout)
+        with Grader(workers=args.grader_workers, timeout=args.grader_timeout, config=config) as grader:
             t0 = time.perf_counter()
             results = run_eval(
                 settings, out, backend=backend, tokenizer=tokenizer, grader=grader, progress=args.progress,

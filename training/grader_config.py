@@ -96,3 +96,50 @@ class GraderConfig:
 
 
 PAPER = GraderConfig()
+
+
+# What each setting changes, in one line: the help of the trainer's --grader-* flags and of check-data/eval's.
+SETTING_HELP: dict[str, str] = {
+    "extraction": "how a response's answer is found: boxed (its last \\boxed{}), latex (math-verify's LaTeX "
+    "extraction), latex+expr (also plain expressions)",
+    "float_rounding": "decimal places both sides are rounded to before floats are compared",
+    "set_relation": "an interval gold also accepts the equivalent relation ((-inf, 3) and x < 3)",
+    "strict": "variables must match by name (no: by position)",
+    "normalize_gold": "normalise gold answers first (trailing punctuation, prose after the formula, thousands "
+    "separators; docs/data.md)",
+}
+
+
+def add_grader_arguments(parser: Any, prefix: str = "") -> None:
+    """``--[prefix]extraction``, ``--[prefix]float-rounding``, ``--[prefix]set-relation``, ``--[prefix]strict``,
+    ``--[prefix]normalize-gold`` (default: the paper's grader, ``GraderConfig()``)."""
+    import argparse
+
+    base = GraderConfig()
+    group = parser.add_argument_group("grader settings (default: the paper's grader)")
+    for f in fields(GraderConfig):
+        if f.name == "timeout":
+            continue
+        opt = "--" + (prefix + f.name).replace("_", "-")
+        kwargs: dict[str, Any] = {"dest": prefix + f.name, "default": None,
+                                  "help": f"{SETTING_HELP[f.name]} (default: {getattr(base, f.name)})"}  # fmt: skip
+        if isinstance(getattr(base, f.name), bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif f.name == "extraction":
+            kwargs["choices"] = EXTRACTIONS
+        else:
+            kwargs["type"] = type(getattr(base, f.name))
+        group.add_argument(opt, **kwargs)
+
+
+def grader_config_from(values: Any, timeout: float | None = None, prefix: str = "") -> GraderConfig:
+    """The ``GraderConfig`` of parsed arguments or a config object: each ``[prefix]<field>`` that is set
+    (not None) overrides the default; ``timeout`` sets the timeout."""
+    given = {}
+    for f in fields(GraderConfig):
+        value = getattr(values, prefix + f.name, None)
+        if f.name != "timeout" and value is not None:
+            given[f.name] = value
+    if timeout is not None:
+        given["timeout"] = timeout
+    return GraderConfig(**given)

@@ -225,6 +225,28 @@ class Trainer:
         self._encoded: dict[str, list[int]] = {}  # prompt text -> token ids
         self.hp = cfg.hparams()
         self.objective = OBJECTIVES[cfg.method]
+        self.grader_config = cfg.grader_config()  # also when the grader is shared (passed in)
+
+    def _screen_golds(self) -> None:
+        """The gold audit (``training.gold_audit.screen_problems``, cached by content) on the data files: a gold
+        that accepts a trivial answer is refused (``--bad-rows raise``) or left out and counted (``skip``); the
+        summary goes into ``run.json``'s data record."""
+        from training.gold_audit import screen_problems
+
+        cfg = self.cfg
+        for split, spec in (("train", cfg.train_data), ("val", cfg.val_data)):
+            if spec is None or split not in self.data_info:
+                continue
+            kept, summary = screen_problems(
+                self.splits[split], self.grader, bad_rows=cfg.bad_rows, config=self.grader_config, path=spec,
+                cache_dir=cfg.cache_dir,
+            )  # fmt: skip
+            self.splits[split] = kept
+            self.data_info[split]["gold_audit"] = summary
+            if summary["skipped"]:
+                self.log(
+                    f"{split} data: the gold audit left out {summary['skipped']} problem(s) (--bad-rows skip)"
+                )
 
     # ------------------------------------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -232,8 +254,14 @@ class Trainer:
         torch.set_num_threads(cfg.threads or os.cpu_count() or 1)  # part of the config: sums depend on it
         self.device = torch.device(cfg.resolved_device())
         check_backend(cfg.backend)
+        if self.grader is None:
+            self.grader = Grader(
+                workers=cfg.grader_workers, timeout=cfg.grader_timeout, config=cfg.grader_config()
+            )
         if self.splits is None:
             self.splits, self.data_info = load_splits(cfg, self.log)
+            if cfg.gold_audit:
+                self._screen_golds()
         else:
             self.data_info = {}
         self.train_set = self.splits["train"]
@@ -242,8 +270,6 @@ class Trainer:
             raise SetupError(
                 f"--batch-prompts {cfg.batch_prompts} exceeds the {len(self.train_set)} training problems"
             )
-        if self.grader is None:
-            self.grader = Grader(workers=cfg.grader_workers, timeout=cfg.grader_timeout)
         self.policy = load_policy(cfg, self.grader, self.device, self.log)
         self.model = self.policy.model
         self.tokenizer = self.policy.tokenizer
@@ -481,7 +507,9 @@ class Trainer:
         answers = [problems[i // cfg.group_size].gold for i in range(len(texts))]
         # The grader works in its own processes: it grades while this one computes the old log-probs (4), which
         # do not need the rewards. time_grade is decoding plus the wait for the grader after that pass.
-        grading = self._grading.submit(self.grader.grade, texts, answers, timeout=cfg.grader_timeout)
+        grading = self._grading.submit(
+            self.grader.grade, texts, answers, timeout=cfg.grader_timeout, config=self.grader_config
+        )
         t_decode = time.perf_counter() - t
         times["time_grade"] = 0.0  # set below (the key keeps its place among the metrics)
         n = len(texts)
@@ -774,7 +802,7 @@ class Trainer:
         )
         texts = self.tokenizer.batch_decode([r.tolist() for r in gens.responses], skip_special_tokens=True)
         answers = [self.val_set[i // cfg.val_k].gold for i in range(len(texts))]
-        report = self.grader.grade(texts, answers, timeout=cfg.grader_timeout)
+        report = self.grader.grade(texts, answers, timeout=cfg.grader_timeout, config=self.grader_config)
         r = torch.tensor(report.rewards).view(-1, cfg.val_k)
         return {
             "val_pass1": float(r.mean()),

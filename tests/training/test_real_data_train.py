@@ -114,3 +114,37 @@ def test_bad_data_flags_stop_before_any_work(shared_data, chat_model, tmp_path, 
         r = run_main([*base, *extra], capsys)
         assert r.returncode == 2 and message in r.stderr, (extra, r.stderr[-2000:])
         assert not (tmp_path / "r" / "run.json").exists()
+
+
+def test_the_gold_audit_screens_the_training_data(chat_model, grader, tmp_path):
+    """Issue 18: a gold that accepts a trivial answer (``3:1`` accepts ``\\boxed{3}``) is left out and counted with
+    --bad-rows skip, and refused with --bad-rows raise; --no-gold-audit keeps it."""
+    from training.datasets import DataFormatError
+
+    rows = [
+        {"problem": f"What is {a}+{b}?", "answer": str(a + b)} for a, b in [(1, 2), (3, 4), (5, 6), (7, 8)]
+    ]
+    rows.append({"problem": "The ratio of boys to girls?", "answer": "3:1"})
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = {"method": "real", "model": str(chat_model), "train_data": str(path), "batch_prompts": 2,
+            "minibatch_prompts": 1, "group_size": 2, "max_new_tokens": 8, "prompt_template": "{prompt}",
+            "progress": False, "cache_dir": str(tmp_path / "cache")}  # fmt: skip
+
+    def setup(out: str, **extra) -> Trainer:
+        cfg = build_config("tiny", {**base, **extra})
+        cfg.validate()
+        trainer = Trainer(cfg, tmp_path / out, grader=grader, log=lambda _: None)
+        try:
+            trainer.setup()
+        finally:
+            trainer.close()
+        return trainer
+
+    kept = setup("skip", bad_rows="skip")
+    assert [p.answer for p in kept.train_set] == ["3", "7", "11", "15"]
+    audit = kept.data_info["train"]["gold_audit"]
+    assert audit["skipped"] == 1 and audit["findings"][0]["gold"] == "3:1"
+    with pytest.raises(DataFormatError, match="gold audit flags 1 gold"):
+        setup("raise", bad_rows="raise")
+    assert len(setup("off", bad_rows="raise", gold_audit=False).train_set) == 5

@@ -68,6 +68,7 @@ def test_presets_set_the_paper_values_and_flags_override_them():
         ),
         (["--method", "cispo", "--tau", "0.3"], ["--tau only applies to real, real_bce, real_no_anchor"]),
         (["--method", "grpo", "--w-max", "2"], ["--w-max only applies to cispo, not to --method grpo"]),
+        (["--method", "real", "--grader-float-rounding", "99"], ["grader float_rounding must be in 0..15"]),
         (["--method", "grpo", "--ref-model", "none"], ["no reference", "--kl-beta 0"]),
         (["--method", "real", "--group-size", "1"], ["--group-size 1"]),
         (["--method", "real", "--preset", "paper-1.5b"], ["--preset paper-1.5b", "--model PATH"]),
