@@ -244,3 +244,16 @@ def test_refuses_normalisers_that_count_over_the_whole_window(tiny, tmp_path, me
         WorkbenchGRPOTrainer(
             model=str(tiny), reward_funcs=reward_has_seven, args=args, method=method, hparams=hp or None
         )
+
+
+def test_reward_function_grades_with_the_workbench_grader():
+    """``training.rewards.reward_function``: TRL's reward form, the workbench grader's settings (issue 18)."""
+    from training.grader_config import GraderConfig
+    from training.rewards import reward_function
+
+    paper = reward_function()
+    assert paper(prompts=["q"] * 3, completions=["\\boxed{0.5}", "$7$", [{"role": "assistant", "content": "\\boxed{2}"}]],
+                 answer=["\\frac{1}{2}", "7", "3"]) == [1.0, 1.0, 0.0]  # fmt: skip
+    boxed = reward_function(GraderConfig(extraction="boxed"))
+    assert boxed(prompts=["q"], completions=["$7$"], answer=["7"]) == [0.0]
+    assert boxed.grader_config["extraction"] == "boxed"

@@ -461,7 +461,13 @@ def test_launch_config_is_group_safe_and_uses_verl_keys():
 
     default_plain = OmegaConf.to_container(default, resolve=False)
 
+    # verl reads this optional mapping (not in its generated defaults) and passes it to the reward function as
+    # keyword arguments (verl.trainer.ppo.reward.get_custom_reward_fn); checked end to end below.
+    free_form = "reward.custom_reward_function.reward_kwargs."
+
     def present(key):
+        if key.startswith(free_form):
+            return True
         node = default_plain
         for part in key.split("."):
             if not isinstance(node, dict) or part not in node:
@@ -479,6 +485,11 @@ def test_launch_config_is_group_safe_and_uses_verl_keys():
         workbench["method"], int(merged.actor_rollout_ref.rollout.n), workbench["hparams"]
     )
     assert resolve_hparams("real", {}) == spec.hparams  # the paper's REAL: tau 0.5, mixed groups, / prompts
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    merged.reward.custom_reward_function.path = str(REPO / "training/engines/verl_reward.py")
+    reward_fn = get_custom_reward_fn(merged)  # verl's loader: the workbench grader, through reward_kwargs
+    assert reward_fn("math", "the answer is $7$", "7") == 1.0  # verl's own math_reward would give 0 (unboxed)
     bad = OmegaConf.merge(
         merged, {"actor_rollout_ref": {"actor": {"shuffle": True, "ppo_mini_batch_size": 12}}}
     )
@@ -546,6 +557,18 @@ def test_trainer_registers_and_balances_whole_groups():
         assert all(part[k] == part[k - k % 4] for k in range(16))
     with pytest.raises(verl_real.GroupSplitError, match="not a multiple"):
         trainer._balance_batch(KVBatchMeta(keys=keys[:60], tags=tags[:60], partition_id="train"), {})
+
+
+def test_reward_with_the_workbench_grader():
+    """``grader={}``: the workbench's math-verify grader with the paper's settings (LaTeX extraction: an unboxed
+    ``$7$`` counts), where verl's own scorer reads only a boxed answer; the settings reach it
+    (``extraction='boxed'`` reads only a boxed answer too)."""
+    from training.engines import verl_reward
+
+    assert verl_reward.compute_score("math", "so \\boxed{0.5}", "\\frac{1}{2}", grader={}) == 1.0
+    assert verl_reward.compute_score("math", "the answer is $7$", "7", grader={}) == 1.0
+    assert verl_reward.compute_score("math", "the answer is $7$", "7") == 0.0  # verl's own scorer
+    assert verl_reward.compute_score("math", "the answer is $7$", "7", grader={"extraction": "boxed"}) == 0.0
 
 
 def test_binary_reward():
