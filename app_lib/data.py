@@ -19,6 +19,7 @@ import streamlit as st
 from workbench.methods import LABELS, METHODS, resolve_hparams
 from workbench.runlog import TABLES, RunFormatError, open_run, step_file
 from workbench.runs_root import UnsafeRunName, list_run_names, resolve_run_dir
+from workbench.step_slices import file_rows, read_slice
 
 
 @dataclass
@@ -214,21 +215,78 @@ def rollouts_all_steps(card: RunCard, columns: tuple[str, ...]) -> pd.DataFrame:
     return _rollouts(str(card.path), _mtime(card.path / "metrics"), columns)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def _step_tables(run_dir: str, step: int, sig: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+# ----------------------------------------------------------------------------------------------- one step
+# The inspector's reads (issue 13, item 7): only the columns it shows, only the rows of one group or one rollout,
+# every text value size-limited (``workbench.step_slices``). What a limit changed is returned as notes to show.
+
+INSPECTOR_ROLLOUT_COLUMNS = ("rollout", "group", "minibatch", "prompt", "answer", "reward", "length", "s_bar",
+                             "weight", "log_c", "advantage", "used")  # fmt: skip
+INSPECTOR_TOKEN_COLUMNS = ("rollout", "pos", "token", "old_logp", "logp", "s", "ratio", "entropy", "weight")
+MAX_GROUP_TOKENS = 200_000  # a group with more tokens is not read whole (nor replayed): one rollout at a time
+MAX_TOKEN_CHARS = 1_000  # a token's text is cut beyond this (a token is a few characters)
+
+
+@dataclass(frozen=True)
+class StepRollouts:
+    """The rollouts of one step (``INSPECTOR_ROLLOUT_COLUMNS``), what the text limits changed, and the number of
+    token rows of the step's tokens file (from its footer; the tokens themselves are not read)."""
+
+    rollouts: pd.DataFrame
+    notes: tuple[str, ...]
+    n_tokens: int
+
+
+@dataclass(frozen=True)
+class TokenRows:
+    """Token rows of some rollouts of one step; ``complete`` is False when the row limit stopped the read."""
+
+    tokens: pd.DataFrame
+    notes: tuple[str, ...]
+    complete: bool
+
+
+def _complete_step(run_dir: str, step: int) -> Path:
     run = open_run(run_dir)
     if step not in run.steps():
         raise RunFormatError(run_dir, f"step {step} is not complete")
     for table in ("rollouts", "tokens"):
         _check_files(run.dir, table, [step])
-    return run.rollouts([step]), run.tokens([step])
+    return run.dir
 
 
-def step_tables(card: RunCard, step: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The rollouts and tokens of one complete step (cached until its files change)."""
+@st.cache_data(max_entries=16, show_spinner=False)
+def _step_rollouts(run_dir: str, step: int, sig: int) -> StepRollouts:
+    d = _complete_step(run_dir, step)
+    part = read_slice(step_file(d, "rollouts", step), "rollouts", INSPECTOR_ROLLOUT_COLUMNS)
+    n_tokens = file_rows(step_file(d, "tokens", step))
+    return StepRollouts(part.table.to_pandas(), tuple(part.notes), n_tokens)
+
+
+def step_rollouts(card: RunCard, step: int) -> StepRollouts:
+    """The rollouts of one complete step, bounded (cached until its files change)."""
     assert card.path is not None
-    sig = _mtime(step_file(card.path, "tokens", step)) + _mtime(step_file(card.path, "metrics", step))
-    return _step_tables(str(card.path), step, sig)
+    return _step_rollouts(str(card.path), step, _step_sig(card.path, step))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _token_rows(run_dir: str, step: int, sig: int, rollouts: tuple[int, ...], max_rows: int) -> TokenRows:
+    d = _complete_step(run_dir, step)
+    part = read_slice(
+        step_file(d, "tokens", step), "tokens", INSPECTOR_TOKEN_COLUMNS, where=("rollout", rollouts),
+        max_rows=max_rows, max_text_chars=MAX_TOKEN_CHARS,
+    )  # fmt: skip
+    return TokenRows(part.table.to_pandas(), tuple(part.notes), part.complete)
+
+
+def token_rows(card: RunCard, step: int, rollouts: list[int], max_rows: int = MAX_GROUP_TOKENS) -> TokenRows:
+    """The token rows of ``rollouts`` in one complete step, at most ``max_rows`` of them (cached)."""
+    assert card.path is not None
+    ids = tuple(sorted(int(r) for r in rollouts))
+    return _token_rows(str(card.path), step, _step_sig(card.path, step), ids, max_rows)
+
+
+def _step_sig(run_dir: Path, step: int) -> int:
+    return sum(_mtime(step_file(run_dir, t, step)) for t in ("rollouts", "tokens", "metrics"))
 
 
 # ----------------------------------------------------------------------------------------------- statistics
