@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app_lib import urlstate as url
 from app_lib.ui import method_label, method_scale
 from workbench.curves import CurveParams, check_points, curve_table
 from workbench.methods import CLIP_MODES, METHODS
@@ -21,9 +22,9 @@ st.markdown(
     "the REAL family), dots are the same weights taken by **autograd** through the real objectives."
 )
 
-picked = st.pills(
-    "Methods to overlay", list(METHODS), selection_mode="multi", default=["grpo", "real"], format_func=method_label,
-    key="gc_methods",
+picked = url.chooser(
+    st.pills, "Methods to overlay", METHODS, selection_mode="multi", default=["grpo", "real"], format_func=method_label,
+    key="gc_methods", many=True,
 )  # fmt: skip
 methods = [m for m in METHODS if m in (picked or [])]
 controls, main = st.columns([1, 4], gap="large")
@@ -36,6 +37,7 @@ with controls:
         CurveParams.eps_low,
         0.01,
         key="gc_eps_low",
+        bind="query-params",
         help="ratio below 1 - eps_low is clipped",
     )
     eps_high = st.slider(
@@ -45,30 +47,42 @@ with controls:
         CurveParams.eps_high,
         0.01,
         key="gc_eps_high",
+        bind="query-params",
         help="ratio above 1 + eps_high is clipped",
     )
-    advantage = st.slider("|A| (advantage)", 0.1, 3.0, 1.0, 0.1, key="gc_adv")
+    advantage = st.slider("|A| (advantage)", 0.1, 3.0, 1.0, 0.1, key="gc_adv", bind="query-params")
     clip_mode = st.selectbox(
-        "Clip mode", CLIP_MODES, key="gc_clip_mode",
+        "Clip mode", CLIP_MODES, key="gc_clip_mode", bind="query-params",
         help="vanilla: PPO; bidirectional: drop every token outside [1-eps, 1+eps] (Fig. 2 ablation); none",
     )  # fmt: skip
     st.markdown("**REAL family**")
     tau = st.slider(
-        "tau", 0.05, 2.0, CurveParams.tau, 0.05, key="gc_tau", help="REAL's weights are bounded by 1/tau"
+        "tau",
+        0.05,
+        2.0,
+        CurveParams.tau,
+        0.05,
+        key="gc_tau",
+        bind="query-params",
+        help="REAL's weights are bounded by 1/tau",
     )
-    c_pos = st.slider("C+ (correct rollout)", 1.0, 20.0, 4.0, 0.25, key="gc_c_pos")
-    c_neg = st.slider("C- (wrong rollout)", 1.0, 20.0, 4.0, 0.25, key="gc_c_neg")
+    c_pos = st.slider("C+ (correct rollout)", 1.0, 20.0, 4.0, 0.25, key="gc_c_pos", bind="query-params")
+    c_neg = st.slider("C- (wrong rollout)", 1.0, 20.0, 4.0, 0.25, key="gc_c_neg", bind="query-params")
     with st.expander("More settings"):
         mass = st.slider(
-            "M: other class's mass (no anchor)", 0.1, 10.0, 1.0, 0.1, key="gc_mass",
+            "M: other class's mass (no anchor)", 0.1, 10.0, 1.0, 0.1, key="gc_mass", bind="query-params",
             help="no-anchor uses C = (C_REAL - 1) + 1/M; M = 1 is one other-class rollout at s = 0",
         )  # fmt: skip
-        d_lo = st.number_input("DAPO eps_low", 0.0, 0.9, 0.2, 0.01, key="gc_dapo_lo")
-        d_hi = st.number_input("DAPO eps_high", 0.0, 1.0, 0.28, 0.01, key="gc_dapo_hi")
-        g_lo = st.number_input("GSPO eps_low", 0.0, 0.9, 3e-4, 1e-4, format="%.4f", key="gc_gspo_lo")
-        g_hi = st.number_input("GSPO eps_high", 0.0, 1.0, 4e-4, 1e-4, format="%.4f", key="gc_gspo_hi")
-        s_lo, s_hi = st.slider("s range", -5.0, 5.0, (-2.0, 2.0), 0.5, key="gc_range")
-        n_points = st.slider("autograd points per curve", 5, 41, 17, 2, key="gc_points")
+        d_lo = st.number_input("DAPO eps_low", 0.0, 0.9, 0.2, 0.01, key="gc_dapo_lo", bind="query-params")
+        d_hi = st.number_input("DAPO eps_high", 0.0, 1.0, 0.28, 0.01, key="gc_dapo_hi", bind="query-params")
+        g_lo = st.number_input(
+            "GSPO eps_low", 0.0, 0.9, 3e-4, 1e-4, format="%.4f", key="gc_gspo_lo", bind="query-params"
+        )
+        g_hi = st.number_input(
+            "GSPO eps_high", 0.0, 1.0, 4e-4, 1e-4, format="%.4f", key="gc_gspo_hi", bind="query-params"
+        )
+        s_lo, s_hi = st.slider("s range", -5.0, 5.0, (-2.0, 2.0), 0.5, key="gc_range", bind="query-params")
+        n_points = st.slider("autograd points per curve", 5, 41, 17, 2, key="gc_points", bind="query-params")
 
 if s_lo >= s_hi:
     st.error("The s range must not be empty.")

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from app_lib import data
+from app_lib import urlstate as url
 from app_lib.ui import (
     fmt,
     legend_html,
@@ -42,8 +43,8 @@ if not readable:
 
 by_name = {c.name: c for c in readable}
 c_run, c_step = st.columns([2, 3])
-name = c_run.selectbox(
-    "Run", list(by_name), key="insp_run", on_change=lambda: st.session_state.pop("insp_under", None),
+name = url.chooser(
+    c_run.selectbox, "Run", by_name, key="insp_run", on_change=lambda: st.session_state.pop("insp_under", None),
     format_func=lambda n: f"{n} ({by_name[n].label}{', SYNTHETIC' if by_name[n].synthetic else ''})",
 )  # fmt: skip
 card = by_name[name]
@@ -51,7 +52,7 @@ if card.synthetic:
     st.warning("SYNTHETIC run (workbench.synthetic_run): invented rollouts for tests, not a training result.")
 steps = card.steps
 step = (
-    c_step.select_slider("Step", options=steps, value=steps[-1], key="insp_step")
+    c_step.select_slider("Step", options=steps, value=steps[-1], key="insp_step", bind="query-params")
     if len(steps) > 1
     else steps[0]
 )
@@ -100,13 +101,10 @@ c_group, c_roll = st.columns([3, 2])
 # Open on an informative group: one that entered the loss, from the step's last mini-batch (where s_t != 0).
 informative = groups[groups["used"]].sort_values(["minibatch", "group"], ascending=[False, True])
 first = int(informative["group"].iloc[0]) if len(informative) else int(groups["group"].iloc[0])
-gid = c_group.selectbox(
-    "Prompt group",
-    list(g_labels),
-    index=list(g_labels).index(first),
-    format_func=g_labels.get,
-    key="insp_group",
-)
+gid = url.chooser(
+    c_group.selectbox, "Prompt group", g_labels, index=list(g_labels).index(first), format_func=g_labels.get,
+    key="insp_group", parse=int,
+)  # fmt: skip
 grp = rollouts[rollouts["group"] == gid].sort_values("rollout").reset_index(drop=True)
 group_tokens = int(grp["length"].sum())
 # The whole group's tokens when it is small enough (needed to replay it under every method), else none yet.
@@ -122,7 +120,9 @@ def _roll_label(r: pd.Series) -> str:
 
 
 roll_labels = {int(r["rollout"]): _roll_label(r) for _, r in grp.iterrows()}
-rid = c_roll.selectbox("Rollout", list(roll_labels), format_func=roll_labels.get, key="insp_rollout")
+rid = url.chooser(
+    c_roll.selectbox, "Rollout", roll_labels, format_func=roll_labels.get, key="insp_rollout", parse=int
+)
 
 # ---- replay the group under every method (closed forms on the logged log-probs)
 if whole_group:
@@ -204,11 +204,15 @@ row = grp[grp["rollout"] == rid].iloc[0]
 tok = tokens[tokens["rollout"] == rid].sort_values("pos").reset_index(drop=True)
 c_by, c_under = st.columns([3, 2])
 colour_by = c_by.radio(
-    "Colour tokens by", ["gradient weight", "ratio", "s_t", "entropy"], horizontal=True, key="insp_colour"
+    "Colour tokens by",
+    ["gradient weight", "ratio", "s_t", "entropy"],
+    horizontal=True,
+    key="insp_colour",
+    bind="query-params",
 )
 weight_options = [card.method] + [m for m in METHODS if m != card.method and m in replays]
-under = c_under.selectbox(
-    "Weight under", weight_options, key="insp_under", disabled=colour_by != "gradient weight",
+under = url.chooser(
+    c_under.selectbox, "Weight under", weight_options, key="insp_under", disabled=colour_by != "gradient weight",
     format_func=lambda m: f"{method_label(m)} (as logged)" if m == card.method else f"{method_label(m)} (replayed)",
 )  # fmt: skip
 
@@ -242,7 +246,7 @@ if len(tok) > MAX_DRAWN_TOKENS:
     first = int(
         st.number_input(
             f"First token drawn (of {len(tok):,}; {MAX_DRAWN_TOKENS:,} at a time)", min_value=0,
-            max_value=len(tok) - 1, value=0, step=MAX_DRAWN_TOKENS, key="insp_from",
+            max_value=len(tok) - 1, value=0, step=MAX_DRAWN_TOKENS, key="insp_from", bind="query-params",
         )
     )  # fmt: skip
 window = slice(first, min(len(tok), first + MAX_DRAWN_TOKENS))

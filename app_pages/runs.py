@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app_lib import data
+from app_lib import urlstate as url
 from app_lib.ui import (
     DASHES,
     line_chart,
@@ -47,8 +48,8 @@ if not readable:
     st.stop()
 
 by_name = {c.name: c for c in readable}
-names = st.multiselect(
-    "Runs to compare", list(by_name), default=data.default_runs(readable), key="runs_pick",
+names = url.chooser(
+    st.multiselect, "Runs to compare", by_name, default=data.default_runs(readable), key="runs_pick", many=True,
     format_func=lambda n: f"{n} ({by_name[n].label}{', SYNTHETIC' if by_name[n].synthetic else ''})",
 )  # fmt: skip
 if not names:
@@ -90,7 +91,7 @@ def _body() -> None:
     met = pd.concat(frames, ignore_index=True)
     steps = sorted(met["step"].unique().tolist())
     if len(steps) > 1:
-        step = st.select_slider("Step", options=steps, value=steps[-1], key="runs_step")
+        step = st.select_slider("Step", options=steps, value=steps[-1], key="runs_step", bind="query-params")
     else:
         step = steps[0]
         st.caption(f"One complete step so far (step {step}).")
@@ -184,7 +185,11 @@ def _body() -> None:
         with left:
             k = (
                 st.select_slider(
-                    "Group composition: correct rollouts", ks, value=ks[len(ks) // 2], key="runs_k"
+                    "Group composition: correct rollouts",
+                    ks,
+                    value=ks[len(ks) // 2],
+                    key="runs_k",
+                    bind="query-params",
                 )
                 if len(ks) > 1
                 else ks[0]

@@ -33,7 +33,7 @@ from tests.app.conftest import (
 )
 
 PAGES = [
-    ("", "Gradient curves"),
+    ("curves", "Gradient curves"),
     ("learn", "Learn"),
     ("runs", "Runs"),
     ("inspector", "Rollout inspector"),
@@ -203,6 +203,57 @@ def test_page_renders_without_errors(server: str, driver, path: str, title: str)
         problems.append("a traceback is shown")
     assert not problems, f"page {title!r} shows errors (screenshot {shot}): {problems}"
     assert shot.stat().st_size > 10_000, "the screenshot is suspiciously small (blank page?)"
+
+
+# ----------------------------------------------------------------------------------------------- views in URLs
+# Issue 15: every page has a path, and a link with a query string opens the view it names.
+VIEWS = [
+    ("curves?gc_tau=0.7&gc_methods=dapo&gc_methods=real_bce", "Gradient curves", ["DAPO", "REAL w/ BCE"]),
+    ("learn?learn_tab=Worked+example&learn_n=3&learn_s1=1.5", "Learn", ["s̄ of rollout 2", "1.50"]),
+    ("runs?runs_pick=real-s0&runs_step=2", "Runs", ["At step 2"]),
+    ("inspector?insp_run=real-s0&insp_step=3&insp_group=2&insp_rollout=14&insp_colour=s_t", "Rollout inspector",
+     ["Rollout #14", "s_t = log"]),
+    ("train", "Train", []),
+    ("figures?fig_pick=fig1&f1_tau=0.25", "Paper figures", ["--tau 0.25"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "title", "shown"), VIEWS, ids=[t for _, t, _ in VIEWS])
+def test_a_link_opens_the_view_it_names(server: str, driver, path: str, title: str, shown: list[str]) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{server}/{path}")
+    _wait_rendered(driver, title)
+    body = driver.find_element(By.TAG_NAME, "body").text
+    assert "Page not found" not in body
+    missing = [s for s in shown if s not in body]
+    assert not missing, f"{path}: not on screen: {missing}"
+    assert driver.current_url.split("?")[0].endswith("/" + path.split("?")[0])
+
+
+def test_the_root_url_becomes_curves_and_a_moved_slider_reaches_the_url(server: str, driver) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    driver.get(f"{server}/?gc_tau=1.2")
+    _wait_rendered(driver, "Gradient curves")
+    assert driver.current_url.split("?")[0].endswith("/curves"), driver.current_url
+    assert "gc_tau=1.2" in driver.current_url
+    tau = next(
+        s
+        for s in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stSlider']")
+        if s.text.startswith("tau")
+    )
+    assert tau.find_element(By.CSS_SELECTOR, "input[type='range']").get_attribute("value") == "1.2"
+    thumb = tau.find_element(By.CSS_SELECTOR, "[data-testid='stSliderThumbValue']").find_element(
+        By.XPATH, ".."
+    )
+    ActionChains(driver).click(thumb).send_keys(Keys.ARROW_RIGHT).perform()
+    deadline = time.time() + 20
+    while "gc_tau=1.25" not in driver.current_url and time.time() < deadline:
+        time.sleep(0.3)
+    assert "gc_tau=1.25" in driver.current_url, driver.current_url
 
 
 def test_fig1_downloads_png_pdf_and_csv(server: str, driver, downloads: Path) -> None:
