@@ -202,6 +202,27 @@ def metrics(card: RunCard) -> pd.DataFrame:
     return _metrics(str(card.path), _mtime(card.path / "metrics"))
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def _initial_metrics(run_dir: str, sig: int) -> dict[str, float]:
+    import math
+
+    from workbench.stats.dynamics import initial_validation
+
+    first = initial_validation(run_dir)
+    return {
+        k: float(v)
+        for k, v in first.items()
+        if k != "step" and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    }
+
+
+def initial_metrics(card: RunCard) -> dict[str, float]:
+    """The metrics logged before the first step (the step-0 validation event, e.g. ``val_pass1``), or ``{}``;
+    cached until ``events.jsonl`` changes."""
+    assert card.path is not None
+    return _initial_metrics(str(card.path), _mtime(card.path / "events.jsonl"))
+
+
 @st.cache_data(max_entries=32, show_spinner=False)
 def _rollouts(run_dir: str, sig: int, columns: tuple[str, ...]) -> pd.DataFrame:
     run = open_run(run_dir)
@@ -350,3 +371,18 @@ def default_runs(cards: list[RunCard], limit: int = 6) -> list[str]:
             picked.append(of_method[0].name)
     picked += [c.name for c in cards if c.name not in picked]
     return picked[:limit]
+
+
+def figure_csv(cli: str, fdata: Any) -> bytes:
+    """The CSV download of run figure ``cli`` drawn from ``fdata`` (its ``RunFigureData``): byte for byte the CSV
+    that ``python -m workbench.figures CLI`` writes (``RunFigure.csv_text``: the drawn values, or Table 4); a figure
+    without one gets all its data frames, a ``frame`` column naming each."""
+    from workbench.figures.registry import RUN_FIGURES
+
+    text = RUN_FIGURES[cli].csv_text(fdata)
+    if text is None:
+        frames = fdata.frames
+        text = pd.concat([f.assign(frame=k) for k, f in frames.items()], ignore_index=True).to_csv(
+            index=False
+        )
+    return text.encode()

@@ -226,6 +226,12 @@ def fmt(x: float, digits: int = 4) -> str:
     return f"{x:.{digits}g}"
 
 
+def fmt_range(lo: float, hi: float, digits: int = 4) -> str:
+    """``"lo – hi"``, or one number where both read the same at ``digits`` significant digits."""
+    a, b = fmt(lo, digits), fmt(hi, digits)
+    return a if a == b else f"{a} – {b}"
+
+
 DASHES = [[1, 0], [6, 3], [2, 2], [8, 3, 2, 3], [1, 3]]
 
 

@@ -156,7 +156,7 @@ def _panel(correct: bool, title: str) -> alt.LayerChart:
     )  # fmt: skip
     layers = [lines, dots]
     if any(m.startswith("real") for m in methods):
-        bound = pd.DataFrame({"y": [1 / tau], "text": [f"REAL bound 1/tau = {1 / tau:g}"]})
+        bound = pd.DataFrame({"y": [1 / tau], "text": [f"REAL bound 1/tau = {1 / tau:.3g}"]})
         layers.append(
             alt.Chart(bound).mark_rule(color="#1f77b4", strokeDash=[6, 4], opacity=0.6).encode(y="y:Q")
         )

@@ -11,7 +11,7 @@ import streamlit as st
 from app_lib import data
 from app_lib import urlstate as url
 from app_lib.ui import (
-    fmt,
+    fmt_range,
     legend_html,
     md_escape,
     md_literal,
@@ -160,9 +160,9 @@ else:
 pos_mask = (grp["reward"] > 0.5).to_numpy()
 cp = c_vals[pos_mask & np.isfinite(c_vals)]
 cn = c_vals[~pos_mask & np.isfinite(c_vals)]
-k2.metric(f"C+ ({c_src})", f"{fmt(cp.min(), 3)} – {fmt(cp.max(), 3)}" if cp.size else "–",
+k2.metric(f"C+ ({c_src})", fmt_range(cp.min(), cp.max(), 3) if cp.size else "–",
           help="C+ of each correct rollout: 1 + sum over the other correct rollouts of e^{-s̄/tau}")  # fmt: skip
-k3.metric(f"C- ({c_src})", f"{fmt(cn.min(), 3)} – {fmt(cn.max(), 3)}" if cn.size else "–",
+k3.metric(f"C- ({c_src})", fmt_range(cn.min(), cn.max(), 3) if cn.size else "–",
           help="C- of each wrong rollout: 1 + sum over the other wrong rollouts of e^{+s̄/tau}")  # fmt: skip
 own = replays.get(card.method)
 if own is not None:

@@ -175,15 +175,8 @@ def _run_figure_bytes(
 def _frames_csv(
     cli: str, dirs: tuple[str, ...], sigs: tuple[int, ...], params_key: str, _params: object
 ) -> bytes:
-    """The figure's data frames as one CSV (a ``frame`` column names each when there are several)."""
-    frames = _run_figure_data(cli, dirs, sigs, _params).frames  # type: ignore[attr-defined]
-    if len(frames) == 1:
-        return next(iter(frames.values())).to_csv(index=False).encode()
-    return (
-        pd.concat([f.assign(frame=k) for k, f in frames.items()], ignore_index=True)
-        .to_csv(index=False)
-        .encode()
-    )
+    """The CSV that ``python -m workbench.figures CLI`` writes for the same runs and parameters."""
+    return data.figure_csv(cli, _run_figure_data(cli, dirs, sigs, _params))
 
 
 def _run_figure_page(cli: str) -> None:

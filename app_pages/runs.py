@@ -72,7 +72,7 @@ live = any(by_name[n].live for n in names)
 def _body() -> None:
     # Re-read the cards so a run being trained shows its new steps on each refresh.
     chosen = [data.read_card(Path(root), n) for n in names]
-    frames, errors = [], []
+    frames, errors, initial = [], [], []
     for c in chosen:
         if not c.ok:
             errors.append((c.name, c.error))
@@ -84,6 +84,9 @@ def _body() -> None:
             continue
         m = m.assign(run=c.name, method=c.label)
         frames.append(m)
+        first = data.initial_metrics(c)  # the validation before the first step: drawn at step 0
+        if first:
+            initial.append(pd.DataFrame([{**first, "step": 0, "run": c.name, "method": c.label}]))
     for name, err in errors:
         st.error(f"**{md_escape(name)}**: {md_literal(err)}", icon=":material/error:")
     if not frames:
@@ -100,6 +103,14 @@ def _body() -> None:
 
     st.subheader(f"At step {step}")
     at = met[met["step"] == step].set_index("run")
+    short = [
+        (c.name, c.last_step) for c in chosen if c.ok and c.name in set(met["run"]) and c.name not in at.index
+    ]
+    if short:
+        st.caption(
+            f"Not in this table (no step {step} yet): "
+            + ", ".join(f"{md_escape(n)} (last step {last})" for n, last in short)
+        )
     cols = [k for k, _ in METRICS if k in at.columns]
     st.dataframe(
         at[["method", *cols]], column_config={k: st.column_config.NumberColumn(format="%.4g") for k in cols}
@@ -111,8 +122,9 @@ def _body() -> None:
         shown = [c for c in chosen if c.ok and c.name in set(met["run"])]
         scales = series_scales([c.name for c in shown], [c.method for c in shown])
         grid = st.columns(2)
+        with_initial = pd.concat([met, *initial], ignore_index=True) if initial else met
         for i, (key, title) in enumerate(METRICS):
-            d = met[["step", "run", key]].dropna()
+            d = with_initial[["step", "run", key]].dropna() if key in with_initial else pd.DataFrame()
             with grid[i % 2]:
                 st.markdown(f"**{title}**")
                 if d.empty:
