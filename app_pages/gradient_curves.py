@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from app_lib import urlstate as url
-from app_lib.ui import method_label, method_scale
+from app_lib.ui import OVERLAP_NOTE, method_label, method_legend, method_scale, stacked_lines
 from workbench.curves import CurveParams, check_points, curve_table
 from workbench.methods import CLIP_MODES, METHODS
 
@@ -127,25 +127,31 @@ curves, pts = _compute(asdict(params), tuple(methods), float(s_lo), float(s_hi),
 def _panel(correct: bool, title: str) -> alt.LayerChart:
     c = curves[curves["correct"] == correct]
     p = pts[pts["correct"] == correct]
-    color = alt.Color("method:N", scale=method_scale(methods), title=None, legend=alt.Legend(orient="top"))
-    lines = (
-        alt.Chart(c)
-        .mark_line(strokeWidth=2.5)
-        .encode(
-            x=alt.X("s:Q", title="s_t (clip family) / s̄ (REAL family)"),
-            y=alt.Y("weight:Q", title="gradient magnitude |W|"),
-            color=color,
-            detail="segment:N",
-            strokeDash=alt.StrokeDash(
-                "part:N", legend=None, scale=alt.Scale(domain=["kept", "clipped (0)"], range=[[1, 0], [3, 3]])
-            ),
-            tooltip=[
-                alt.Tooltip("method:N"),
-                alt.Tooltip("s:Q", format=".3f"),
-                alt.Tooltip("weight:Q", format=".4g"),
-            ],
+    color = alt.Color("method:N", scale=method_scale(methods), title=None, legend=method_legend(len(methods)))
+
+    def line(rows: pd.DataFrame, width: float) -> alt.Chart:
+        return (
+            alt.Chart(rows)
+            .mark_line(strokeWidth=width)
+            .encode(
+                x=alt.X("s:Q", title="s_t (clip family) / s̄ (REAL family)"),
+                y=alt.Y("weight:Q", title="gradient magnitude |W|"),
+                color=color,
+                detail="segment:N",
+                strokeDash=alt.StrokeDash(
+                    "part:N",
+                    legend=None,
+                    scale=alt.Scale(domain=["kept", "clipped (0)"], range=[[1, 0], [3, 3]]),
+                ),
+                tooltip=[
+                    alt.Tooltip("method:N"),
+                    alt.Tooltip("s:Q", format=".3f"),
+                    alt.Tooltip("weight:Q", format=".4g"),
+                ],
+            )
         )
-    )
+
+    lines = stacked_lines(c, "method", [method_label(m) for m in methods], line)
     dots = alt.Chart(p).mark_point(filled=True, size=55, stroke="black", strokeWidth=0.8, opacity=1).encode(
         x="s:Q", y="autograd:Q",
         color=alt.Color("label:N", scale=method_scale(methods), legend=None),
@@ -164,7 +170,8 @@ def _panel(correct: bool, title: str) -> alt.LayerChart:
             alt.Chart(bound).mark_text(align="left", dx=4, dy=-7, color="#1f77b4", fontSize=11)
             .encode(y="y:Q", x=alt.value(0), text="text:N")
         )  # fmt: skip
-    return alt.layer(*layers).properties(title=title, height=380)
+    # Streamlit sizes the whole chart, title, legend and axes included: about 300 px of plot
+    return alt.layer(*layers).properties(title=title, height=460)
 
 
 with main:
@@ -174,7 +181,7 @@ with main:
         st.caption(
             "GRPO's weight **shrinks** for tokens the policy under-rates (low s): *gradient misassignment*. "
             "REAL's weight is largest for them and falls as s̄ grows. Lines: closed forms (dotted: clipped, weight 0); "
-            "dots: autograd."
+            f"dots: autograd. {OVERLAP_NOTE}"
         )
     with right:
         st.altair_chart(_panel(False, f"(b) wrong rollouts: r = 0, A = -{advantage:g}"))

@@ -11,16 +11,19 @@ import streamlit as st
 from app_lib import data
 from app_lib import urlstate as url
 from app_lib.ui import (
+    OVERLAP_NOTE,
     fmt_range,
     legend_html,
     md_escape,
     md_literal,
     method_label,
+    method_legend,
     method_scale,
     offer_demo_run,
     ratio_colors,
     refresh_when_a_step_lands,
     runs_root_and_cards,
+    stacked_lines,
     tokens_html,
     value_colors,
 )
@@ -293,18 +296,25 @@ if not rows:  # no replay (a group too large to read whole): the logged weight
 per_tok = pd.concat(rows, ignore_index=True)
 drawn = list(replays) or [card.method]
 colour_scale = method_scale(drawn) if all(m in METHODS for m in drawn) else alt.Scale()
-chart = (
-    alt.Chart(per_tok)
-    .mark_line(interpolate="step-after")
-    .encode(
-        x=alt.X("pos:Q", title="token position"),
-        y=alt.Y("weight:Q", title="|W| per token"),
-        color=alt.Color(
-            "method:N", scale=colour_scale, title=None,
-            legend=alt.Legend(orient="top", labelLimit=300),
-        ),
-        tooltip=["method", "pos", alt.Tooltip("weight:Q", format=".5g")],
+
+
+def _token_line(rows: pd.DataFrame, width: float) -> alt.Chart:
+    return (
+        alt.Chart(rows)
+        .mark_line(interpolate="step-after", strokeWidth=width)
+        .encode(
+            x=alt.X("pos:Q", title="token position"),
+            y=alt.Y("weight:Q", title="|W| per token"),
+            color=alt.Color("method:N", scale=colour_scale, title=None, legend=method_legend(len(drawn))),
+            tooltip=["method", "pos", alt.Tooltip("weight:Q", format=".5g")],
+        )
     )
-    .properties(height=260, title=f"Token weights of rollout #{rid} under every method")
-)  # fmt: skip
+
+
+# Streamlit sizes the whole chart, title, legend and axes included: about 260 px of plot
+chart = stacked_lines(per_tok, "method", [method_label(m) for m in drawn], _token_line).properties(
+    height=420, title=f"Token weights of rollout #{rid} under every method"
+)
 st.altair_chart(chart)
+if len(drawn) > 1:
+    st.caption(OVERLAP_NOTE)

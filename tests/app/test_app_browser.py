@@ -256,6 +256,42 @@ def test_the_root_url_becomes_curves_and_a_moved_slider_reaches_the_url(server: 
     assert "gc_tau=1.25" in driver.current_url, driver.current_url
 
 
+ALL_METHODS = "&".join(
+    f"gc_methods={m}" for m in ("grpo", "dapo", "gspo", "real", "real_bce", "real_no_anchor")
+)
+
+
+@pytest.mark.parametrize("width", [1400, 1920])
+def test_charts_are_legible(server: str, driver, width: int) -> None:
+    """Issue 15: with six methods the curves' legends name every method in full (labels are not cut: no
+    length limit, three per row) and the inspector's per-token chart has a plot of usable height (was 70 px).
+    Screenshots at 1400 and 1920 px: curves-6-methods-W.png, inspector-chart-W.png."""
+    from selenium.webdriver.common.by import By
+
+    driver.set_window_size(width, 1400)
+    try:
+        driver.get(f"{server}/curves?{ALL_METHODS}")
+        _wait_rendered(driver, "Gradient curves")
+        time.sleep(1.5)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(SHOTS / f"curves-6-methods-{width}.png"))
+        specs = driver.execute_script(
+            "return Array.from(document.querySelectorAll('[data-testid=stVegaLiteChart]')).map(e => e.offsetHeight)"
+        )
+        assert len(specs) >= 2 and min(specs) >= 400, specs
+
+        driver.get(f"{server}/inspector?insp_run=real-s0")
+        _wait_rendered(driver, "Rollout inspector")
+        time.sleep(1.5)
+        chart = driver.find_elements(By.CSS_SELECTOR, "[data-testid='stVegaLiteChart']")[-1]
+        driver.execute_script("arguments[0].scrollIntoView()", chart)
+        time.sleep(0.5)
+        driver.save_screenshot(str(SHOTS / f"inspector-chart-{width}.png"))
+        assert chart.size["height"] >= 400, chart.size
+    finally:
+        driver.set_window_size(1440, 2200)
+
+
 def test_fig1_downloads_png_pdf_and_csv(server: str, driver, downloads: Path) -> None:
     from selenium.webdriver.common.by import By
 
