@@ -14,7 +14,7 @@ import streamlit as st
 from app_lib import urlstate as url
 from app_lib.config import get_runs_root
 from app_lib.data import scan
-from app_lib.ui import md_code
+from app_lib.ui import follow_runs_root, md_code
 
 st.set_page_config(page_title="REAL workbench", page_icon=":material/functions:", layout="wide")
 
@@ -68,5 +68,7 @@ with st.sidebar:
             "app_pages/runs.py", label="No runs yet: train the tiny demo run", icon=":material/play_arrow:"
         )
     st.caption("REAL workbench · *Rewards as Labels* (GRPO, DAPO, GSPO, REAL)")
+    # runs started elsewhere appear without a reload; run pages also follow each new step
+    follow_runs_root(str(root), steps=page.url_path in ("runs", "inspector", "train"))
 
 page.run()

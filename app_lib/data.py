@@ -169,6 +169,26 @@ def scan(root: Path) -> list[RunCard]:
     return [read_card(root, n) for n in list_run_names(root)]
 
 
+def root_signature(root: Path, steps: bool = False) -> tuple:
+    """What the runs list shows of ``root``, cheaply (no table is read): each run folder's name and whether it
+    trains (``status.json``'s state and, for ``running``, whether its pid is alive); with ``steps``, also when
+    its complete steps last changed (the metrics folder's mtime). Two equal signatures mean nothing to redraw."""
+    import json
+
+    out = []
+    for name in list_run_names(root):
+        path = Path(root) / name
+        try:
+            status = json.loads((path / "status.json").read_bytes())
+            state = str(status.get("state")) if isinstance(status, dict) else "?"
+            pid = status.get("pid") if isinstance(status, dict) else None
+            live = state == "running" and (pid_alive(pid) if isinstance(pid, int) else True)
+        except (OSError, ValueError):
+            state, live = "?", False
+        out.append((name, state, live, _mtime(path / "metrics") if steps else 0))
+    return tuple(out)
+
+
 def _mtime(path: Path) -> int:
     try:
         return path.stat().st_mtime_ns

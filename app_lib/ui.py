@@ -348,6 +348,24 @@ def offer_demo_run(root: str, key: str) -> None:
             )
 
 
+def follow_runs_root(root: str, steps: bool, every: float = 3.0) -> None:
+    """Redraw the page when the runs root changes, without a reload: a run folder appears or goes, a run starts
+    or stops training, and (``steps``) a run's complete steps change. Polls ``data.root_signature`` every
+    ``every`` seconds in a fragment, so runs started elsewhere (the command line, another session) show up."""
+    from pathlib import Path
+
+    from app_lib.data import root_signature
+
+    seen = root_signature(Path(root), steps)
+
+    @st.fragment(run_every=every)
+    def _watch() -> None:
+        if root_signature(Path(root), steps) != seen:
+            st.rerun()
+
+    _watch()
+
+
 def refresh_when_a_step_lands(root: str, cards: Sequence[RunCard]) -> None:
     """While a run trains but has no complete step yet, poll every 3 s and redraw the page when one lands."""
     from pathlib import Path

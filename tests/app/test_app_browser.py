@@ -292,6 +292,58 @@ def test_charts_are_legible(server: str, driver, width: int) -> None:
         driver.set_window_size(1440, 2200)
 
 
+@pytest.fixture(scope="module")
+def live_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_good_root(tmp_path_factory.mktemp("browser_live"))
+
+
+@pytest.fixture(scope="module")
+def live_server(live_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with _streamlit(live_root, tmp_path_factory) as base:
+        yield base
+
+
+def _wait_text(drv, text: str, seconds: float) -> float:
+    """Seconds until ``text`` is on the page (AssertionError after ``seconds``); the page is never reloaded."""
+    from selenium.webdriver.common.by import By
+
+    t0 = time.time()
+    while text not in drv.find_element(By.TAG_NAME, "body").text:
+        if time.time() - t0 > seconds:
+            raise AssertionError(f"{text!r} not on the page after {seconds:.0f} s without a reload")
+        time.sleep(0.25)
+    return time.time() - t0
+
+
+def test_a_run_started_elsewhere_appears_without_a_reload(live_server: str, live_root: Path, driver) -> None:
+    """Issue 15: a run started from the command line while the Runs page is open appears on it, in the sidebar's
+    count and on the Train page (every run under the root, with its state) within 10 s, without a reload."""
+    from workbench.synthetic_run import write_synthetic_run
+
+    driver.get(f"{live_server}/runs")
+    _wait_rendered(driver, "Runs")
+    assert "2 run folder(s)" in driver.find_element(By_TAG, "body").text
+    # state "running" with this process's pid: a live run, as a trainer started elsewhere leaves it
+    write_synthetic_run(
+        live_root / "zz-cli-run", steps=2, state="running", prompts=2, group_size=4, mean_len=8
+    )
+    seconds = _wait_text(driver, "3 run folder(s), 1 training", 10)
+    _wait_text(driver, "zz-cli-run", 10)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(SHOTS / "runs-live.png"))
+    print(f"run appeared after {seconds:.1f} s")
+
+    driver.get(f"{live_server}/train")
+    _wait_rendered(driver, "Train")
+    grid = driver.execute_script(  # the table is a canvas grid: read its accessible copy
+        "return Array.from(document.querySelectorAll('[data-testid=stDataFrame]')).map(e => e.textContent).join(' ')"
+    )
+    assert "zz-cli-run" in grid and "live" in grid and "elsewhere" in grid, grid[:500]
+
+
+By_TAG = "tag name"
+
+
 def test_fig1_downloads_png_pdf_and_csv(server: str, driver, downloads: Path) -> None:
     from selenium.webdriver.common.by import By
 
