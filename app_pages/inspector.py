@@ -197,6 +197,8 @@ st.caption(
     "Rollout weight under each method, replayed from the logged log-probs with `workbench.closed_forms.token_gradient`"
     " (the run's own method with its logged hyper-parameters, the others with the paper's defaults, KL left out). "
     "Clip family: sum over tokens of |A| ρ_t I_t / |o|; REAL family: W_k."
+    if replays
+    else "Logged values only: the group is too large to read whole, so no method is replayed on it."
 )
 for m, why in skipped.items():
     st.caption(f"{method_label(m)} not replayed: {md_literal(why)}")
