@@ -265,6 +265,7 @@ INSPECTOR_ROLLOUT_COLUMNS = ("rollout", "group", "minibatch", "prompt", "answer"
 INSPECTOR_TOKEN_COLUMNS = ("rollout", "pos", "token", "old_logp", "logp", "s", "ratio", "entropy", "weight")
 MAX_GROUP_TOKENS = 200_000  # a group with more tokens is not read whole (nor replayed): one rollout at a time
 MAX_TOKEN_CHARS = 1_000  # a token's text is cut beyond this (a token is a few characters)
+MAX_STEP_ROLLOUTS = 50_000  # rollouts of one step read (the paper's steps hold 1,024)
 
 
 @dataclass(frozen=True)
@@ -298,7 +299,9 @@ def _complete_step(run_dir: str, step: int) -> Path:
 @st.cache_data(max_entries=16, show_spinner=False)
 def _step_rollouts(run_dir: str, step: int, sig: int) -> StepRollouts:
     d = _complete_step(run_dir, step)
-    part = read_slice(step_file(d, "rollouts", step), "rollouts", INSPECTOR_ROLLOUT_COLUMNS)
+    part = read_slice(
+        step_file(d, "rollouts", step), "rollouts", INSPECTOR_ROLLOUT_COLUMNS, max_rows=MAX_STEP_ROLLOUTS
+    )
     n_tokens = file_rows(step_file(d, "tokens", step))
     return StepRollouts(part.table.to_pandas(), tuple(part.notes), n_tokens)
 

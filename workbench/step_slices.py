@@ -173,7 +173,8 @@ def read_slice(
         for name, (count, largest) in cut.items()
     ]
     if not complete:
-        notes.append(f"{path.parent.name}/{path.name}: only the first {max_rows:,} matching rows were read")
+        which = "matching rows" if where else "rows"
+        notes.append(f"{path.parent.name}/{path.name}: only the first {max_rows:,} {which} were read")
     return Slice(out, np.concatenate(rows_of) if rows_of else np.zeros(0, np.int64), notes, complete)
 
 

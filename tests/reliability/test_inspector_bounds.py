@@ -132,6 +132,17 @@ def test_row_filter_reads_only_the_rows_asked_for_and_names_file_rows(tmp_path: 
     assert limited.table.num_rows == 7_000 and not limited.complete and limited.notes
 
 
+def test_a_step_of_too_many_rollouts_is_read_in_part(tmp_path: Path) -> None:
+    from app_lib import data
+
+    root = tmp_path / "runs"
+    write_huge_step_run(root / "many", tokens=60_000, groups=7_500, group_size=8)  # 60,000 one-token rollouts
+    card = data.read_card(root, "many")
+    rows = data.step_rollouts(card, 1)
+    assert len(rows.rollouts) == data.MAX_STEP_ROLLOUTS and rows.n_tokens == 60_000
+    assert any("only the first 50,000" in n for n in rows.notes), rows.notes
+
+
 @pytest.mark.parametrize(
     ("table", "value"),
     [("tokens", -0.25), ("rollouts", -1.0), ("tokens", float("nan")), ("rollouts", float("inf"))],
