@@ -110,10 +110,22 @@ gid = url.chooser(
 )  # fmt: skip
 grp = rollouts[rollouts["group"] == gid].sort_values("rollout").reset_index(drop=True)
 group_tokens = int(grp["length"].sum())
+
+
+def _token_rows(ids: list[int]) -> data.TokenRows:
+    """The token rows of rollouts ``ids`` of this step; a file that cannot be read stops the page, named."""
+    try:
+        return data.token_rows(card, step, ids)
+    except RunFormatError as e:
+        st.error(
+            f"The tokens of step {step} of **{md_escape(card.name)}** cannot be read: {md_literal(e)}",
+            icon=":material/error:",
+        )
+        st.stop()
+
+
 # The whole group's tokens when it is small enough (needed to replay it under every method), else none yet.
-group_rows = (
-    data.token_rows(card, step, grp["rollout"].tolist()) if group_tokens <= data.MAX_GROUP_TOKENS else None
-)
+group_rows = _token_rows(grp["rollout"].tolist()) if group_tokens <= data.MAX_GROUP_TOKENS else None
 whole_group = group_rows is not None and group_rows.complete
 
 
@@ -130,11 +142,15 @@ rid = url.chooser(
 # ---- replay the group under every method (closed forms on the logged log-probs)
 if whole_group:
     tokens = group_rows.tokens
-    group = logged_group(grp, tokens)
+    try:
+        group = logged_group(grp, tokens)
+    except ValueError as e:  # e.g. a rollout without token rows
+        st.error(f"Group {gid} of step {step} cannot be replayed: {md_literal(e)}", icon=":material/error:")
+        st.stop()
     hp = {m: run_hparams(m, card.config) for m in METHODS if m == card.method}
     replays, skipped = replay_all(group, list(METHODS), hp)
 else:  # a group too large to read whole: the picked rollout's tokens only, no replay
-    rollout_rows = data.token_rows(card, step, [rid])
+    rollout_rows = _token_rows([rid])
     tokens = rollout_rows.tokens
     replays, skipped = {}, {}
     st.info(

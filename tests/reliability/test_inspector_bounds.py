@@ -147,7 +147,9 @@ def test_a_step_of_too_many_rollouts_is_read_in_part(tmp_path: Path) -> None:
     ("table", "value"),
     [("tokens", -0.25), ("rollouts", -1.0), ("tokens", float("nan")), ("rollouts", float("inf"))],
 )
-def test_bad_weights_name_file_row_and_field(tmp_path: Path, table: str, value: float) -> None:
+def test_bad_weights_name_file_row_and_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, table: str, value: float
+) -> None:
     """Negative or non-finite weights reaching ``workbench.stats`` and the bounded reader: an error naming the
     file, the row and the field (was a bare ``ValueError`` from the statistics' sort)."""
     from workbench.stats import gradient_allocation
@@ -167,6 +169,15 @@ def test_bad_weights_name_file_row_and_field(tmp_path: Path, table: str, value: 
         read_slice(path, table, ["rollout", "weight"], where=("rollout", list(range(8))))
     assert e2.value.path == path and e2.value.row == 5 and e2.value.field == "weight", str(e2.value)
     assert open_run(run).steps() == [1, 2]
+
+    at = open_inspector(tmp_path, monkeypatch)  # the inspector names the file, row and field on the page
+    at.select_slider(key="insp_step").set_value(2).run()
+    for group in at.selectbox(key="insp_group").options if not at.error else []:
+        at.selectbox(key="insp_group").set_value(int(group.split()[1])).run()
+        if at.error:
+            break
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("row 5" in e.value and "weight" in e.value for e in at.error), [e.value for e in at.error]
 
 
 @pytest.mark.slow
