@@ -11,21 +11,28 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app_lib import urlstate as url
 from app_lib.config import get_runs_root
 from app_lib.data import scan
-from app_lib.ui import md_code
+from app_lib.ui import follow_runs_root, md_code
 
 st.set_page_config(page_title="REAL workbench", page_icon=":material/functions:", layout="wide")
 
+CURVES = st.Page(
+    "app_pages/gradient_curves.py", url_path="curves", title="Gradient curves", icon=":material/show_chart:"
+)
+
+
+def _open_curves() -> None:
+    """The root URL opens the Gradient curves page at its own path, /curves (a default page has none), with the
+    query string it was given."""
+    st.switch_page(CURVES, query_params={k: st.query_params.get_all(k) for k in st.query_params})
+
+
 PAGES = {
     "Theory": [
-        st.Page(
-            "app_pages/gradient_curves.py",
-            url_path="curves",
-            title="Gradient curves",
-            icon=":material/show_chart:",
-            default=True,
-        ),
+        st.Page(_open_curves, title="Home", url_path="home", default=True, visibility="hidden"),
+        CURVES,
         st.Page("app_pages/learn.py", url_path="learn", title="Learn", icon=":material/school:"),
     ],
     "Runs": [
@@ -46,6 +53,7 @@ PAGES = {
 }
 
 page = st.navigation(PAGES)
+url.opened(page.url_path)
 
 with st.sidebar:
     root = get_runs_root()
@@ -60,5 +68,7 @@ with st.sidebar:
             "app_pages/runs.py", label="No runs yet: train the tiny demo run", icon=":material/play_arrow:"
         )
     st.caption("REAL workbench · *Rewards as Labels* (GRPO, DAPO, GSPO, REAL)")
+    # runs started elsewhere appear without a reload; run pages also follow each new step
+    follow_runs_root(str(root), steps=page.url_path in ("runs", "inspector", "train"))
 
 page.run()

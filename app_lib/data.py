@@ -19,6 +19,7 @@ from workbench.liveness import run_is_live
 from workbench.methods import LABELS, METHODS, resolve_hparams
 from workbench.runlog import TABLES, RunFormatError, open_run, step_file
 from workbench.runs_root import UnsafeRunName, list_run_names, resolve_run_dir
+from workbench.step_slices import file_rows, read_slice
 
 
 @dataclass
@@ -144,6 +145,26 @@ def scan(root: Path) -> list[RunCard]:
     return [read_card(root, n) for n in list_run_names(root)]
 
 
+def root_signature(root: Path, steps: bool = False) -> tuple:
+    """What the runs list shows of ``root``, cheaply (no table is read): each run folder's name and whether it
+    trains (``status.json``'s state and, for ``running``, whether its pid is alive); with ``steps``, also when
+    its complete steps last changed (the metrics folder's mtime). Two equal signatures mean nothing to redraw."""
+    import json
+
+    out = []
+    for name in list_run_names(root):
+        path = Path(root) / name
+        try:
+            status = json.loads((path / "status.json").read_bytes())
+            state = str(status.get("state")) if isinstance(status, dict) else "?"
+            pid = status.get("pid") if isinstance(status, dict) else None
+            live = state == "running" and (pid_alive(pid) if isinstance(pid, int) else True)
+        except (OSError, ValueError):
+            state, live = "?", False
+        out.append((name, state, live, _mtime(path / "metrics") if steps else 0))
+    return tuple(out)
+
+
 def _mtime(path: Path) -> int:
     try:
         return path.stat().st_mtime_ns
@@ -177,6 +198,27 @@ def metrics(card: RunCard) -> pd.DataFrame:
     return _metrics(str(card.path), _mtime(card.path / "metrics"))
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def _initial_metrics(run_dir: str, sig: int) -> dict[str, float]:
+    import math
+
+    from workbench.stats.dynamics import initial_validation
+
+    first = initial_validation(run_dir)
+    return {
+        k: float(v)
+        for k, v in first.items()
+        if k != "step" and isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    }
+
+
+def initial_metrics(card: RunCard) -> dict[str, float]:
+    """The metrics logged before the first step (the step-0 validation event, e.g. ``val_pass1``), or ``{}``;
+    cached until ``events.jsonl`` changes."""
+    assert card.path is not None
+    return _initial_metrics(str(card.path), _mtime(card.path / "events.jsonl"))
+
+
 @st.cache_data(max_entries=32, show_spinner=False)
 def _rollouts(run_dir: str, sig: int, columns: tuple[str, ...]) -> pd.DataFrame:
     run = open_run(run_dir)
@@ -190,21 +232,81 @@ def rollouts_all_steps(card: RunCard, columns: tuple[str, ...]) -> pd.DataFrame:
     return _rollouts(str(card.path), _mtime(card.path / "metrics"), columns)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def _step_tables(run_dir: str, step: int, sig: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+# ----------------------------------------------------------------------------------------------- one step
+# The inspector's reads (issue 13, item 7): only the columns it shows, only the rows of one group or one rollout,
+# every text value size-limited (``workbench.step_slices``). What a limit changed is returned as notes to show.
+
+INSPECTOR_ROLLOUT_COLUMNS = ("rollout", "group", "minibatch", "prompt", "answer", "reward", "length", "s_bar",
+                             "weight", "log_c", "advantage", "used")  # fmt: skip
+INSPECTOR_TOKEN_COLUMNS = ("rollout", "pos", "token", "old_logp", "logp", "s", "ratio", "entropy", "weight")
+MAX_GROUP_TOKENS = 200_000  # a group with more tokens is not read whole (nor replayed): one rollout at a time
+MAX_TOKEN_CHARS = 1_000  # a token's text is cut beyond this (a token is a few characters)
+MAX_STEP_ROLLOUTS = 50_000  # rollouts of one step read (the paper's steps hold 1,024)
+
+
+@dataclass(frozen=True)
+class StepRollouts:
+    """The rollouts of one step (``INSPECTOR_ROLLOUT_COLUMNS``), what the text limits changed, and the number of
+    token rows of the step's tokens file (from its footer; the tokens themselves are not read)."""
+
+    rollouts: pd.DataFrame
+    notes: tuple[str, ...]
+    n_tokens: int
+
+
+@dataclass(frozen=True)
+class TokenRows:
+    """Token rows of some rollouts of one step; ``complete`` is False when the row limit stopped the read."""
+
+    tokens: pd.DataFrame
+    notes: tuple[str, ...]
+    complete: bool
+
+
+def _complete_step(run_dir: str, step: int) -> Path:
     run = open_run(run_dir)
     if step not in run.steps():
         raise RunFormatError(run_dir, f"step {step} is not complete")
     for table in ("rollouts", "tokens"):
         _check_files(run.dir, table, [step])
-    return run.rollouts([step]), run.tokens([step])
+    return run.dir
 
 
-def step_tables(card: RunCard, step: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The rollouts and tokens of one complete step (cached until its files change)."""
+@st.cache_data(max_entries=16, show_spinner=False)
+def _step_rollouts(run_dir: str, step: int, sig: int) -> StepRollouts:
+    d = _complete_step(run_dir, step)
+    part = read_slice(
+        step_file(d, "rollouts", step), "rollouts", INSPECTOR_ROLLOUT_COLUMNS, max_rows=MAX_STEP_ROLLOUTS
+    )
+    n_tokens = file_rows(step_file(d, "tokens", step))
+    return StepRollouts(part.table.to_pandas(), tuple(part.notes), n_tokens)
+
+
+def step_rollouts(card: RunCard, step: int) -> StepRollouts:
+    """The rollouts of one complete step, bounded (cached until its files change)."""
     assert card.path is not None
-    sig = _mtime(step_file(card.path, "tokens", step)) + _mtime(step_file(card.path, "metrics", step))
-    return _step_tables(str(card.path), step, sig)
+    return _step_rollouts(str(card.path), step, _step_sig(card.path, step))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _token_rows(run_dir: str, step: int, sig: int, rollouts: tuple[int, ...], max_rows: int) -> TokenRows:
+    d = _complete_step(run_dir, step)
+    part = read_slice(
+        step_file(d, "tokens", step), "tokens", INSPECTOR_TOKEN_COLUMNS, where=("rollout", rollouts),
+        max_rows=max_rows, max_text_chars=MAX_TOKEN_CHARS,
+    )  # fmt: skip
+    return TokenRows(part.table.to_pandas(), tuple(part.notes), part.complete)
+
+
+def token_rows(card: RunCard, step: int, rollouts: list[int], max_rows: int = MAX_GROUP_TOKENS) -> TokenRows:
+    """The token rows of ``rollouts`` in one complete step, at most ``max_rows`` of them (cached)."""
+    assert card.path is not None
+    ids = tuple(sorted(int(r) for r in rollouts))
+    return _token_rows(str(card.path), step, _step_sig(card.path, step), ids, max_rows)
+
+
+def _step_sig(run_dir: Path, step: int) -> int:
+    return sum(_mtime(step_file(run_dir, t, step)) for t in ("rollouts", "tokens", "metrics"))
 
 
 # ----------------------------------------------------------------------------------------------- statistics
@@ -268,3 +370,18 @@ def default_runs(cards: list[RunCard], limit: int = 6) -> list[str]:
             picked.append(of_method[0].name)
     picked += [c.name for c in cards if c.name not in picked]
     return picked[:limit]
+
+
+def figure_csv(cli: str, fdata: Any) -> bytes:
+    """The CSV download of run figure ``cli`` drawn from ``fdata`` (its ``RunFigureData``): byte for byte the CSV
+    that ``python -m workbench.figures CLI`` writes (``RunFigure.csv_text``: the drawn values, or Table 4); a figure
+    without one gets all its data frames, a ``frame`` column naming each."""
+    from workbench.figures.registry import RUN_FIGURES
+
+    text = RUN_FIGURES[cli].csv_text(fdata)
+    if text is None:
+        frames = fdata.frames
+        text = pd.concat([f.assign(frame=k) for k, f in frames.items()], ignore_index=True).to_csv(
+            index=False
+        )
+    return text.encode()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -208,8 +209,29 @@ def log_tail(job: Job, lines: int = 30, max_bytes: int = 64_000) -> str:
             text = fh.read().decode("utf-8", errors="replace")
     except OSError:
         return ""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return "\n".join([ln for ln in text.split("\n") if ln.strip()][-lines:])
+    return "\n".join(terminal_lines(text)[-lines:])
+
+
+_PROGRESS = re.compile(r"\b\d+/\d+ \[")  # a tqdm bar's position, e.g. "3/20 ["
+
+
+def terminal_lines(text: str) -> list[str]:
+    """The non-empty lines of a program's output, with a progress bar's redraws (``\\r``) as lines of their own,
+    each bar position once: tqdm draws step k twice (``set_postfix`` redraws k-1 with step k's numbers, then
+    ``update`` draws k), and the first drawing of each position is the one whose numbers belong to it."""
+    out: list[str] = []
+    for physical in text.replace("\r\n", "\n").split("\n"):
+        seen: set[str] = set()
+        for part in physical.split("\r"):
+            if not part.strip():
+                continue
+            at = _PROGRESS.search(part)
+            if at is not None:
+                if at.group(0) in seen:
+                    continue
+                seen.add(at.group(0))
+            out.append(part)
+    return out
 
 
 __all__ = [
@@ -222,5 +244,6 @@ __all__ = [
     "start_job",
     "start_training",
     "stop_job",
+    "terminal_lines",
     "trainer_available",
 ]

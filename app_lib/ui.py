@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import altair as alt
 import numpy as np
@@ -83,6 +83,30 @@ def method_label(m: str) -> str:
 def method_scale(methods: Sequence[str] = METHODS) -> alt.Scale:
     """Altair colour scale mapping method labels to the figures' method colours (only ``methods`` in the legend)."""
     return alt.Scale(domain=[LABELS[m] for m in methods], range=[METHOD_COLORS[m] for m in methods])
+
+
+def method_legend(n: int) -> alt.Legend:
+    """A legend above the chart whose labels are never cut: up to 2 per row (the longest, "REAL w/o anchor",
+    fits a half-width chart at 1400 px), no label length limit."""
+    return alt.Legend(orient="top", columns=min(max(n, 1), 2), labelLimit=0, symbolStrokeWidth=3)
+
+
+# Line widths by series, widest first: a series drawn earlier stays visible around one drawn later on the same
+# values (GRPO under DAPO where their clip ranges agree). Pages say so in a caption.
+STACKED_WIDTHS = [6.0, 4.6, 3.4, 2.4, 1.7, 1.2]
+OVERLAP_NOTE = "Where lines coincide, the earlier method's line is the wider one underneath."
+
+
+def stacked_lines(
+    df: pd.DataFrame, field: str, labels: Sequence[str], line: Callable[[pd.DataFrame, float], alt.Chart]
+) -> alt.LayerChart:
+    """One layer per series of ``df`` (rows whose ``field`` is each of ``labels``, in that order), drawn by
+    ``line(rows, width)`` with ``STACKED_WIDTHS``: the first series at the bottom and widest."""
+    layers = [
+        line(df[df[field] == lb], STACKED_WIDTHS[min(i, len(STACKED_WIDTHS) - 1)])
+        for i, lb in enumerate(labels)
+    ]
+    return alt.layer(*layers)
 
 
 def runs_root_and_cards() -> tuple[str, list[RunCard]]:
@@ -226,6 +250,12 @@ def fmt(x: float, digits: int = 4) -> str:
     return f"{x:.{digits}g}"
 
 
+def fmt_range(lo: float, hi: float, digits: int = 4) -> str:
+    """``"lo – hi"``, or one number where both read the same at ``digits`` significant digits."""
+    a, b = fmt(lo, digits), fmt(hi, digits)
+    return a if a == b else f"{a} – {b}"
+
+
 DASHES = [[1, 0], [6, 3], [2, 2], [8, 3, 2, 3], [1, 3]]
 
 
@@ -275,7 +305,8 @@ def line_chart(
         layers.append(alt.Chart(rule).mark_rule(color="#888", strokeDash=[4, 3]).encode(x=f"{x}:Q"))
     n = df[color].nunique()
     legend_rows = (n + 1) // 2 if n > 4 else 1
-    return alt.layer(*layers).properties(height=height + 22 * (legend_rows - 1))
+    # Streamlit sizes the whole chart (legend and axes included) to this height: ``height`` is the plot's own
+    return alt.layer(*layers).properties(height=height + 90 + 22 * legend_rows)
 
 
 DEMO_RUN = "demo-real-tiny"
@@ -315,6 +346,24 @@ def offer_demo_run(root: str, key: str) -> None:
             st.page_link(
                 "app_pages/train.py", label="Follow it on the Train page", icon=":material/play_circle:"
             )
+
+
+def follow_runs_root(root: str, steps: bool, every: float = 3.0) -> None:
+    """Redraw the page when the runs root changes, without a reload: a run folder appears or goes, a run starts
+    or stops training, and (``steps``) a run's complete steps change. Polls ``data.root_signature`` every
+    ``every`` seconds in a fragment, so runs started elsewhere (the command line, another session) show up."""
+    from pathlib import Path
+
+    from app_lib.data import root_signature
+
+    seen = root_signature(Path(root), steps)
+
+    @st.fragment(run_every=every)
+    def _watch() -> None:
+        if root_signature(Path(root), steps) != seen:
+            st.rerun()
+
+    _watch()
 
 
 def refresh_when_a_step_lands(root: str, cards: Sequence[RunCard]) -> None:

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_lib.ui import method_label, method_scale
+from app_lib import urlstate as url
+from app_lib.ui import OVERLAP_NOTE, method_label, method_legend, method_scale, stacked_lines
 from workbench.curves import CurveParams, check_points, curve_table
 from workbench.methods import CLIP_MODES, METHODS
 
@@ -21,9 +22,9 @@ st.markdown(
     "the REAL family), dots are the same weights taken by **autograd** through the real objectives."
 )
 
-picked = st.pills(
-    "Methods to overlay", list(METHODS), selection_mode="multi", default=["grpo", "real"], format_func=method_label,
-    key="gc_methods",
+picked = url.chooser(
+    st.pills, "Methods to overlay", METHODS, selection_mode="multi", default=["grpo", "real"], format_func=method_label,
+    key="gc_methods", many=True,
 )  # fmt: skip
 methods = [m for m in METHODS if m in (picked or [])]
 controls, main = st.columns([1, 4], gap="large")
@@ -36,6 +37,7 @@ with controls:
         CurveParams.eps_low,
         0.01,
         key="gc_eps_low",
+        bind="query-params",
         help="ratio below 1 - eps_low is clipped",
     )
     eps_high = st.slider(
@@ -45,30 +47,42 @@ with controls:
         CurveParams.eps_high,
         0.01,
         key="gc_eps_high",
+        bind="query-params",
         help="ratio above 1 + eps_high is clipped",
     )
-    advantage = st.slider("|A| (advantage)", 0.1, 3.0, 1.0, 0.1, key="gc_adv")
+    advantage = st.slider("|A| (advantage)", 0.1, 3.0, 1.0, 0.1, key="gc_adv", bind="query-params")
     clip_mode = st.selectbox(
-        "Clip mode", CLIP_MODES, key="gc_clip_mode",
+        "Clip mode", CLIP_MODES, key="gc_clip_mode", bind="query-params",
         help="vanilla: PPO; bidirectional: drop every token outside [1-eps, 1+eps] (Fig. 2 ablation); none",
     )  # fmt: skip
     st.markdown("**REAL family**")
     tau = st.slider(
-        "tau", 0.05, 2.0, CurveParams.tau, 0.05, key="gc_tau", help="REAL's weights are bounded by 1/tau"
+        "tau",
+        0.05,
+        2.0,
+        CurveParams.tau,
+        0.05,
+        key="gc_tau",
+        bind="query-params",
+        help="REAL's weights are bounded by 1/tau",
     )
-    c_pos = st.slider("C+ (correct rollout)", 1.0, 20.0, 4.0, 0.25, key="gc_c_pos")
-    c_neg = st.slider("C- (wrong rollout)", 1.0, 20.0, 4.0, 0.25, key="gc_c_neg")
+    c_pos = st.slider("C+ (correct rollout)", 1.0, 20.0, 4.0, 0.25, key="gc_c_pos", bind="query-params")
+    c_neg = st.slider("C- (wrong rollout)", 1.0, 20.0, 4.0, 0.25, key="gc_c_neg", bind="query-params")
     with st.expander("More settings"):
         mass = st.slider(
-            "M: other class's mass (no anchor)", 0.1, 10.0, 1.0, 0.1, key="gc_mass",
+            "M: other class's mass (no anchor)", 0.1, 10.0, 1.0, 0.1, key="gc_mass", bind="query-params",
             help="no-anchor uses C = (C_REAL - 1) + 1/M; M = 1 is one other-class rollout at s = 0",
         )  # fmt: skip
-        d_lo = st.number_input("DAPO eps_low", 0.0, 0.9, 0.2, 0.01, key="gc_dapo_lo")
-        d_hi = st.number_input("DAPO eps_high", 0.0, 1.0, 0.28, 0.01, key="gc_dapo_hi")
-        g_lo = st.number_input("GSPO eps_low", 0.0, 0.9, 3e-4, 1e-4, format="%.4f", key="gc_gspo_lo")
-        g_hi = st.number_input("GSPO eps_high", 0.0, 1.0, 4e-4, 1e-4, format="%.4f", key="gc_gspo_hi")
-        s_lo, s_hi = st.slider("s range", -5.0, 5.0, (-2.0, 2.0), 0.5, key="gc_range")
-        n_points = st.slider("autograd points per curve", 5, 41, 17, 2, key="gc_points")
+        d_lo = st.number_input("DAPO eps_low", 0.0, 0.9, 0.2, 0.01, key="gc_dapo_lo", bind="query-params")
+        d_hi = st.number_input("DAPO eps_high", 0.0, 1.0, 0.28, 0.01, key="gc_dapo_hi", bind="query-params")
+        g_lo = st.number_input(
+            "GSPO eps_low", 0.0, 0.9, 3e-4, 1e-4, format="%.4f", key="gc_gspo_lo", bind="query-params"
+        )
+        g_hi = st.number_input(
+            "GSPO eps_high", 0.0, 1.0, 4e-4, 1e-4, format="%.4f", key="gc_gspo_hi", bind="query-params"
+        )
+        s_lo, s_hi = st.slider("s range", -5.0, 5.0, (-2.0, 2.0), 0.5, key="gc_range", bind="query-params")
+        n_points = st.slider("autograd points per curve", 5, 41, 17, 2, key="gc_points", bind="query-params")
 
 if s_lo >= s_hi:
     st.error("The s range must not be empty.")
@@ -113,25 +127,31 @@ curves, pts = _compute(asdict(params), tuple(methods), float(s_lo), float(s_hi),
 def _panel(correct: bool, title: str) -> alt.LayerChart:
     c = curves[curves["correct"] == correct]
     p = pts[pts["correct"] == correct]
-    color = alt.Color("method:N", scale=method_scale(methods), title=None, legend=alt.Legend(orient="top"))
-    lines = (
-        alt.Chart(c)
-        .mark_line(strokeWidth=2.5)
-        .encode(
-            x=alt.X("s:Q", title="s_t (clip family) / s̄ (REAL family)"),
-            y=alt.Y("weight:Q", title="gradient magnitude |W|"),
-            color=color,
-            detail="segment:N",
-            strokeDash=alt.StrokeDash(
-                "part:N", legend=None, scale=alt.Scale(domain=["kept", "clipped (0)"], range=[[1, 0], [3, 3]])
-            ),
-            tooltip=[
-                alt.Tooltip("method:N"),
-                alt.Tooltip("s:Q", format=".3f"),
-                alt.Tooltip("weight:Q", format=".4g"),
-            ],
+    color = alt.Color("method:N", scale=method_scale(methods), title=None, legend=method_legend(len(methods)))
+
+    def line(rows: pd.DataFrame, width: float) -> alt.Chart:
+        return (
+            alt.Chart(rows)
+            .mark_line(strokeWidth=width)
+            .encode(
+                x=alt.X("s:Q", title="s_t (clip family) / s̄ (REAL family)"),
+                y=alt.Y("weight:Q", title="gradient magnitude |W|"),
+                color=color,
+                detail="segment:N",
+                strokeDash=alt.StrokeDash(
+                    "part:N",
+                    legend=None,
+                    scale=alt.Scale(domain=["kept", "clipped (0)"], range=[[1, 0], [3, 3]]),
+                ),
+                tooltip=[
+                    alt.Tooltip("method:N"),
+                    alt.Tooltip("s:Q", format=".3f"),
+                    alt.Tooltip("weight:Q", format=".4g"),
+                ],
+            )
         )
-    )
+
+    lines = stacked_lines(c, "method", [method_label(m) for m in methods], line)
     dots = alt.Chart(p).mark_point(filled=True, size=55, stroke="black", strokeWidth=0.8, opacity=1).encode(
         x="s:Q", y="autograd:Q",
         color=alt.Color("label:N", scale=method_scale(methods), legend=None),
@@ -142,7 +162,7 @@ def _panel(correct: bool, title: str) -> alt.LayerChart:
     )  # fmt: skip
     layers = [lines, dots]
     if any(m.startswith("real") for m in methods):
-        bound = pd.DataFrame({"y": [1 / tau], "text": [f"REAL bound 1/tau = {1 / tau:g}"]})
+        bound = pd.DataFrame({"y": [1 / tau], "text": [f"REAL bound 1/tau = {1 / tau:.3g}"]})
         layers.append(
             alt.Chart(bound).mark_rule(color="#1f77b4", strokeDash=[6, 4], opacity=0.6).encode(y="y:Q")
         )
@@ -150,7 +170,8 @@ def _panel(correct: bool, title: str) -> alt.LayerChart:
             alt.Chart(bound).mark_text(align="left", dx=4, dy=-7, color="#1f77b4", fontSize=11)
             .encode(y="y:Q", x=alt.value(0), text="text:N")
         )  # fmt: skip
-    return alt.layer(*layers).properties(title=title, height=380)
+    # Streamlit sizes the whole chart, title, legend and axes included: about 300 px of plot
+    return alt.layer(*layers).properties(title=title, height=460)
 
 
 with main:
@@ -160,7 +181,7 @@ with main:
         st.caption(
             "GRPO's weight **shrinks** for tokens the policy under-rates (low s): *gradient misassignment*. "
             "REAL's weight is largest for them and falls as s̄ grows. Lines: closed forms (dotted: clipped, weight 0); "
-            "dots: autograd."
+            f"dots: autograd. {OVERLAP_NOTE}"
         )
     with right:
         st.altair_chart(_panel(False, f"(b) wrong rollouts: r = 0, A = -{advantage:g}"))

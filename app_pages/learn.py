@@ -19,7 +19,9 @@ st.markdown(
 )
 
 tab_derive, tab_example, tab_family = st.tabs(
-    ["Derivation (Eq. 3 → Eq. 9/10)", "Worked example", "One form, three variants"]
+    ["Derivation (Eq. 3 → Eq. 9/10)", "Worked example", "One form, three variants"],
+    key="learn_tab",
+    bind="query-params",
 )
 
 with tab_derive:
@@ -102,17 +104,21 @@ with tab_example:
         "REAL's rollout weight are directly comparable. **Drag s̄** and flip the labels."
     )
     c_tau, c_eps, c_n = st.columns(3)
-    tau = c_tau.slider("tau", 0.1, 2.0, DEFAULTS["real"].tau, 0.05, key="learn_tau")
-    eps = c_eps.slider("GRPO eps", 0.05, 0.5, DEFAULTS["grpo"].eps_low, 0.01, key="learn_eps")
-    n = c_n.slider("rollouts in the group", 2, 8, 5, key="learn_n")
+    tau = c_tau.slider("tau", 0.1, 2.0, DEFAULTS["real"].tau, 0.05, key="learn_tau", bind="query-params")
+    eps = c_eps.slider(
+        "GRPO eps", 0.05, 0.5, DEFAULTS["grpo"].eps_low, 0.01, key="learn_eps", bind="query-params"
+    )
+    n = c_n.slider("rollouts in the group", 2, 8, 5, key="learn_n", bind="query-params")
     s_vals, labels = [], []
     per_row = n if n <= 5 else 4
     cols = st.columns(per_row)
     for k in range(n):
         s0, c0 = DEFAULT_GROUP[k] if k < len(DEFAULT_GROUP) else (0.0, k % 2 == 0)
         with cols[k % per_row]:
-            s_vals.append(st.slider(f"s̄ of rollout {k}", -2.0, 2.0, s0, 0.05, key=f"learn_s{k}"))
-            labels.append(st.toggle("correct", value=c0, key=f"learn_c{k}"))
+            s_vals.append(
+                st.slider(f"s̄ of rollout {k}", -2.0, 2.0, s0, 0.05, key=f"learn_s{k}", bind="query-params")
+            )
+            labels.append(st.toggle("correct", value=c0, key=f"learn_c{k}", bind="query-params"))
 
     df = group_weights(s_vals, labels, tau=tau, eps_low=eps, eps_high=eps)
     mixed = bool(df["correct"].any() and (~df["correct"]).any())

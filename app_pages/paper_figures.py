@@ -11,6 +11,7 @@ import streamlit as st
 from matplotlib.figure import Figure
 
 from app_lib import data
+from app_lib import urlstate as url
 from app_lib.ui import md_code, md_escape, md_literal, render_cards, runs_root_and_cards
 from workbench.figures.fig1 import Fig1Params, build_fig1, curves
 from workbench.figures.registry import PARAM_CHOICES, PARAM_HELP, RUN_FIGURES
@@ -79,9 +80,11 @@ def _downloads(stem: str, png: bytes, pdf: Callable[[], bytes], csv: Callable[[]
 TAB_TITLES = {"fig2": "Fig. 2", "fig4": "Fig. 4", "fig5": "Fig. 5", "table4": "Table 4", "allocation": "Gradient allocation",
               "c-dynamics": "C+/C- dynamics"}  # fmt: skip
 FIGURES = ["fig1", *RUN_FIGURES]
-wanted = st.query_params.get("figure", "fig1")  # deep link: /figures?figure=fig4
-choice = st.segmented_control(
-    "Figure", FIGURES, default=wanted if wanted in FIGURES else "fig1", key="fig_pick",
+wanted = st.query_params.get(
+    "figure", "fig1"
+)  # deep link: /figures?fig_pick=fig4 (or, as before, ?figure=fig4)
+choice = url.chooser(
+    st.segmented_control, "Figure", FIGURES, default=wanted if wanted in FIGURES else "fig1", key="fig_pick",
     format_func=lambda k: "Fig. 1" if k == "fig1" else TAB_TITLES.get(k, k),
 )  # fmt: skip
 choice = choice or "fig1"  # a click on the selected segment unselects it
@@ -91,13 +94,19 @@ if choice == "fig1":
                 "Defaults are the paper's.")  # fmt: skip
     with st.expander("Parameters", expanded=False):
         c = st.columns(4)
-        eps_low = c[0].number_input("eps_low", 0.0, 0.9, Fig1Params.eps_low, 0.01, key="f1_eps_low")
-        eps_high = c[1].number_input("eps_high", 0.0, 1.0, Fig1Params.eps_high, 0.01, key="f1_eps_high")
-        adv = c[2].number_input("|A|", 0.1, 5.0, 1.0, 0.1, key="f1_adv")
-        mode = c[3].selectbox("clip mode", ["vanilla", "bidirectional", "none"], key="f1_mode")
-        tau = c[0].number_input("tau", 0.05, 5.0, Fig1Params.tau, 0.05, key="f1_tau")
-        c_pos = c[1].number_input("C+", 0.1, 50.0, 4.0, 0.5, key="f1_cpos")
-        c_neg = c[2].number_input("C-", 0.1, 50.0, 4.0, 0.5, key="f1_cneg")
+        eps_low = c[0].number_input(
+            "eps_low", 0.0, 0.9, Fig1Params.eps_low, 0.01, key="f1_eps_low", bind="query-params"
+        )
+        eps_high = c[1].number_input(
+            "eps_high", 0.0, 1.0, Fig1Params.eps_high, 0.01, key="f1_eps_high", bind="query-params"
+        )
+        adv = c[2].number_input("|A|", 0.1, 5.0, 1.0, 0.1, key="f1_adv", bind="query-params")
+        mode = c[3].selectbox(
+            "clip mode", ["vanilla", "bidirectional", "none"], key="f1_mode", bind="query-params"
+        )
+        tau = c[0].number_input("tau", 0.05, 5.0, Fig1Params.tau, 0.05, key="f1_tau", bind="query-params")
+        c_pos = c[1].number_input("C+", 0.1, 50.0, 4.0, 0.5, key="f1_cpos", bind="query-params")
+        c_neg = c[2].number_input("C-", 0.1, 50.0, 4.0, 0.5, key="f1_cneg", bind="query-params")
     p = Fig1Params(
         eps_low=eps_low, eps_high=eps_high, advantage=adv, clip_mode=mode, tau=tau, c_pos=c_pos, c_neg=c_neg
     )
@@ -129,18 +138,22 @@ def _param_widgets(fig_cli: str, params_cls: type) -> object:
             if f.name in PARAM_CHOICES:
                 choices = list(PARAM_CHOICES[f.name])
                 values[f.name] = st.selectbox(
-                    label, choices, index=choices.index(default), key=key, help=help_
+                    label, choices, index=choices.index(default), key=key, bind="query-params", help=help_
                 )
             elif isinstance(default, bool):
-                values[f.name] = st.checkbox(label, value=default, key=key, help=help_)
+                values[f.name] = st.checkbox(label, value=default, key=key, bind="query-params", help=help_)
             elif isinstance(default, int) or (default is None and f.name == "step"):
                 values[f.name] = st.number_input(
-                    label, min_value=0, value=default, step=1, key=key, help=help_
+                    label, min_value=0, value=default, step=1, key=key, bind="query-params", help=help_
                 )
             elif isinstance(default, float):
-                values[f.name] = st.number_input(label, value=default, key=key, help=help_, format="%g")
+                values[f.name] = st.number_input(
+                    label, value=default, key=key, bind="query-params", help=help_, format="%g"
+                )
             else:
-                values[f.name] = st.text_input(label, value=str(default), key=key, help=help_)
+                values[f.name] = st.text_input(
+                    label, value=str(default), key=key, bind="query-params", help=help_
+                )
     return params_cls(**values)
 
 
@@ -162,15 +175,8 @@ def _run_figure_bytes(
 def _frames_csv(
     cli: str, dirs: tuple[str, ...], sigs: tuple[int, ...], params_key: str, _params: object
 ) -> bytes:
-    """The figure's data frames as one CSV (a ``frame`` column names each when there are several)."""
-    frames = _run_figure_data(cli, dirs, sigs, _params).frames  # type: ignore[attr-defined]
-    if len(frames) == 1:
-        return next(iter(frames.values())).to_csv(index=False).encode()
-    return (
-        pd.concat([f.assign(frame=k) for k, f in frames.items()], ignore_index=True)
-        .to_csv(index=False)
-        .encode()
-    )
+    """The CSV that ``python -m workbench.figures CLI`` writes for the same runs and parameters."""
+    return data.figure_csv(cli, _run_figure_data(cli, dirs, sigs, _params))
 
 
 def _run_figure_page(cli: str) -> None:
@@ -185,9 +191,9 @@ def _run_figure_page(cli: str) -> None:
         if bad:
             render_cards(bad)
         return
-    picked = st.multiselect(
-        "Runs (the figure picks the ones it needs by method and hyper-parameters)", list(by_name),
-        default=list(by_name), key=f"pick_{cli}",
+    picked = url.chooser(
+        st.multiselect, "Runs (the figure picks the ones it needs by method and hyper-parameters)", by_name,
+        default=list(by_name), key=f"pick_{cli}", many=True,
         format_func=lambda n: f"{n} ({by_name[n].label}{', SYNTHETIC' if by_name[n].synthetic else ''})",
     )  # fmt: skip
     if any(by_name[n].synthetic for n in picked):

@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app_lib import data
+from app_lib import urlstate as url
 from app_lib.ui import (
     DASHES,
     line_chart,
@@ -47,8 +48,8 @@ if not readable:
     st.stop()
 
 by_name = {c.name: c for c in readable}
-names = st.multiselect(
-    "Runs to compare", list(by_name), default=data.default_runs(readable), key="runs_pick",
+names = url.chooser(
+    st.multiselect, "Runs to compare", by_name, default=data.default_runs(readable), key="runs_pick", many=True,
     format_func=lambda n: f"{n} ({by_name[n].label}{', SYNTHETIC' if by_name[n].synthetic else ''})",
 )  # fmt: skip
 if not names:
@@ -71,7 +72,7 @@ live = any(by_name[n].live for n in names)
 def _body() -> None:
     # Re-read the cards so a run being trained shows its new steps on each refresh.
     chosen = [data.read_card(Path(root), n) for n in names]
-    frames, errors = [], []
+    frames, errors, initial = [], [], []
     for c in chosen:
         if not c.ok:
             errors.append((c.name, c.error))
@@ -83,6 +84,9 @@ def _body() -> None:
             continue
         m = m.assign(run=c.name, method=c.label)
         frames.append(m)
+        first = data.initial_metrics(c)  # the validation before the first step: drawn at step 0
+        if first:
+            initial.append(pd.DataFrame([{**first, "step": 0, "run": c.name, "method": c.label}]))
     for name, err in errors:
         st.error(f"**{md_escape(name)}**: {md_literal(err)}", icon=":material/error:")
     if not frames:
@@ -90,7 +94,7 @@ def _body() -> None:
     met = pd.concat(frames, ignore_index=True)
     steps = sorted(met["step"].unique().tolist())
     if len(steps) > 1:
-        step = st.select_slider("Step", options=steps, value=steps[-1], key="runs_step")
+        step = st.select_slider("Step", options=steps, value=steps[-1], key="runs_step", bind="query-params")
     else:
         step = steps[0]
         st.caption(f"One complete step so far (step {step}).")
@@ -99,6 +103,14 @@ def _body() -> None:
 
     st.subheader(f"At step {step}")
     at = met[met["step"] == step].set_index("run")
+    short = [
+        (c.name, c.last_step) for c in chosen if c.ok and c.name in set(met["run"]) and c.name not in at.index
+    ]
+    if short:
+        st.caption(
+            f"Not in this table (no step {step} yet): "
+            + ", ".join(f"{md_escape(n)} (last step {last})" for n, last in short)
+        )
     cols = [k for k, _ in METRICS if k in at.columns]
     st.dataframe(
         at[["method", *cols]], column_config={k: st.column_config.NumberColumn(format="%.4g") for k in cols}
@@ -110,8 +122,9 @@ def _body() -> None:
         shown = [c for c in chosen if c.ok and c.name in set(met["run"])]
         scales = series_scales([c.name for c in shown], [c.method for c in shown])
         grid = st.columns(2)
+        with_initial = pd.concat([met, *initial], ignore_index=True) if initial else met
         for i, (key, title) in enumerate(METRICS):
-            d = met[["step", "run", key]].dropna()
+            d = with_initial[["step", "run", key]].dropna() if key in with_initial else pd.DataFrame()
             with grid[i % 2]:
                 st.markdown(f"**{title}**")
                 if d.empty:
@@ -184,7 +197,11 @@ def _body() -> None:
         with left:
             k = (
                 st.select_slider(
-                    "Group composition: correct rollouts", ks, value=ks[len(ks) // 2], key="runs_k"
+                    "Group composition: correct rollouts",
+                    ks,
+                    value=ks[len(ks) // 2],
+                    key="runs_k",
+                    bind="query-params",
                 )
                 if len(ks) > 1
                 else ks[0]

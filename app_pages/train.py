@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from app_lib import data, jobs
@@ -53,6 +54,34 @@ if submitted:
         st.success(f"Started **{md_escape(run_name)}** (pid {job.pid}): {md_code(' '.join(job.command[1:]))}")
 
 job_list = jobs.list_jobs(root)
+
+st.subheader("Every run under the root")
+cards = data.scan(root)
+if cards:
+    started_here = {j.name for j in job_list}
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "run": [c.name for c in cards],
+                "method": [c.label if c.ok else "" for c in cards],
+                "state": [("live" if c.live else c.display_state) if c.ok else "unreadable" for c in cards],
+                "steps": [
+                    f"{c.last_step} / {c.total_steps}" if c.total_steps else str(c.last_step) for c in cards
+                ],
+                "pid": [str(c.status.get("pid", "")) if c.live else "" for c in cards],
+                "started from": ["this app" if c.name in started_here else "elsewhere" for c in cards],
+            }
+        ),
+        hide_index=True,
+    )
+    st.caption(
+        "Runs started anywhere (the command line, another session) appear here within a few seconds. "
+        "The app can stop the runs it started (below); stop others where they run (Ctrl-C), then resume "
+        "them with `--resume`."
+    )
+else:
+    st.caption(f"No run folder under {md_code(root)} yet.")
+
 st.subheader("Jobs started from the app")
 if not job_list:
     st.caption(f"None yet. Their output goes to {md_code(root / jobs.JOBS_DIR)}.")

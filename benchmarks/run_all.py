@@ -60,7 +60,19 @@ def commands(quick: bool) -> dict[str, list[str]]:
                 "1",
             ],
             "stats": [b + "bench_stats.py", "--tokens", "5e5", "--repeat", "1"],
-            "app": [b + "bench_app.py", "--steps", "5", "--prompts", "8", "--repeats", "1"],
+            "app": [
+                b + "bench_app.py",
+                "--steps",
+                "5",
+                "--prompts",
+                "8",
+                "--repeats",
+                "1",
+                "--hostile-text-mb",
+                "40",
+                "--hostile-tokens",
+                "1000000",
+            ],
             "pipeline": [b + "bench_pipeline.py"],
         }
     return {

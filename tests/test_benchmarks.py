@@ -27,7 +27,7 @@ KEYS = {
     "logging": {"logging", "tiny_run"},
     "objectives": {"objectives"},
     "stats": {"stats_time", "stats_memory"},
-    "app": {"app"},
+    "app": {"app", "app_inspector_memory"},
     "pipeline": {"pipeline", "pipeline_estimate"},
 }
 

@@ -110,6 +110,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     "tokens": TOKENS_SCHEMA,
 }
 NULLABLE = {("metrics", "val_pass1"), ("rollouts", "advantage"), ("rollouts", "log_c")}
+# Magnitudes: a gradient weight is >= 0 (docs/run_format.md); the statistics sort and sum them as such.
+NONNEGATIVE = {("rollouts", "weight"), ("tokens", "weight")}
 
 
 class RunFormatError(LocatedError):
@@ -431,6 +433,20 @@ def read_table_file(path: Path, table: str, columns: list[str] | None = None) ->
     except (pa.ArrowInvalid, OSError) as e:
         raise RunFormatError(path, f"not a readable Parquet file ({e})") from None
     needed = columns if columns is not None else schema.names
+    _check_columns(path, table, file_schema, needed)
+    try:
+        tbl = pq.read_table(path, columns=list(needed))
+    except (pa.ArrowInvalid, OSError) as e:
+        raise RunFormatError(path, f"not a readable Parquet file ({e})") from None
+    for name in needed:
+        if name in schema.names:
+            _check_values(path, table, name, tbl.column(name))
+    return tbl
+
+
+def _check_columns(path: Path, table: str, file_schema: pa.Schema, needed: Iterable[str]) -> None:
+    """Every column of ``needed`` is in the file, and a schema column has a type the schema accepts."""
+    schema = SCHEMAS[table]
     for name in needed:
         if name not in schema.names:
             if name not in file_schema.names:
@@ -441,14 +457,6 @@ def read_table_file(path: Path, table: str, columns: list[str] | None = None) ->
         expected, got = schema.field(name).type, file_schema.field(name).type
         if not _compatible(expected, got):
             raise RunFormatError(path, f"has type {got}, expected {expected}", field=name)
-    try:
-        tbl = pq.read_table(path, columns=list(needed))
-    except (pa.ArrowInvalid, OSError) as e:
-        raise RunFormatError(path, f"not a readable Parquet file ({e})") from None
-    for name in needed:
-        if name in schema.names:
-            _check_values(path, table, name, tbl.column(name))
-    return tbl
 
 
 def _first(mask: pa.ChunkedArray) -> int | None:
@@ -480,6 +488,14 @@ def _check_values(path: Path, table: str, name: str, col: pa.ChunkedArray) -> No
         if pc.any(bad).as_py():  # one vectorised pass; the row is looked up only on failure
             row = _first(bad)
             raise RunFormatError(path, f"non-finite value {col[row].as_py()!r}", field=name, row=row)
+    if (table, name) in NONNEGATIVE and (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
+        bad = pc.less(col, 0)
+        if pc.any(bad).as_py():
+            row = _first(bad)
+            raise RunFormatError(
+                path, f"negative value {col[row].as_py()!r} (a gradient weight is a magnitude, >= 0)",
+                field=name, row=row,
+            )  # fmt: skip
 
 
 def _compatible(expected: pa.DataType, got: pa.DataType) -> bool:

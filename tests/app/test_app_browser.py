@@ -33,7 +33,7 @@ from tests.app.conftest import (
 )
 
 PAGES = [
-    ("", "Gradient curves"),
+    ("curves", "Gradient curves"),
     ("learn", "Learn"),
     ("runs", "Runs"),
     ("inspector", "Rollout inspector"),
@@ -203,6 +203,145 @@ def test_page_renders_without_errors(server: str, driver, path: str, title: str)
         problems.append("a traceback is shown")
     assert not problems, f"page {title!r} shows errors (screenshot {shot}): {problems}"
     assert shot.stat().st_size > 10_000, "the screenshot is suspiciously small (blank page?)"
+
+
+# ----------------------------------------------------------------------------------------------- views in URLs
+# Issue 15: every page has a path, and a link with a query string opens the view it names.
+VIEWS = [
+    ("curves?gc_tau=0.7&gc_methods=dapo&gc_methods=real_bce", "Gradient curves", ["DAPO", "REAL w/ BCE"]),
+    ("learn?learn_tab=Worked+example&learn_n=3&learn_s1=1.5", "Learn", ["s̄ of rollout 2", "1.50"]),
+    ("runs?runs_pick=real-s0&runs_step=2", "Runs", ["At step 2"]),
+    ("inspector?insp_run=real-s0&insp_step=3&insp_group=2&insp_rollout=14&insp_colour=s_t", "Rollout inspector",
+     ["Rollout #14", "s_t = log"]),
+    ("train", "Train", []),
+    ("figures?fig_pick=fig1&f1_tau=0.25", "Paper figures", ["--tau 0.25"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "title", "shown"), VIEWS, ids=[t for _, t, _ in VIEWS])
+def test_a_link_opens_the_view_it_names(server: str, driver, path: str, title: str, shown: list[str]) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{server}/{path}")
+    _wait_rendered(driver, title)
+    body = driver.find_element(By.TAG_NAME, "body").text
+    assert "Page not found" not in body
+    missing = [s for s in shown if s not in body]
+    assert not missing, f"{path}: not on screen: {missing}"
+    assert driver.current_url.split("?")[0].endswith("/" + path.split("?")[0])
+
+
+def test_the_root_url_becomes_curves_and_a_moved_slider_reaches_the_url(server: str, driver) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    driver.get(f"{server}/?gc_tau=1.2")
+    _wait_rendered(driver, "Gradient curves")
+    assert driver.current_url.split("?")[0].endswith("/curves"), driver.current_url
+    assert "gc_tau=1.2" in driver.current_url
+    tau = next(
+        s
+        for s in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stSlider']")
+        if s.text.startswith("tau")
+    )
+    assert tau.find_element(By.CSS_SELECTOR, "input[type='range']").get_attribute("value") == "1.2"
+    thumb = tau.find_element(By.CSS_SELECTOR, "[data-testid='stSliderThumbValue']").find_element(
+        By.XPATH, ".."
+    )
+    ActionChains(driver).click(thumb).send_keys(Keys.ARROW_RIGHT).perform()
+    deadline = time.time() + 20
+    while "gc_tau=1.25" not in driver.current_url and time.time() < deadline:
+        time.sleep(0.3)
+    assert "gc_tau=1.25" in driver.current_url, driver.current_url
+
+
+ALL_METHODS = "&".join(
+    f"gc_methods={m}" for m in ("grpo", "dapo", "gspo", "real", "real_bce", "real_no_anchor")
+)
+
+
+@pytest.mark.parametrize("width", [1400, 1920])
+def test_charts_are_legible(server: str, driver, width: int) -> None:
+    """Issue 15: with six methods the curves' legends name every method in full (labels are not cut: no
+    length limit, three per row) and the inspector's per-token chart has a plot of usable height (was 70 px).
+    Screenshots at 1400 and 1920 px: curves-6-methods-W.png, inspector-chart-W.png."""
+    from selenium.webdriver.common.by import By
+
+    driver.set_window_size(width, 1400)
+    try:
+        driver.get(f"{server}/curves?{ALL_METHODS}")
+        _wait_rendered(driver, "Gradient curves")
+        time.sleep(1.5)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(SHOTS / f"curves-6-methods-{width}.png"))
+        specs = driver.execute_script(
+            "return Array.from(document.querySelectorAll('[data-testid=stVegaLiteChart]')).map(e => e.offsetHeight)"
+        )
+        assert len(specs) >= 2 and min(specs) >= 400, specs
+
+        driver.get(f"{server}/inspector?insp_run=real-s0")
+        _wait_rendered(driver, "Rollout inspector")
+        time.sleep(1.5)
+        chart = driver.find_elements(By.CSS_SELECTOR, "[data-testid='stVegaLiteChart']")[-1]
+        driver.execute_script("arguments[0].scrollIntoView()", chart)
+        time.sleep(0.5)
+        driver.save_screenshot(str(SHOTS / f"inspector-chart-{width}.png"))
+        assert chart.size["height"] >= 400, chart.size
+    finally:
+        driver.set_window_size(1440, 2200)
+
+
+@pytest.fixture(scope="module")
+def live_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_good_root(tmp_path_factory.mktemp("browser_live"))
+
+
+@pytest.fixture(scope="module")
+def live_server(live_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with _streamlit(live_root, tmp_path_factory) as base:
+        yield base
+
+
+def _wait_text(drv, text: str, seconds: float) -> float:
+    """Seconds until ``text`` is on the page (AssertionError after ``seconds``); the page is never reloaded."""
+    from selenium.webdriver.common.by import By
+
+    t0 = time.time()
+    while text not in drv.find_element(By.TAG_NAME, "body").text:
+        if time.time() - t0 > seconds:
+            raise AssertionError(f"{text!r} not on the page after {seconds:.0f} s without a reload")
+        time.sleep(0.25)
+    return time.time() - t0
+
+
+def test_a_run_started_elsewhere_appears_without_a_reload(live_server: str, live_root: Path, driver) -> None:
+    """Issue 15: a run started from the command line while the Runs page is open appears on it, in the sidebar's
+    count and on the Train page (every run under the root, with its state) within 10 s, without a reload."""
+    from workbench.synthetic_run import write_synthetic_run
+
+    driver.get(f"{live_server}/runs")
+    _wait_rendered(driver, "Runs")
+    assert "2 run folder(s)" in driver.find_element(By_TAG, "body").text
+    # state "running" with this process's pid: a live run, as a trainer started elsewhere leaves it
+    write_synthetic_run(
+        live_root / "zz-cli-run", steps=2, state="running", prompts=2, group_size=4, mean_len=8
+    )
+    seconds = _wait_text(driver, "3 run folder(s), 1 training", 10)
+    _wait_text(driver, "zz-cli-run", 10)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(SHOTS / "runs-live.png"))
+    print(f"run appeared after {seconds:.1f} s")
+
+    driver.get(f"{live_server}/train")
+    _wait_rendered(driver, "Train")
+    grid = driver.execute_script(  # the table is a canvas grid: read its accessible copy
+        "return Array.from(document.querySelectorAll('[data-testid=stDataFrame]')).map(e => e.textContent).join(' ')"
+    )
+    assert "zz-cli-run" in grid and "live" in grid and "elsewhere" in grid, grid[:500]
+
+
+By_TAG = "tag name"
 
 
 def test_fig1_downloads_png_pdf_and_csv(server: str, driver, downloads: Path) -> None:

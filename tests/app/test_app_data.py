@@ -53,9 +53,13 @@ def test_links_inside_a_run_that_leave_it_are_refused(tmp_path: Path) -> None:
     card = data.read_card(root, "a")
     assert card.ok
     with pytest.raises(RunFormatError, match="leaves the run folder"):
-        data.step_tables(card, 2)
-    rollouts, tokens = data.step_tables(card, 1)
-    assert len(rollouts) == 8 and len(tokens) > 0
+        data.step_rollouts(card, 2)
+    with pytest.raises(RunFormatError, match="leaves the run folder"):
+        data.token_rows(card, 2, [0])
+    rows = data.step_rollouts(card, 1)
+    assert len(rows.rollouts) == 8 and rows.n_tokens > 0 and not rows.notes
+    tokens = data.token_rows(card, 1, [0, 1])
+    assert set(tokens.tokens["rollout"]) == {0, 1} and tokens.complete
 
 
 def test_state_of_a_run_whose_trainer_died(tmp_path: Path) -> None:

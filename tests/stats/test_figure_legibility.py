@@ -126,3 +126,24 @@ def test_each_run_figure_writes_the_values_it_draws(suite, tmp_path):
         assert last["step"] == finals[0]["step"]
         assert last["mean"] == pytest.approx(np.mean([f["value"] for f in finals]), rel=1e-5)
         assert last["n_seeds"] == 2
+
+
+@pytest.mark.parametrize("cli", list(RUN_FIGURES))
+def test_every_text_is_legible_where_the_app_shows_the_figure(cli, suite):
+    """Issue 15: at a 1400 px wide window the app shows a figure's PNG about 940 px wide; every visible text
+    (titles, ticks, legends, the caption) is then at least 10 px high (was 7 px for the C+/C- legend and caption)."""
+    from matplotlib.text import Text
+
+    from workbench.figures.common import DISPLAY_WIDTH_PX
+
+    fig = RUN_FIGURES[cli]
+    p = fig.params()
+    built = fig.build(fig.data([suite], p), p)
+    built.canvas.draw()
+    px_per_pt = DISPLAY_WIDTH_PX / (72.0 * built.get_figwidth())  # a point of the figure, shown in the app
+    small = [
+        (t.get_text()[:40], round(t.get_fontsize() * px_per_pt, 1))
+        for t in built.findobj(Text)
+        if t.get_visible() and t.get_text().strip() and t.get_fontsize() * px_per_pt < 10 - 1e-9
+    ]
+    assert not small, small

@@ -17,8 +17,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
-from workbench.figures.common import clear_legends, new_figure
+from workbench.figures.common import min_text_pt, new_figure
 from workbench.figures.from_runs import (
     RunFigureData,
     add_caption,
@@ -188,10 +189,13 @@ def _legend(labels: list[str], reference: bool = False) -> dict:
 
 
 def build_c_dynamics(data: RunFigureData, p: CDynamicsParams | None = None) -> Figure:
+    """Panels (a) mean log C and (b) mean rollout weight by group composition, (c) REAL's mean log C over training,
+    and one legend for all three in the fourth cell (a 2 x 2 grid: the text stays legible where the app shows the
+    figure, see ``common.min_text_pt``)."""
     p = p or CDynamicsParams()
-    fig, axes = new_figure(ncols=3, nrows=1, width=4.4, height=3.6)
+    fig, axes = new_figure(ncols=2, nrows=2, width=5.0, height=3.4)
     comp = data.frames["by_composition"]
-    legends = []
+    sources: set[str] = set()
     for ax, stat, title in (
         (axes[0, 0], "log_c_mean", "(a) mean log C by group composition"),
         (axes[0, 1], "weight_mean", "(b) mean rollout weight by group composition"),
@@ -207,16 +211,15 @@ def build_c_dynamics(data: RunFigureData, p: CDynamicsParams | None = None) -> F
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(f"correct rollouts in the group (G = {data.notes['group_size']})")
         ax.grid(alpha=0.25)
-        legends.append((ax, _legend(sorted(part["label"].unique().tolist(),
-                                           key=lambda lb: (lb not in SOURCE_STYLE, lb)),
-                                    reference=stat == "log_c_mean")))  # fmt: skip
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # group compositions and steps are counts
+        sources |= set(part["label"].unique().tolist())
     ref = data.frames["reference"]
     for _, rows in ref.groupby("correct"):
         axes[0, 0].plot(rows["group_correct"], rows["log_c"], ls=":", color="0.45", marker="x", ms=4)
     axes[0, 0].set_ylabel("log C")
     axes[0, 1].set_ylabel("|W| (rollout)")
 
-    ax = axes[0, 2]
+    ax = axes[1, 0]
     steps = data.frames["over_steps"]
     for correct in (True, False):
         rows = steps[steps["correct"] == correct]
@@ -226,11 +229,18 @@ def build_c_dynamics(data: RunFigureData, p: CDynamicsParams | None = None) -> F
     ax.set_xlabel("training step")
     ax.set_ylabel("log C")
     ax.grid(alpha=0.25)
-    # the per-step band can span the whole range: room above it for the legend, so it hides no band or line
-    if not steps.empty:
-        lo, hi = float(steps["lo"].min()), float(steps["hi"].max())
-        ax.set_ylim(min(0.0, lo), hi + 0.35 * (hi - min(0.0, lo)) + 1e-9)
-    legends.append((ax, {"fontsize": 8, "frameon": False, "ncols": 2}))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     add_caption(fig, data.caption)
-    clear_legends(fig, legends)
+    legend_cell = axes[1, 1]
+    legend_cell.axis("off")
+    args = _legend(sorted(sources, key=lambda lb: (lb not in SOURCE_STYLE, lb)), reference=True)
+    legend_cell.legend(
+        **{
+            **args,
+            "fontsize": min_text_pt(fig),
+            "title_fontsize": min_text_pt(fig),
+            "loc": "center left",
+            "title": "(a), (b), (c)",
+        }
+    )
     return fig

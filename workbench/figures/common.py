@@ -32,6 +32,28 @@ def new_figure(ncols: int = 1, nrows: int = 1, width: float = 5.2, height: float
     return fig, axes
 
 
+# Legibility: the app shows a figure's PNG as wide as its page (about 940 px in a 1400 px wide window), shrinking a
+# wide figure; every text must still be at least MIN_TEXT_PX high there.
+DISPLAY_WIDTH_PX = 940
+MIN_TEXT_PX = 10.0
+
+
+def min_text_pt(fig: Figure) -> float:
+    """The smallest font size (points) of ``fig`` that shows ``MIN_TEXT_PX`` high when the figure is drawn
+    ``DISPLAY_WIDTH_PX`` wide (a point is 1/72 inch of the figure's width); never below 7 pt."""
+    return max(7.0, MIN_TEXT_PX * 72.0 * fig.get_figwidth() / DISPLAY_WIDTH_PX)
+
+
+def legible_text(fig: Figure) -> None:
+    """Raise every text of ``fig`` (titles, axis labels, ticks, legends, notes) smaller than ``min_text_pt``."""
+    from matplotlib.text import Text
+
+    floor = min_text_pt(fig)
+    for text in fig.findobj(Text):
+        if text.get_fontsize() < floor:
+            text.set_fontsize(floor)
+
+
 # Where a panel's legend may go, in order of preference (matplotlib's names).
 LEGEND_LOCS = (
     "upper right",
@@ -80,8 +102,23 @@ def clear_legends(fig: Figure, legends: Sequence[tuple[Axes, dict[str, Any]]]) -
     Call it once the panels are drawn. The legend goes to the first of ``LEGEND_LOCS`` where its box covers
     no line, band area, bar or note of its panel (``covers_data``). If every spot covers something, it goes
     outside the panel on the right; the constrained layout makes room. Matplotlib's ``loc="best"`` avoids
-    line vertices only, so it can still cover a band.
+    line vertices only, so it can still cover a band. No legend text is smaller than ``min_text_pt``.
     """
+    floor = min_text_pt(fig)
+    legends = [
+        (
+            ax,
+            {
+                **kw,
+                **{
+                    k: max(float(kw.get(k, floor)), floor)
+                    for k in ("fontsize", "title_fontsize")
+                    if k in kw or k == "fontsize"
+                },
+            },
+        )
+        for ax, kw in legends
+    ]
     outside: set[int] = set()
     for _ in range(len(legends) + 1):  # an outside legend narrows the panels: place the others again
         fig.canvas.draw()  # settle the layout, so that display coordinates are final

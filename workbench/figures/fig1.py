@@ -97,7 +97,7 @@ def _panel(ax, s, grpo, real, p: Fig1Params, title: str, note: str, legend_loc: 
     ax.text(
         p.s_min + 0.02 * (p.s_max - p.s_min),
         1 / p.tau,
-        rf" REAL bound $1/\tau$ = {1 / p.tau:g}",
+        rf" REAL bound $1/\tau$ = {1 / p.tau:.3g}",
         va="bottom",
         fontsize=8,
         color=METHOD_COLORS["real"],

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from workbench.figures.common import METHOD_COLORS
+from workbench.figures.common import METHOD_COLORS, legible_text, min_text_pt
 from workbench.stats import BAND_NOTE, Selected, expand_run_paths, seed_band, select_variants
 from workbench.stats.variants import RunLike, VariantSpec
 
@@ -91,14 +91,19 @@ def runs_caption(selected: Sequence[Selected], band: str | None, extra: str = ""
     return text
 
 
-def wrap_caption(text: str, width_in: float) -> str:
-    """Wrap a caption to the figure width (about 16 characters per inch at 7 pt, with margin)."""
-    return "\n".join(textwrap.wrap(text, width=max(40, int(width_in * 16))))
+def wrap_caption(text: str, width_in: float, fontsize: float = 7.0) -> str:
+    """Wrap a caption to the figure width (about 16 characters per inch at 7 pt, fewer at larger sizes)."""
+    return "\n".join(textwrap.wrap(text, width=max(40, int(width_in * 16 * 7.0 / fontsize))))
 
 
 def add_caption(fig, text: str) -> None:
-    """Caption under the panels (constrained layout reserves the space)."""
-    fig.supxlabel(wrap_caption(text, fig.get_figwidth()), fontsize=7, x=0.01, ha="left", color="0.25")
+    """Caption under the panels (constrained layout reserves the space); every text of the figure, the caption
+    included, is made legible where the app shows it (``common.legible_text``)."""
+    legible_text(fig)
+    size = min_text_pt(fig)
+    fig.supxlabel(
+        wrap_caption(text, fig.get_figwidth(), size), fontsize=size, x=0.01, ha="left", color="0.25"
+    )
 
 
 def attach_specs(df: pd.DataFrame, selected: Sequence[Selected]) -> pd.DataFrame:

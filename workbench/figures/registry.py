@@ -29,6 +29,15 @@ class RunFigure:
     extra_files: Callable[[RunFigureData, Path], list[Path]] | None = None
     plotted: tuple[str, ...] = ()  # frames of RunFigureData holding exactly what is drawn (means, bands)
 
+    def csv_text(self, data: RunFigureData) -> str | None:
+        """The CSV of this figure's numbers that ``make`` writes (and the app's CSV download holds): the drawn
+        frames (``plotted_table``) or, for Table 4, the table; None for a figure without one."""
+        if self.plotted:
+            return plotted_table(data, self.plotted).to_csv(index=False, float_format="%.6g")
+        if self.cli == "table4":
+            return table4.table4_csv(data)
+        return None
+
     def make(self, runs: Sequence[RunLike], params: Any, out_dir: Path, command: str) -> list[Path]:
         """Read the runs, draw, and write PNG + PDF + JSON sidecar (and any extra files) into ``out_dir``.
 
@@ -48,13 +57,28 @@ class RunFigure:
         return save_figure(self.build(data, params), self.name, out_dir, meta, command) + paths
 
 
-def plotted_values(data: RunFigureData, frames: Sequence[str], path: Path) -> Path:
-    """Write the drawn frames of ``data`` as one CSV, a leading ``frame`` column naming each row's frame."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+# Columns that count or index (steps, seeds, rollouts): written as integers, never 1.0 or 1.23457e+06.
+INT_COLUMNS = ("step", "seed", "n_seeds", "count", "group_correct", "group_size")
+
+
+def plotted_table(data: RunFigureData, frames: Sequence[str]) -> pd.DataFrame:
+    """The drawn frames of ``data`` as one table, a leading ``frame`` column naming each row's frame. Columns of
+    ``INT_COLUMNS`` holding whole numbers are integers (nullable where a frame lacks them)."""
     parts = [data.frames[k].assign(frame=k) for k in frames]
     table = pd.concat(parts, ignore_index=True)
     table = table[["frame", *[c for c in table.columns if c != "frame"]]]
-    table.to_csv(path, index=False, float_format="%.6g")
+    for col in INT_COLUMNS:
+        if col in table and pd.api.types.is_float_dtype(table[col]):
+            values = table[col].dropna()
+            if (values == values.round()).all():
+                table[col] = table[col].astype("Int64")
+    return table
+
+
+def plotted_values(data: RunFigureData, frames: Sequence[str], path: Path) -> Path:
+    """Write the drawn frames of ``data`` (``plotted_table``) as one CSV."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(plotted_table(data, frames).to_csv(index=False, float_format="%.6g"))
     return path
 
 

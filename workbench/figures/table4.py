@@ -113,11 +113,16 @@ def table4_markdown(data: RunFigureData) -> str:
     return "\n".join(lines) + "\n\n" + data.caption + "\n"
 
 
+def table4_csv(data: RunFigureData) -> str:
+    """The table as CSV (column ``paper_reported_pct`` holds the paper's values), percentages to 4 decimals."""
+    return data.frames["table"].to_csv(index=False, float_format="%.4f")
+
+
 def write_table4_files(data: RunFigureData, out_dir: Path) -> list[Path]:
-    """``table4_real_ablations.csv`` (column ``paper_reported_pct`` holds the paper's values) and ``.md``."""
+    """``table4_real_ablations.csv`` (``table4_csv``) and ``.md``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     csv, md = out_dir / f"{NAME}.csv", out_dir / f"{NAME}.md"
-    data.frames["table"].to_csv(csv, index=False, float_format="%.4f")
+    csv.write_text(table4_csv(data))
     md.write_text(table4_markdown(data))
     return [csv, md]
 
