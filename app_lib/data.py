@@ -147,7 +147,7 @@ def scan(root: Path) -> list[RunCard]:
 
 def root_signature(root: Path, steps: bool = False) -> tuple:
     """What the runs list shows of ``root``, cheaply (no table is read): each run folder's name and whether it
-    trains (``status.json``'s state and, for ``running``, whether its pid is alive); with ``steps``, also when
+    trains (``status.json``'s state and ``workbench.liveness.run_is_live``); with ``steps``, also when
     its complete steps last changed (the metrics folder's mtime). Two equal signatures mean nothing to redraw."""
     import json
 
@@ -157,8 +157,7 @@ def root_signature(root: Path, steps: bool = False) -> tuple:
         try:
             status = json.loads((path / "status.json").read_bytes())
             state = str(status.get("state")) if isinstance(status, dict) else "?"
-            pid = status.get("pid") if isinstance(status, dict) else None
-            live = state == "running" and (pid_alive(pid) if isinstance(pid, int) else True)
+            live = isinstance(status, dict) and run_is_live(path, status)
         except (OSError, ValueError):
             state, live = "?", False
         out.append((name, state, live, _mtime(path / "metrics") if steps else 0))
@@ -385,3 +384,15 @@ def figure_csv(cli: str, fdata: Any) -> bytes:
             index=False
         )
     return text.encode()
+
+
+def measure_label_noise(card: RunCard, sample: int, steps: list[int]) -> dict[str, Any]:
+    """``training.label_noise`` on ``sample`` logged rollouts of ``steps`` of the card's run, with a grader of
+    its own (started and closed here): the counts, the Wilson interval and up to 10 examples."""
+    from training.label_noise import label_noise
+    from training.rewards import Grader
+
+    if card.path is None:
+        raise ValueError(f"{card.name}: no run folder")
+    with Grader(workers=1) as grader:
+        return label_noise(card.path, grader, sample=sample, steps=steps).to_dict()

@@ -53,6 +53,33 @@ name = url.chooser(
 card = by_name[name]
 if card.synthetic:
     st.warning("SYNTHETIC run (workbench.synthetic_run): invented rollouts for tests, not a training result.")
+with st.expander("Label noise: how often plain math-verify disagrees with this run's rewards"):
+    st.caption(
+        "REAL reads rewards as class labels, so a wrong label is a wrong gradient. This grades a seeded sample of "
+        "the run's logged rollouts (its last 20 steps) again with math-verify as it ships (LaTeX and plain "
+        "expressions, gold answers as written; `training.label_noise`) and counts where it disagrees with the "
+        "logged reward. A disagreement means one of the two graders is wrong: read the examples."
+    )
+    n_sample = st.number_input("Rollouts to grade", 20, 5000, 200, 20, key="insp_noise_n")
+    noise_key = ("label_noise", card.name, len(card.steps), int(n_sample))
+    if st.button("Measure", key="insp_noise_go", icon=":material/rule:"):
+        with st.spinner("Grading the sample with math-verify…"):
+            try:
+                st.session_state[noise_key] = data.measure_label_noise(card, int(n_sample), card.steps[-20:])
+            except (RunFormatError, ValueError) as e:
+                st.error(f"Label noise cannot be measured: {md_literal(e)}", icon=":material/error:")
+    noise = st.session_state.get(noise_key)
+    if noise is not None:
+        lo, hi = noise["interval95"]
+        a, b, c = st.columns(3)
+        a.metric("Disagreement", f"{noise['rate']:.1%}", help=f"95% interval {lo:.1%} to {hi:.1%} (Wilson)")
+        b.metric("Logged 1, plain math-verify 0", noise["logged_only"])
+        c.metric("Logged 0, plain math-verify 1", noise["reference_only"])
+        st.caption(
+            f"{noise['graded']} of {noise['sampled']} sampled rollouts graded (of {noise['rollouts']})."
+        )
+        if noise["examples"]:
+            st.dataframe(pd.DataFrame(noise["examples"]), hide_index=True)
 steps = card.steps
 step = (
     c_step.select_slider("Step", options=steps, value=steps[-1], key="insp_step", bind="query-params")

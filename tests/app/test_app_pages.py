@@ -293,6 +293,25 @@ def test_a_run_being_trained_shows_its_complete_steps_and_refreshes(
     assert "At step 3" in [h.value for h in at.subheader]  # cached reads were keyed on the folder's mtime
 
 
+def test_inspector_measures_label_noise(good_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 18: the run's label noise on the page equals ``training.label_noise`` on the same sample."""
+    from training.label_noise import label_noise
+    from training.rewards import Grader
+    from workbench.runlog import open_run
+
+    at = open_app(good_root, monkeypatch, "inspector")
+    at.selectbox(key="insp_run").set_value("real-s0").run()
+    at.number_input(key="insp_noise_n").set_value(40).run()
+    at.button(key="insp_noise_go").click().run()
+    assert not at.exception
+    run = open_run(good_root / "real-s0")
+    with Grader(workers=1) as grader:
+        expected = label_noise(run, grader, sample=40, steps=run.steps()[-20:])
+    assert expected.sampled == 40
+    assert metric(at, "Disagreement") == f"{expected.rate:.1%}"
+    assert int(metric(at, "Logged 1, plain math-verify 0")) == expected.logged_only
+
+
 def test_inspector_reports_a_step_whose_files_are_missing(
     mixed_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
