@@ -89,7 +89,7 @@ with tab_derive:
         "correct rollout: dividing by $e^{-\\bar s^k/\\tau}$ gives $e^{+\\bar s^k/\\tau}$, not $e^{-\\bar s^k/\\tau}$. "
         "Appendix **Eq. 24** prints $C_- = 1 + \\sum_{j\\neq k} e^{-\\bar s^j/\\tau}$, but the wrong rollouts enter "
         "Eq. 8 as $e^{+\\bar s^j/\\tau}$. The main text's Eq. 9/10 are right: autograd agrees with them to float "
-        "precision and not with the appendix (pinned by `tests/test_closed_form_properties.py`; see the "
+        "precision and not with the appendix (pinned by `tests/workbench/test_closed_form_properties.py`; see the "
         "*appendix* column of the worked example, which uses Eq. 23/24).",
         icon=":material/report:",
     )

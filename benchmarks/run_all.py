@@ -3,7 +3,7 @@
     python -m benchmarks                     # full sizes (about 6 min on 2 busy cores; the first run also
                                              # writes the stats and app inputs to cache/: +10 min)
     python -m benchmarks --quick             # small sizes: checks that everything runs (about 2 min;
-                                             # tests/test_benchmarks.py runs it in the default pytest run)
+                                             # tests/benchmarks/test_benchmarks.py runs it in the default pytest run)
     python -m benchmarks --only sampler rl_step
     python -m benchmarks --pipeline-record PATH/paper-figures.jsonl
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("workbench", "training", "app_lib")
-# These import an engine (verl, TRL) that lives in its own environment; tests/engines checks them there.
+# These import an engine (verl, TRL) that lives in its own environment; tests/training/engines checks them there.
 ENGINE_ONLY = {"training.engines.verl_real", "training.engines.verl_trainer", "training.engines.verl_reward",
                "training.engines.trl_trainer"}  # fmt: skip
 

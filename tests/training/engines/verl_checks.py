@@ -35,7 +35,7 @@ from workbench.objectives import OBJECTIVES  # noqa: E402
 from workbench.runlog import RunWriter, open_run  # noqa: E402
 from workbench.step_tables import rollout_info  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DT = torch.float64
 
 

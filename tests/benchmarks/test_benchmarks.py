@@ -20,7 +20,7 @@ import pytest
 from benchmarks.bench_pipeline import full_pipeline
 from benchmarks.run_all import ITEMS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 KEYS = {
     "sampler": {"sampler"},
     "rl_step": {"rl_step"},

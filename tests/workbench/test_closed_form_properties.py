@@ -242,7 +242,7 @@ def test_without_the_anchor_weights_vanish_once_the_gap_is_wide_even_below_zero(
 
 def test_the_derivation_names_tests_that_exist():
     """docs/derivation.md cites the tests that pin its statements by name; each must be defined here."""
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "derivation.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "derivation.md").read_text()
     cited = set(re.findall(r"::(test_\w+)", doc))
     assert cited, "the derivation should name the tests that pin it"
     assert not sorted(name for name in cited if name not in globals())

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def run_checks(engine: str, checks: str, tmp_path: Path, timeout: int = 600) -> None:
@@ -34,7 +34,7 @@ def run_checks(engine: str, checks: str, tmp_path: Path, timeout: int = 600) -> 
         str(python),
         "-m",
         "pytest",
-        f"tests/engines/{checks}",
+        f"tests/training/engines/{checks}",
         "-q",
         "-p",
         "no:cacheprovider",
