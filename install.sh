@@ -3,7 +3,7 @@
 #
 #   bash install.sh            # the workbench, the trainer and the app
 #   bash install.sh test       # ... plus the test tools (pytest, hypothesis, ruff, selenium, Debian's chromium)
-#   bash install.sh trl        # any extra of pyproject.toml: test, vllm, trl, verl
+#   bash install.sh trl        # any extra of pyproject.toml: test, trackers, vllm, trl, verl
 #   bash install.sh engines    # only the engines' CPU test environments .venv-verl and .venv-trl (see below)
 #
 # `test` also builds .venv-verl and .venv-trl, the environments in which tests/engines runs verl's and TRL's own
@@ -21,9 +21,10 @@ PYTHON=${PYTHON:-python3}
 
 # The engines' CPU test environments. Versions are pinned to the releases the adapters were written against.
 VERL_ENV=(verl==0.9.1 "transformers>=5.5.3,<5.11,!=5.6.0" tensordict==0.10.0 hydra-core ray codetiming datasets pillow peft
-  TransferQueue==0.1.11 cachetools fastapi uvicorn torchdata numpy pandas pyarrow pytest pytest-timeout
+  TransferQueue==0.1.11 cachetools fastapi uvicorn torchdata numpy pandas pyarrow pytest pytest-timeout tensorboard
   "math-verify[antlr4_9_3]>=0.7")  # hydra pins antlr4 4.9: the grader's math-verify takes the matching parser
-TRL_ENV=(trl==1.16.0 numpy pandas pyarrow pytest pytest-timeout "math-verify[antlr4_13_2]>=0.7")
+TRL_ENV=(trl==1.16.0 numpy pandas pyarrow pytest pytest-timeout "math-verify[antlr4_13_2]>=0.7"
+  tensorboard)  # tensorboard: the trackers checks (tests/engines/*_checks.py) read event files back
 
 cpu_torch() {  # $1: a venv's python. Installs the CPU torch first where there is no GPU (never a CUDA build here).
   local py=$1

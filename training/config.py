@@ -41,9 +41,10 @@ def _f(default: Any, help: str, group: str, **meta: Any) -> Any:
 
 PRESET_NAMES = ("tiny", "paper-1.5b", "paper-7b")  # PRESETS below holds what each sets
 # Settings a resumed run may change: they do not alter what the run computes up to the steps already done.
-RESUME_MUTABLE = frozenset(
-    {"steps", "progress", "grader_workers", "grader_timeout", "save_every", "keep_checkpoints", "cache_dir"}
-)
+RESUME_MUTABLE = frozenset({
+    "steps", "progress", "grader_workers", "grader_timeout", "save_every", "keep_checkpoints", "cache_dir",
+    "report_to", "wandb_offline",
+})  # fmt: skip
 
 
 @dataclass
@@ -240,6 +241,17 @@ class TrainSettings:
         "system",
     )
     progress: bool = _f(True, "show a progress bar", "system")
+    report_to: str = _f(
+        "none",
+        "send the step metrics (the run directory's metrics table, same names) and the config to trackers: a "
+        "comma list of tensorboard (<out>/tensorboard), wandb (<out>/wandb), or none; pip install -e .[trackers]",
+        "system",
+    )
+    wandb_offline: bool = _f(
+        False,
+        "wandb: write the W&B run offline under <out>/wandb (as WANDB_MODE=offline); wandb sync uploads it",
+        "system",
+    )
 
     # ------------------------------------------------------------------------------------------- derived
     def objective_overrides(self) -> dict[str, Any]:
@@ -354,6 +366,12 @@ class TrainSettings:
             )
         if "{prompt}" not in self.prompt_template:
             raise ConfigError("--prompt-template must contain {prompt}")
+        from training.trackers import TrackerUnavailable, check_available, parse_report_to
+
+        try:
+            check_available(parse_report_to(self.report_to))
+        except (ValueError, TrackerUnavailable) as e:
+            raise ConfigError(str(e)) from None
 
         self._validate_objective()
         try:

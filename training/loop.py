@@ -69,6 +69,7 @@ from training.seeding import SAMPLE, SHUFFLE, VALIDATE, derive_seed, prompt_indi
 from training.steplog import RolloutFacts, UpdateRecord, rollout_columns, token_columns
 from training.task import Problem, encode_prompt, make_splits
 from training.tokenizer import build_tokenizer, token_texts
+from training.trackers import Trackers, open_trackers, parse_report_to
 from training.warmstart import load_or_train
 from workbench.objectives import OBJECTIVES
 from workbench.runlog import RunWriter, atomic_write_json, read_meta
@@ -340,6 +341,23 @@ class Trainer:
             for split, info in self.data_info.items():
                 if info["skipped"]:
                     self.writer.event("data_skipped", split=split, **info)
+        self._open_trackers()
+
+    def _open_trackers(self) -> None:
+        """``--report-to``: the trackers that mirror the metrics table, sent the config of ``run.json`` once."""
+        names = parse_report_to(self.cfg.report_to)
+        if not names:
+            return
+
+        def warn(name: str, error: str) -> None:
+            self.log(f"warning: the {name} tracker failed and is off for the rest of the run ({error})")
+            self.writer.event("tracker_failed", tracker=name, error=error)
+
+        self.trackers = open_trackers(
+            names, self.out, run_name=self.out.name, resume_step=self.start_step,
+            wandb_offline=self.cfg.wandb_offline, warn=warn,
+        )  # fmt: skip
+        self.trackers.log_config(read_meta(self.out)["config"])
 
     def _save_final_model(self) -> None:
         """``<out>/final_model``: the policy and its tokenizer as a ``save_pretrained`` folder (written under a
@@ -440,8 +458,10 @@ class Trainer:
         return self.out
 
     _last_done = 0  # last step whose logs are complete
+    trackers = Trackers()  # --report-to; none until setup opens them (an instance's own replaces this one)
 
     def close(self) -> None:
+        self.trackers.close()
         self._grading.shutdown(wait=True)
         if getattr(self, "backend", None) is not None:
             self.backend.close()
@@ -614,8 +634,9 @@ class Trainer:
             return {"time_log": metrics["time_log"], "time_step": metrics["time_step"]}
 
         metrics.update(time_log=0.0, time_step=0.0)  # placeholders: the writer checks the columns up front
-        self.writer.write_step(step, metrics, rollouts, tokens, late_metrics=late)
+        row = self.writer.write_step(step, metrics, rollouts, tokens, late_metrics=late)
         self._last_done = step  # complete now, even if its checkpoint below fails
+        self.trackers.log_metrics(step, row)  # --report-to: the row just written, as written
 
         # checkpoint, after the step's logs (a checkpoint never points past a logged step); its time is an event
         if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.steps:

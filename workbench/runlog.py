@@ -272,8 +272,9 @@ class RunWriter:
         tokens: Mapping[str, Any],
         *,
         late_metrics: Callable[[], Mapping[str, Any]] | None = None,
-    ) -> None:
-        """Write the three tables of ``step``; ``metrics`` last, which marks the step complete.
+    ) -> dict[str, Any]:
+        """Write the three tables of ``step``; ``metrics`` last, which marks the step complete. Returns the
+        metrics row as written (schema types; a NaN is None), for trackers that mirror the metrics table.
 
         ``late_metrics``, if given, is called after the tokens and rollouts files are written and its values
         update ``metrics`` before that file is written (e.g. the time the logging itself took).
@@ -288,6 +289,7 @@ class RunWriter:
                 "metrics", {k: [v] for k, v in {**metrics, **late_metrics(), "step": step}.items()}
             )
         atomic_write_table(step_file(self.dir, "metrics", step), met)
+        return met.to_pylist()[0]
 
     def set_status(self, state: str, *, last_step: int, error: str | None = None, **extra: Any) -> None:
         status = {

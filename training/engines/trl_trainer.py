@@ -20,6 +20,8 @@ What TRL (1.16) does to a generation batch, and what this subclass changes:
   by a count of the whole window.
 - Each optimizer step is written to the run directory (``workbench.runlog.RunWriter``): the rollouts its
   micro-batches used, their update records (``training.engines.records.update_records``) and step metrics.
+  ``run_report_to`` sends those metrics rows and the run's config to trackers (``training.trackers``, as
+  ``python -m training train --report-to``); TRL's own ``args.report_to`` keeps sending TRL's logs, independently.
 
 The GRPO advantage TRL computes (``std + 1e-4``) is not used: the objectives compute theirs (``std + adv_eps``).
 """
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 import zlib
 from collections.abc import Sequence
@@ -42,9 +45,10 @@ from trl import GRPOConfig, GRPOTrainer
 
 from training.engines.records import assemble_step, update_records
 from training.tokenizer import token_texts
+from training.trackers import Trackers, check_available, open_trackers, parse_report_to
 from workbench.methods import METHODS, SPECS, resolve_hparams
 from workbench.objectives import get_objective
-from workbench.runlog import RunWriter
+from workbench.runlog import RunWriter, read_meta
 from workbench.step_tables import rollout_info
 
 PACK_KEY = "wb_packed_group_size"
@@ -108,8 +112,10 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
     """``GRPOTrainer`` whose loss is ``workbench.objectives[method]`` on whole prompt groups.
 
     Extra arguments: ``method`` (one of ``workbench.methods.METHODS``), ``hparams`` (overrides of the paper's
-    defaults), ``run_dir`` (the run directory to write; None writes none), ``run_name``. ``args.beta`` is set from
-    the objective's KL coefficient so TRL computes reference log-probs exactly when the objective needs them.
+    defaults), ``run_dir`` (the run directory to write; None writes none), ``run_name``, ``run_report_to``
+    (trackers mirroring the run directory's metrics, e.g. ``"tensorboard,wandb"``; writes under ``run_dir``).
+    ``args.beta`` is set from the objective's KL coefficient so TRL computes reference log-probs exactly when the
+    objective needs them.
     """
 
     def __init__(
@@ -119,8 +125,13 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
         hparams: dict[str, Any] | None = None,
         run_dir: str | Path | None = None,
         run_name: str | None = None,
+        run_report_to: str | None = None,
         **kwargs: Any,
     ):
+        self.wb_report_to = parse_report_to(run_report_to)  # ValueError: one line naming the bad tracker
+        if self.wb_report_to and run_dir is None:
+            raise ValueError(f"run_report_to={run_report_to!r} mirrors the run directory: pass run_dir too")
+        check_available(self.wb_report_to)  # TrackerUnavailable: one line naming the extra to install
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         self.wb_method = method
@@ -156,6 +167,7 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
         self.wb_dir = Path(run_dir) if run_dir is not None else None
         self.wb_name = run_name or (self.wb_dir.name if self.wb_dir else "trl")
         self.wb_writer: RunWriter | None = None
+        self.wb_trackers = Trackers()
         self._wb_gen: dict[int, dict[str, Any]] = {}
         self._wb_window: list[dict[str, Any]] = []
         self._wb_next_id = 0
@@ -375,10 +387,30 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
         met["time_log"] = time.perf_counter() - start
         if self.wb_writer is None:
             self.wb_writer = self._wb_open(step)
-        self.wb_writer.write_step(step, met, roll, tok)
+            self._wb_open_trackers(step - 1)
+        row = self.wb_writer.write_step(step, met, roll, tok)
+        self.wb_trackers.log_metrics(step, row)
         self.wb_writer.set_status("running", last_step=step)
         used = set(order)
         self._wb_gen = {k: v for k, v in self._wb_gen.items() if k not in used or self.num_iterations > 1}
+
+    def _wb_open_trackers(self, last_step: int) -> None:
+        if not self.wb_report_to:
+            return
+        assert self.wb_dir is not None and self.wb_writer is not None
+        writer = self.wb_writer
+
+        def warn(name: str, error: str) -> None:
+            print(
+                f"warning: the {name} tracker failed and is off for the rest of the run ({error})",
+                file=sys.stderr,
+            )
+            writer.event("tracker_failed", tracker=name, error=error)
+
+        self.wb_trackers = open_trackers(
+            self.wb_report_to, self.wb_dir, run_name=self.wb_name, resume_step=last_step, warn=warn
+        )
+        self.wb_trackers.log_config(read_meta(self.wb_dir)["config"])
 
     def train(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -387,6 +419,8 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
             if self.wb_writer is not None:
                 self.wb_writer.set_status("failed", last_step=int(self.state.global_step) - 1, error=repr(e))
             raise
+        finally:
+            self.wb_trackers.close()
         if self.wb_writer is not None:
             self.wb_writer.set_status("finished", last_step=int(self.state.global_step))
         return out

@@ -16,7 +16,9 @@ the launch script sets ``VERL_USE_EXTERNAL_MODULES=training.engines.verl_trainer
 
 Configuration (``workbench`` section of the config, see scripts/verl/real_1p5b.yaml): ``method`` (default: the
 actor's ``policy_loss.loss_mode``), ``hparams`` (overrides of the paper's defaults), ``run_dir``, ``tokens_every``
-(log tokens every k steps; 0 never) and ``token_groups`` (prompt groups whose tokens are logged).
+(log tokens every k steps; 0 never), ``token_groups`` (prompt groups whose tokens are logged) and ``report_to``
+(``training.trackers``: the run directory's metrics rows to tensorboard/wandb under ``run_dir``, as ``python -m
+training train --report-to``; verl's own ``trainer.logger`` sends verl's metrics independently).
 
 This module needs verl's full GPU stack (TransferQueue, Ray, vLLM): it is not importable in the CPU test
 environment; its pure parts live in ``verl_real`` and ``records`` and are tested there.
@@ -28,6 +30,7 @@ import dataclasses
 import math
 import re
 import shutil
+import sys
 import time
 import zlib
 from functools import partial
@@ -47,8 +50,9 @@ from verl.utils.transferqueue_utils import tq
 from training.engines import verl_real
 from training.engines.records import assemble_step, read_update_shards
 from training.tokenizer import token_texts
+from training.trackers import open_trackers, parse_report_to
 from workbench.methods import METHODS
-from workbench.runlog import RunWriter
+from workbench.runlog import RunWriter, read_meta
 from workbench.step_tables import rollout_info
 
 VAL_KEY = re.compile(r"^val-core/.+/(acc|reward|score)/mean@\d+$")
@@ -195,6 +199,20 @@ class WorkbenchTrainer(PPOTrainerSync):
             self.wb_writer = RunWriter.create(
                 self.wb_dir, name=self.wb_dir.name, method=self.wb_spec.method, config=config, env=env
             )
+        writer = self.wb_writer
+
+        def warn(name: str, error: str) -> None:
+            print(
+                f"warning: the {name} tracker failed and is off for the rest of the run ({error})",
+                file=sys.stderr,
+            )
+            writer.event("tracker_failed", tracker=name, error=error)
+
+        self.wb_trackers = open_trackers(
+            parse_report_to(_select(cfg, "workbench.report_to", None)), self.wb_dir, run_name=self.wb_dir.name,
+            resume_step=self.global_steps, warn=warn,
+        )  # fmt: skip
+        self.wb_trackers.log_config(read_meta(self.wb_dir)["config"])
 
     def fit(self, agent_loop_manager: Any) -> None:
         try:
@@ -202,6 +220,8 @@ class WorkbenchTrainer(PPOTrainerSync):
         except BaseException as e:
             self.wb_writer.set_status("failed", last_step=max(self.global_steps - 1, 0), error=repr(e))
             raise
+        finally:
+            self.wb_trackers.close()
         self.wb_writer.set_status("finished", last_step=max(self.global_steps - 1, 0))
 
     def _compute_metrics(self, batch: Any, metrics: dict, timing_raw: dict, global_steps: int, epoch: int):
@@ -249,7 +269,8 @@ class WorkbenchTrainer(PPOTrainerSync):
             global_steps, info, text, updates, met, decode=lambda ids: token_texts(tok, ids)
         )
         met["time_log"] = time.perf_counter() - start
-        self.wb_writer.write_step(global_steps, met, roll, tokens)
+        row = self.wb_writer.write_step(global_steps, met, roll, tokens)
+        self.wb_trackers.log_metrics(global_steps, row)
         self.wb_writer.set_status("running", last_step=global_steps)
         shutil.rmtree(shard_dir, ignore_errors=True)
 

@@ -108,7 +108,7 @@ def tiny(tmp_path_factory) -> Path:
     return build_tiny(tmp_path_factory.mktemp("tiny"))
 
 
-def make_trainer(tiny: Path, tmp: Path, method: str, **hp) -> Probe:
+def make_trainer(tiny: Path, tmp: Path, method: str, report_to: str | None = None, **hp) -> Probe:
     prompts = [f"{a}+{b}=" for a in range(4) for b in range(4)]
     dataset = Dataset.from_dict({"prompt": prompts, "answer": [str(len(p)) for p in prompts]})
     args = GRPOConfig(
@@ -136,6 +136,7 @@ def make_trainer(tiny: Path, tmp: Path, method: str, **hp) -> Probe:
         method=method,
         hparams=hp or None,
         run_dir=tmp / "run",
+        run_report_to=report_to,
     )
     trainer.probes = []
     return trainer
@@ -257,3 +258,39 @@ def test_reward_function_grades_with_the_workbench_grader():
     boxed = reward_function(GraderConfig(extraction="boxed"))
     assert boxed(prompts=["q"], completions=["$7$"], answer=["7"]) == [0.0]
     assert boxed.grader_config["extraction"] == "boxed"
+
+
+def test_run_report_to_tensorboard_mirrors_the_run_directorys_metrics(tiny, tmp_path):
+    """``run_report_to="tensorboard"``: every non-null value of each step's metrics row, same name and step."""
+    pytest.importorskip(
+        "tensorboard", reason="tensorboard is not installed here (pip install -e .[trackers])"
+    )
+    import pyarrow.parquet as pq
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from workbench.runlog import step_file
+
+    trainer = make_trainer(tiny, tmp_path, "real", report_to="tensorboard")
+    trainer.train()
+    run = tmp_path / "run"
+    rows = {s: pq.read_table(step_file(run, "metrics", s)).to_pylist()[0] for s in open_run(run).steps()}
+    assert sorted(rows) == [1, 2, 3]
+    expected = {(k, s): v for s, row in rows.items() for k, v in row.items() if k != "step" and v is not None}
+    acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+    acc.Reload()
+    got = {(k, e.step): e.value for k in acc.Tags()["scalars"] for e in acc.Scalars(k)}
+    assert set(got) == set(expected) and len(expected) >= 3 * 10
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-6, abs=1e-30), key  # float32 in the event file
+
+
+def test_run_report_to_is_checked_at_construction(tiny, tmp_path):
+    args = GRPOConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=4, use_cpu=True,
+                      report_to="none")  # fmt: skip
+    with pytest.raises(ValueError, match="unknown tracker 'tensorbord'"):
+        WorkbenchGRPOTrainer(model=str(tiny), reward_funcs=reward_has_seven, args=args, run_dir=tmp_path / "r",
+                             run_report_to="tensorbord")  # fmt: skip
+    with pytest.raises(ValueError, match="pass run_dir too"):
+        WorkbenchGRPOTrainer(
+            model=str(tiny), reward_funcs=reward_has_seven, args=args, run_report_to="tensorboard"
+        )

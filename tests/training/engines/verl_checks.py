@@ -641,3 +641,36 @@ def test_documented_differences_gspo_clamp_and_singleton_advantage():
     )
     ours = group_advantages(scores.sum(1), GroupLayout.from_ids(torch.tensor([0, 1, 1])), 1e-6)
     assert float(adv_v[0, 0]) == pytest.approx(1.0, rel=1e-5) and float(ours[0]) == 0.0
+
+
+def test_open_run_opens_the_trackers_named_by_workbench_report_to(tmp_path):
+    """``workbench.report_to`` is checked when the run directory opens; ``none`` opens no tracker, and a tracker
+    that is installed here gets the config of run.json."""
+    from training.engines import verl_trainer
+    from training.trackers import TRACKERS
+
+    def opened(report_to: str, run_dir: Path) -> verl_trainer.WorkbenchTrainer:
+        trainer = object.__new__(verl_trainer.WorkbenchTrainer)
+        trainer.config = OmegaConf.create(
+            {
+                "trainer": {"experiment_name": "x"},
+                "workbench": {"run_dir": str(run_dir), "report_to": report_to},
+            }
+        )
+        trainer.wb_spec = verl_real.LossSpec(method="real", group_size=4, overrides={})
+        trainer.global_steps = 0
+        trainer._open_run()
+        return trainer
+
+    assert opened("none", tmp_path / "a").wb_trackers.names == []
+    assert open_run(tmp_path / "a").method == "real"
+    with pytest.raises(ValueError, match="unknown tracker 'tensorbord'"):
+        opened("tensorbord", tmp_path / "b")
+    import importlib.util
+
+    installed = [t for t in TRACKERS if importlib.util.find_spec(t) is not None]
+    if "tensorboard" in installed:
+        trainer = opened("tensorboard", tmp_path / "c")
+        assert trainer.wb_trackers.names == ["tensorboard"]
+        trainer.wb_trackers.close()
+        assert list((tmp_path / "c" / "tensorboard").glob("events.out.tfevents.*"))
