@@ -18,8 +18,8 @@ st.markdown(
     "you play with one prompt group."
 )
 
-tab_derive, tab_example, tab_family = st.tabs(
-    ["Derivation (Eq. 3 → Eq. 9/10)", "Worked example", "One form, three variants"],
+tab_derive, tab_example, tab_family, tab_methods = st.tabs(
+    ["Derivation (Eq. 3 → Eq. 9/10)", "Worked example", "One form, three variants", "Every method"],
     key="learn_tab",
     bind="query-params",
 )
@@ -226,6 +226,8 @@ with tab_family:
         "the no-anchor curve)."
     )
 
+
+with tab_methods:
     st.subheader("Every method the workbench knows")
     st.markdown(
         "One row per registered method (`workbench/methods/`, one module each), read from its closed-form curve at "
