@@ -11,7 +11,9 @@ The TRL part is what a TRL user writes, with the workbench's config and trainer 
     trainer = WorkbenchGRPOTrainer(model, reward_funcs=reward_function(), args=args, train_dataset=dataset)
     trainer.train()
 
-The run directory (``--out``/run) opens in the app like any other run.
+The run directory (``--out``/run) opens in the app like any other run. Data parallel on CPU (DDP over gloo):
+``torchrun --nproc_per_node 2 scripts/trl_real_example.py ...`` (``accelerate launch --cpu --num_processes 2``
+starts one process).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from accelerate import PartialState
 from datasets import Dataset
 
 from training.engines.trl_config import WorkbenchGRPOConfig
@@ -54,9 +57,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     a = parse(argv)
-    model_dir = (
-        a.model if a.model is not None else save_tiny_model_folder(a.out / "model", chat=False, seed=0)
-    )
+    model_dir = a.model
+    if model_dir is None:  # under torchrun every process needs it: the first writes it, the others wait
+        model_dir = a.out / "model"
+        with PartialState().main_process_first():
+            if not (model_dir / "config.json").is_file():
+                save_tiny_model_folder(model_dir, chat=False, seed=0)
     problems = make_splits(ArithmeticSpec())["train"][: a.prompts]
     dataset = Dataset.from_dict(
         {

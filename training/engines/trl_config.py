@@ -173,7 +173,7 @@ def method_ratio_level(method: str) -> str:
     return SPECS[method].ratio
 
 
-def method_reward_scaling(method: str, hp: Any) -> str:
+def method_reward_scaling(method: str) -> str:
     """TRL's ``scale_rewards`` that matches how ``method`` forms its advantage: ``group`` (divided by the group's
     std), ``none`` (Dr. GRPO's centred advantage; the REAL family reads rewards as labels and scales nothing)."""
     if SPECS[method].family == "real" or method == "dr_grpo":
@@ -275,7 +275,7 @@ def check_fields(cfg: Any) -> None:
             f"importance_sampling_level={cfg.importance_sampling_level!r}: {method}'s ratio is {level}-level; "
             f"for a sequence-level clip use {fix}"
         )
-    scaling = method_reward_scaling(method, hp)
+    scaling = method_reward_scaling(method)
     given = {True: "group", False: "none"}.get(cfg.scale_rewards, cfg.scale_rewards)
     if given is not None and given != scaling:
         raise ValueError(
