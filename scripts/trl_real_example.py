@@ -12,8 +12,9 @@ The TRL part is what a TRL user writes, with the workbench's config and trainer 
     trainer.train()
 
 The run directory (``--out``/run) opens in the app like any other run. Data parallel on CPU (DDP over gloo):
-``torchrun --nproc_per_node 2 scripts/trl_real_example.py ...`` (``accelerate launch --cpu --num_processes 2``
-starts one process).
+``torchrun --nproc_per_node 2 scripts/trl_real_example.py ...`` or ``accelerate launch --multi_gpu
+--num_processes 2 scripts/trl_real_example.py ...`` (``accelerate launch --cpu --num_processes 2`` starts one
+process).
 """
 
 from __future__ import annotations
