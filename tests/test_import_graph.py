@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("workbench", "training", "app_lib")
 # These import an engine (verl, TRL) that lives in its own environment; tests/training/engines checks them there.
 ENGINE_ONLY = {"training.engines.verl_real", "training.engines.verl_trainer", "training.engines.verl_reward",
-               "training.engines.trl_trainer"}  # fmt: skip
+               "training.engines.trl_trainer", "training.engines.trl_config"}  # fmt: skip
 
 
 def modules() -> dict[str, Path]:

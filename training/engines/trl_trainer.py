@@ -1,5 +1,9 @@
 """TRL's ``GRPOTrainer`` training with any objective of ``workbench.objectives`` and writing the run directory.
 
+Use: ``WorkbenchGRPOTrainer(model, reward_funcs, args=WorkbenchGRPOConfig(loss_type="real", ...), ...)``; the
+config (``training.engines.trl_config``) names the method, maps TRL's fields onto its hyper-parameters and refuses
+those it cannot honour. Example: ``scripts/trl_real_example.py``.
+
 What TRL (1.16) does to a generation batch, and what this subclass changes:
 
 - ``_generate_and_score_completions`` returns per-rollout tensors (ids, masks, advantages, old/ref log-probs) but
@@ -16,8 +20,8 @@ What TRL (1.16) does to a generation batch, and what this subclass changes:
   ``1 / gradient_accumulation_steps`` for ``seq-mean-token-mean`` and REAL's ``normalize=prompts`` (every
   micro-batch holds as many rollouts and groups), ``processes * t / N`` for ``token-mean`` (t tokens here, N in the
   window, estimated from TRL's ``num_items_in_batch`` as TRL's own ``dapo`` loss does), ``processes`` for REAL's
-  ``normalize=sum``; ``normalize=used`` and ``normalize=rollouts`` (real_bce's default) are refused: they divide
-  by a count of the whole window.
+  ``normalize=sum``; ``normalize=used`` and ``normalize=rollouts`` (real_bce's default) are refused by the
+  config: they divide by a count of the whole window.
 - Each optimizer step is written to the run directory (``workbench.runlog.RunWriter``): the rollouts its
   micro-batches used, their update records (``training.engines.records.update_records``) and step metrics.
   ``run_report_to`` sends those metrics rows and the run's config to trackers (``training.trackers``, as
@@ -41,12 +45,13 @@ import numpy as np
 import torch
 from accelerate.utils import gather_object
 from transformers import TrainerCallback
-from trl import GRPOConfig, GRPOTrainer
+from trl import GRPOTrainer
 
 from training.engines.records import assemble_step, update_records
+from training.engines.trl_config import WorkbenchGRPOConfig
 from training.tokenizer import token_texts
 from training.trackers import Trackers, check_available, open_trackers, parse_report_to
-from workbench.methods import METHODS, SPECS, resolve_hparams
+from workbench.methods import SPECS
 from workbench.objectives import get_objective
 from workbench.runlog import RunWriter, read_meta
 from workbench.step_tables import rollout_info
@@ -109,20 +114,19 @@ class _StepEnd(TrainerCallback):
 
 
 class WorkbenchGRPOTrainer(GRPOTrainer):
-    """``GRPOTrainer`` whose loss is ``workbench.objectives[method]`` on whole prompt groups.
+    """``GRPOTrainer`` whose loss is the workbench objective ``args.loss_type`` on whole prompt groups.
 
-    Extra arguments: ``method`` (one of ``workbench.methods.METHODS``), ``hparams`` (overrides of the paper's
-    defaults), ``run_dir`` (the run directory to write; None writes none), ``run_name``, ``run_report_to``
-    (trackers mirroring the run directory's metrics, e.g. ``"tensorboard,wandb"``; writes under ``run_dir``).
-    ``args.beta`` is set from the objective's KL coefficient so TRL computes reference log-probs exactly when the
-    objective needs them.
+    ``args`` must be a ``WorkbenchGRPOConfig`` (``training.engines.trl_config``): it names the method and holds
+    its hyper-parameters, and refuses the ``GRPOConfig`` settings an objective cannot honour. Extra arguments:
+    ``run_dir`` (the run directory to write; None writes none), ``run_name`` and ``run_report_to`` (trackers
+    mirroring the run directory's metrics, e.g. ``"tensorboard,wandb"``; writes under ``run_dir``). The REAL family
+    reads one binary label per rollout: several reward functions need ``real_label_threshold`` (refused here
+    otherwise).
     """
 
     def __init__(
         self,
         *args: Any,
-        method: str = "real",
-        hparams: dict[str, Any] | None = None,
         run_dir: str | Path | None = None,
         run_name: str | None = None,
         run_report_to: str | None = None,
@@ -132,38 +136,37 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
         if self.wb_report_to and run_dir is None:
             raise ValueError(f"run_report_to={run_report_to!r} mirrors the run directory: pass run_dir too")
         check_available(self.wb_report_to)  # TrackerUnavailable: one line naming the extra to install
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        for old in ("method", "hparams"):
+            if old in kwargs:
+                raise TypeError(
+                    f"{old}= is not an argument: name the method and its settings in the config, "
+                    "args=WorkbenchGRPOConfig(loss_type='real', real_tau=0.5, ...)"
+                )
+        train_args = kwargs.get("args") if "args" in kwargs else (args[2] if len(args) > 2 else None)
+        if not isinstance(train_args, WorkbenchGRPOConfig):
+            raise TypeError(
+                f"args must be a WorkbenchGRPOConfig (training.engines.trl_config), got "
+                f"{type(train_args).__name__}: a plain GRPOConfig names TRL's own losses (use trl.GRPOTrainer)"
+            )
+        method = train_args.loss_type
         self.wb_method = method
-        self.wb_overrides = dict(hparams or {})
-        self.wb_hparams = resolve_hparams(method, self.wb_overrides)
-        hp = self.wb_hparams
-        spec = SPECS[method]
-        if spec.divides_by(hp) == "window":
-            settings = ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(hp).items())
+        self.wb_hparams = train_args.workbench_hparams()
+        self.wb_overrides = dataclasses.asdict(self.wb_hparams)
+        self.wb_threshold = train_args.real_label_threshold
+        reward_funcs = kwargs.get("reward_funcs", args[1] if len(args) > 1 else None)
+        n_funcs = len(reward_funcs) if isinstance(reward_funcs, list | tuple) else 1
+        if SPECS[method].family == "real" and n_funcs > 1 and self.wb_threshold is None:
             raise ValueError(
-                f"{method} ({settings}) divides by a count over the whole optimizer window (real_bce's "
-                "default normalize='rollouts', the authors' mean over the mixed groups' rollouts, or Dr. GRPO's "
-                "padded width without max_tokens); pass normalize='prompts' (for real_bce: the paper's Eq. 11 per "
-                "group over the prompts) or 'sum', or max_tokens=<max_completion_length> for Dr. GRPO"
-            )
-        if spec.family == "real" and hp.kl_beta > 0:
-            raise ValueError(
-                "the REAL family's KL term is a micro-batch token-mean and cannot be made global here"
-            )
-        train_args: GRPOConfig | None = (
-            kwargs.get("args") if "args" in kwargs else (args[2] if len(args) > 2 else None)
-        )
-        if train_args is None:
-            raise ValueError("pass args=GRPOConfig(...)")
-        train_args.beta = float(hp.kl_beta) if hp.kl_target == "ref" else 0.0
-        g = train_args.num_generations
-        if train_args.per_device_train_batch_size % g:
-            raise ValueError(
-                f"per_device_train_batch_size={train_args.per_device_train_batch_size} must be a multiple of "
-                f"num_generations={g}: a micro-batch must hold whole prompt groups"
+                f"{method} needs one binary label per rollout and got {n_funcs} reward functions: pass "
+                "real_label_threshold=t in the config (label = 1 where the weighted sum of the reward functions "
+                "is >= t), or combine them into one function returning 0 or 1"
             )
         super().__init__(*args, **kwargs)
+        if self.aux_loss_enabled:
+            raise ValueError(
+                "this Mixture-of-Experts model adds TRL's router auxiliary loss, which the workbench objectives "
+                "leave out: set router_aux_loss_coef=0.0"
+            )
         self.wb_dir = Path(run_dir) if run_dir is not None else None
         self.wb_name = run_name or (self.wb_dir.name if self.wb_dir else "trl")
         self.wb_writer: RunWriter | None = None
@@ -195,6 +198,8 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
             raise ValueError(f"{b} local rollouts do not form whole groups of {g}")
         weights = self.reward_weights.to(self._wb_rewards_per_func.device)
         all_rewards = (self._wb_rewards_per_func * weights.unsqueeze(0)).nansum(dim=1)
+        if self.wb_threshold is not None:
+            all_rewards = (all_rewards >= self.wb_threshold).to(all_rewards.dtype)
         p = self.accelerator.process_index
         rewards = all_rewards[p * b : (p + 1) * b].to(torch.float32).cpu()
         prompts = [str(x.get("prompt")) for x in inputs]
