@@ -58,13 +58,23 @@ def trainer_available() -> bool:
         return False
 
 
-def train_command(method: str, preset: str, steps: int | None, seed: int | None, out: Path) -> list[str]:
-    """The documented trainer command line for a run written to ``out`` (``None``: the preset's value)."""
+def train_command(
+    method: str,
+    preset: str,
+    steps: int | None,
+    seed: int | None,
+    out: Path,
+    hparams: dict[str, object] | None = None,
+) -> list[str]:
+    """The documented trainer command line for a run written to ``out`` (``None``: the preset's value);
+    ``hparams``: objective settings that differ from the method's defaults, as their flags (``--tau 0.1``)."""
     cmd = [sys.executable, "-m", "training", "train", "--method", method, "--preset", preset]
     if steps is not None:
         cmd += ["--steps", str(int(steps))]
     if seed is not None:
         cmd += ["--seed", str(int(seed))]
+    for key, value in (hparams or {}).items():
+        cmd += ["--" + key.replace("_", "-"), "none" if value is None else str(value)]
     return [*cmd, "--out", str(out)]
 
 
@@ -104,17 +114,27 @@ def start_job(root: Path, name: str, command: list[str], *, cwd: Path = REPO_ROO
 
 
 def start_training(
-    root: Path, name: str, method: str, preset: str, steps: int | None = None, seed: int | None = None
+    root: Path,
+    name: str,
+    method: str,
+    preset: str,
+    steps: int | None = None,
+    seed: int | None = None,
+    hparams: dict[str, object] | None = None,
 ) -> Job:
-    """Start the trainer for run ``name`` (see ``train_command``)."""
+    """Start the trainer for run ``name`` (see ``train_command``); ``hparams`` are checked against the method's
+    spec here (``resolve_hparams``), so a bad value is refused before anything starts."""
     if not trainer_available():
         raise ValueError("the training module is not in this checkout; `python -m training` cannot run")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; one of {', '.join(PRESETS)}")
     if steps is not None and steps < 1:
         raise ValueError("steps must be >= 1")
+    from workbench.methods import resolve_hparams
+
+    resolve_hparams(method, dict(hparams or {}))  # ValueError naming the setting
     out = resolve_run_dir(root, name)
-    return start_job(root, name, train_command(method, preset, steps, seed, out))
+    return start_job(root, name, train_command(method, preset, steps, seed, out, hparams))
 
 
 def _write(root: Path, job: Job) -> None:

@@ -384,3 +384,36 @@ def refresh_when_a_step_lands(root: str, cards: Sequence[RunCard]) -> None:
                 st.rerun()
 
     _poll()
+
+
+def objective_widgets(method: str, key: str) -> dict[str, object]:
+    """One widget per hyper-parameter of ``method``, generated from its spec (help text, choices, default); returns
+    the settings that differ from the method's defaults (what the trainer's flags need)."""
+    import dataclasses
+    import typing
+
+    from workbench.methods import SPECS
+
+    spec = SPECS[method]
+    hints = typing.get_type_hints(spec.hparams_class)
+    changed: dict[str, object] = {}
+    cols = st.columns(3)
+    for i, f in enumerate(dataclasses.fields(spec.defaults)):
+        default = getattr(spec.defaults, f.name)
+        help_text, choices = f.metadata.get("help"), f.metadata.get("choices")
+        col, wkey = cols[i % 3], f"{key}_{f.name}"
+        options = typing.get_args(hints[f.name])
+        if choices:
+            value = col.selectbox(f.name, choices, index=list(choices).index(default), help=help_text, key=wkey)
+        elif isinstance(default, bool):
+            value = col.checkbox(f.name, value=default, help=help_text, key=wkey)
+        elif int in options or isinstance(default, int):
+            value = col.number_input(f.name, value=default, step=1, min_value=1, help=help_text, key=wkey,
+                                     placeholder="unset")  # fmt: skip
+        else:
+            value = col.number_input(f.name, value=default, format="%g", step=None, help=help_text, key=wkey,
+                                     placeholder="unset")  # fmt: skip
+        if value != default:
+            changed[f.name] = int(value) if isinstance(value, int) else value
+    return changed
+

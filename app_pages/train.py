@@ -10,7 +10,7 @@ import streamlit as st
 
 from app_lib import data, jobs
 from app_lib.config import get_runs_root
-from app_lib.ui import md_code, md_escape, md_literal, method_label
+from app_lib.ui import md_code, md_escape, md_literal, method_label, objective_widgets
 from workbench.methods import METHODS
 from workbench.runs_root import UnsafeRunName, resolve_run_dir
 
@@ -28,14 +28,18 @@ if not available:
         icon=":material/warning:",
     )
 
+method = st.selectbox(
+    "Method", list(METHODS), index=list(METHODS).index("real"), format_func=method_label, key="train_method"
+)
 with st.form("train_form", border=True):
-    c1, c2, c3, c4 = st.columns(4)
-    method = c1.selectbox(
-        "Method", list(METHODS), index=list(METHODS).index("real"), format_func=method_label
-    )
+    c2, c3, c4 = st.columns(3)
     preset = c2.selectbox("Preset", jobs.PRESETS)
     steps = c3.number_input("Steps", min_value=1, max_value=100_000, value=20, step=10)
     seed = c4.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1)
+    with st.expander(
+        f"{method_label(method)} settings (defaults: the method's own; any variant can be trained)"
+    ):
+        chosen = objective_widgets(method, key=f"train_hp_{method}")
     name = st.text_input(
         "Run name", key="train_name", placeholder="leave empty for METHOD-PRESET-sSEED, e.g. real-tiny-s0"
     )
@@ -45,7 +49,7 @@ if submitted:
     run_name = name.strip() or f"{method}-{preset}-s{int(seed)}"
     try:
         resolve_run_dir(root, run_name)
-        job = jobs.start_training(root, run_name, method, preset, int(steps), int(seed))
+        job = jobs.start_training(root, run_name, method, preset, int(steps), int(seed), chosen)
     except UnsafeRunName as e:
         st.error(f"Refused: {md_literal(e)}")
     except ValueError as e:

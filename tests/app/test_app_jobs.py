@@ -101,3 +101,14 @@ def test_train_command_is_the_documented_cli(tmp_path: Path) -> None:
     assert cmd[1:] == ["-m", "training", "train", "--method", "real", "--preset", "tiny", "--steps", "20",
                        "--seed", "3", "--out", str(tmp_path / "r")]  # fmt: skip
     assert "--steps" not in jobs.train_command("real", "tiny", None, None, tmp_path / "r")
+    variant = jobs.train_command(
+        "grpo", "tiny", None, None, tmp_path / "r", {"clip_mode": "bidirectional", "dual_clip": None}
+    )
+    assert variant[-6:] == [
+        "--clip-mode",
+        "bidirectional",
+        "--dual-clip",
+        "none",
+        "--out",
+        str(tmp_path / "r"),
+    ]

@@ -71,6 +71,29 @@ def test_a_run_started_from_the_page_shows_up_under_runs(
     assert read_card(root, "grpo-two-steps").state == "finished"
 
 
+def test_the_page_trains_any_variant_of_a_method(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 15: the method's settings are widgets generated from its spec; a changed one becomes its flag (REAL
+    at tau = 0.1 here, a variant Fig. 4 needs), an unchanged one stays the method's default (no flag)."""
+    root = tmp_path / "runs"
+    monkeypatch.setenv("REAL_RUNS_ROOT", str(root))
+    at = AppTest.from_file(str(APP), default_timeout=120).run()
+    at.switch_page("app_pages/train.py").run()
+    at.selectbox(key="train_method").set_value("real").run()
+    assert at.number_input(key="train_hp_real_tau").value == 0.5  # the spec's default, not a literal here
+    at.number_input(key="train_hp_real_tau").set_value(0.1)
+    at.text_input(key="train_name").set_value("real-tau01")
+    at.button[0].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job = jobs.read_job(root, "real-tau01")
+    assert job is not None
+    try:
+        i = job.command.index("--tau")
+        assert job.command[i + 1] == "0.1" and "--group-filter" not in job.command
+    finally:
+        at.button(key="stop_real-tau01").click().run()
+        _wait(lambda: not pid_alive(job.pid), 30)
+
+
 def test_the_empty_runs_page_trains_the_demo_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "runs"
     monkeypatch.setenv("REAL_RUNS_ROOT", str(root))
