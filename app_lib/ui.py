@@ -386,9 +386,10 @@ def refresh_when_a_step_lands(root: str, cards: Sequence[RunCard]) -> None:
     _poll()
 
 
-def objective_widgets(method: str, key: str) -> dict[str, object]:
+def objective_widgets(method: str, key: str, bind: bool = False, columns: int = 3) -> dict[str, object]:
     """One widget per hyper-parameter of ``method``, generated from its spec (help text, choices, default); returns
-    the settings that differ from the method's defaults (what the trainer's flags need)."""
+    the settings that differ from the method's defaults (what the trainer's flags need). ``bind``: each value
+    lives in the page's URL (``?KEY_NAME=...``)."""
     import dataclasses
     import typing
 
@@ -397,23 +398,25 @@ def objective_widgets(method: str, key: str) -> dict[str, object]:
     spec = SPECS[method]
     hints = typing.get_type_hints(spec.hparams_class)
     changed: dict[str, object] = {}
-    cols = st.columns(3)
+    cols = st.columns(columns)
+    extra = {"bind": "query-params"} if bind else {}
     for i, f in enumerate(dataclasses.fields(spec.defaults)):
         default = getattr(spec.defaults, f.name)
         help_text, choices = f.metadata.get("help"), f.metadata.get("choices")
-        col, wkey = cols[i % 3], f"{key}_{f.name}"
+        col, wkey = cols[i % columns], f"{key}_{f.name}"
         options = typing.get_args(hints[f.name])
         if choices:
-            value = col.selectbox(f.name, choices, index=list(choices).index(default), help=help_text, key=wkey)
+            value = col.selectbox(
+                f.name, choices, index=list(choices).index(default), help=help_text, key=wkey, **extra
+            )
         elif isinstance(default, bool):
-            value = col.checkbox(f.name, value=default, help=help_text, key=wkey)
+            value = col.checkbox(f.name, value=default, help=help_text, key=wkey, **extra)
         elif int in options or isinstance(default, int):
             value = col.number_input(f.name, value=default, step=1, min_value=1, help=help_text, key=wkey,
-                                     placeholder="unset")  # fmt: skip
+                                     placeholder="unset", **extra)  # fmt: skip
         else:
             value = col.number_input(f.name, value=default, format="%g", step=None, help=help_text, key=wkey,
-                                     placeholder="unset")  # fmt: skip
+                                     placeholder="unset", **extra)  # fmt: skip
         if value != default:
             changed[f.name] = int(value) if isinstance(value, int) else value
     return changed
-

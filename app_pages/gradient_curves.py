@@ -11,9 +11,16 @@ import pandas as pd
 import streamlit as st
 
 from app_lib import urlstate as url
-from app_lib.ui import OVERLAP_NOTE, method_label, method_legend, method_scale, stacked_lines
+from app_lib.ui import (
+    OVERLAP_NOTE,
+    method_label,
+    method_legend,
+    method_scale,
+    objective_widgets,
+    stacked_lines,
+)
 from workbench.curves import CurveParams, check_points, curve_table
-from workbench.methods import CLIP_MODES, METHODS
+from workbench.methods import CLIP_MODES, METHODS, REAL_METHODS
 
 st.title("Gradient curves")
 st.markdown(
@@ -73,16 +80,26 @@ with controls:
             "M: other class's mass (no anchor)", 0.1, 10.0, 1.0, 0.1, key="gc_mass", bind="query-params",
             help="no-anchor uses C = (C_REAL - 1) + 1/M; M = 1 is one other-class rollout at s = 0",
         )  # fmt: skip
-        d_lo = st.number_input("DAPO eps_low", 0.0, 0.9, 0.2, 0.01, key="gc_dapo_lo", bind="query-params")
-        d_hi = st.number_input("DAPO eps_high", 0.0, 1.0, 0.28, 0.01, key="gc_dapo_hi", bind="query-params")
-        g_lo = st.number_input(
-            "GSPO eps_low", 0.0, 0.9, 3e-4, 1e-4, format="%.4f", key="gc_gspo_lo", bind="query-params"
+        d_lo = st.number_input(
+            "DAPO eps_low", 0.0, 0.9, CurveParams.dapo_eps_low, 0.01, key="gc_dapo_lo", bind="query-params"
         )
-        g_hi = st.number_input(
-            "GSPO eps_high", 0.0, 1.0, 4e-4, 1e-4, format="%.4f", key="gc_gspo_hi", bind="query-params"
+        d_hi = st.number_input(
+            "DAPO eps_high", 0.0, 1.0, CurveParams.dapo_eps_high, 0.01, key="gc_dapo_hi", bind="query-params"
         )
+        g_lo = st.number_input("GSPO eps_low", 0.0, 0.9, CurveParams.gspo_eps_low, 1e-4, format="%.4f",
+                               key="gc_gspo_lo", bind="query-params")  # fmt: skip
+        g_hi = st.number_input("GSPO eps_high", 0.0, 1.0, CurveParams.gspo_eps_high, 1e-4, format="%.4f",
+                               key="gc_gspo_hi", bind="query-params")  # fmt: skip
         s_lo, s_hi = st.slider("s range", -5.0, 5.0, (-2.0, 2.0), 0.5, key="gc_range", bind="query-params")
         n_points = st.slider("autograd points per curve", 5, 41, 17, 2, key="gc_points", bind="query-params")
+    # Methods whose settings the controls above do not cover get their own, generated from their specs.
+    overrides = []
+    for m in methods:
+        if m in ("grpo", "dapo", "gspo") or m in REAL_METHODS:
+            continue
+        with st.expander(f"{method_label(m)} settings"):
+            changed = objective_widgets(m, key=f"gc_hp_{m}", bind=True, columns=1)
+        overrides += [(m, k, v) for k, v in changed.items()]
 
 if s_lo >= s_hi:
     st.error("The s range must not be empty.")
@@ -94,7 +111,7 @@ if not methods:
 params = CurveParams(
     eps_low=eps_low, eps_high=eps_high, advantage=advantage, clip_mode=clip_mode, tau=tau, c_pos=c_pos,
     c_neg=c_neg, other_class_mass=mass, dapo_eps_low=d_lo, dapo_eps_high=d_hi, gspo_eps_low=g_lo,
-    gspo_eps_high=g_hi,
+    gspo_eps_high=g_hi, overrides=tuple(overrides),
 )  # fmt: skip
 
 

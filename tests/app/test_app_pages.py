@@ -73,6 +73,22 @@ def test_gradient_curves_clip_mode_changes_the_points(
     assert before > 7 and after < 1.3
 
 
+def test_gradient_curves_take_a_new_methods_settings_from_its_spec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14/15: CISPO, added as one spec, gets its settings on the curves page from that spec: its wrong-rollout
+    weight is capped at |A| w_max, and moving w_max moves the cap; autograd still agrees."""
+    at = open_app(tmp_path, monkeypatch)
+    at.pills(key="gc_methods").set_value(["grpo", "cispo"]).run()
+    assert at.number_input(key="gc_hp_cispo_w_max").value == 5.0  # the spec's default
+    at.slider(key="gc_range").set_value((-2.0, 2.0)).run()
+    capped = float(at.dataframe[0].value.set_index("method").loc["CISPO", "max_weight"])
+    at.number_input(key="gc_hp_cispo_w_max").set_value(2.0).run()
+    lower = float(at.dataframe[0].value.set_index("method").loc["CISPO", "max_weight"])
+    assert capped == pytest.approx(5.0) and lower == pytest.approx(2.0)
+    assert float(metric(at, "max |closed form − autograd|")) < 1e-9
+
+
 # ----------------------------------------------------------------------------------------------- 6 learn
 
 
