@@ -362,14 +362,23 @@ class Trainer:
     def _save_final_model(self) -> None:
         """``<out>/final_model``: the policy and its tokenizer as a ``save_pretrained`` folder (written under a
         temporary name, then renamed), in bf16 when the run computes in bf16."""
+        import json
         import shutil
 
         final, tmp = self.out / "final_model", self.out / ".final_model.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         state = self.model.state_dict()
-        if self.cfg.dtype == "bfloat16":
+        bf16 = self.cfg.dtype == "bfloat16"
+        if bf16:
             state = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in state.items()}
         self.model.save_pretrained(tmp, state_dict=state)
+        if bf16:  # save_pretrained writes the training copy's dtype (float32): say what the weights are
+            config_path = tmp / "config.json"
+            config = json.loads(config_path.read_text())
+            for key in ("dtype", "torch_dtype"):
+                if key in config or key == "dtype":
+                    config[key] = "bfloat16"
+            config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         self.tokenizer.save_pretrained(tmp)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)

@@ -66,6 +66,11 @@ def test_training_on_a_data_file_with_a_chat_model(shared_data, chat_model, grad
     rollouts = run.read("rollouts", columns=["prompt", "answer"]).to_pandas()
     assert rollouts.prompt.str.endswith("within \\boxed{}.").all()
 
+    saved_config = json.loads((tmp_path / "run" / "final_model" / "config.json").read_text())
+    assert saved_config.get("dtype", saved_config.get("torch_dtype")) == "bfloat16"  # says what the weights are
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "final_model").dtype == torch.bfloat16
     model, tok2 = load_local_model(tmp_path / "run" / "final_model", torch.float32, torch.device("cpu"))
     assert next(model.parameters()).dtype == torch.float32 and tok2.chat_template == tok.chat_template
     saved = dict(model.named_parameters())
