@@ -67,7 +67,9 @@ def test_training_on_a_data_file_with_a_chat_model(shared_data, chat_model, grad
     assert rollouts.prompt.str.endswith("within \\boxed{}.").all()
 
     saved_config = json.loads((tmp_path / "run" / "final_model" / "config.json").read_text())
-    assert saved_config.get("dtype", saved_config.get("torch_dtype")) == "bfloat16"  # says what the weights are
+    assert (
+        saved_config.get("dtype", saved_config.get("torch_dtype")) == "bfloat16"
+    )  # says what the weights are
     from transformers import AutoModelForCausalLM
 
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "final_model").dtype == torch.bfloat16
