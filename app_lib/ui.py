@@ -281,13 +281,16 @@ def line_chart(
     y_title: str | None = None,
     scales: tuple[alt.Scale, alt.Scale] | None = None,
     x_title: str | None = None,
+    log_y: bool = False,
 ) -> alt.LayerChart:
-    """A small multi-series line chart with tooltips and an optional vertical rule (the selected step).
+    """A small multi-series line chart with tooltips and an optional vertical rule (the selected step);
+    ``log_y``: a symlog y axis (logarithmic away from 0, linear near it, so zeros stay drawable).
 
     No chart title: pages put a heading above it (a Vega title gets clipped in narrow columns)."""
+    y_scale = alt.Scale(type="symlog", constant=1e-3) if log_y else alt.Scale(zero=False)
     enc = {
         "x": alt.X(f"{x}:Q", title=x_title or x, axis=alt.Axis(format="d", tickMinStep=1)),
-        "y": alt.Y(f"{y}:Q", title=y_title or y, scale=alt.Scale(zero=False)),
+        "y": alt.Y(f"{y}:Q", title=y_title or y, scale=y_scale),
         "color": alt.Color(
             f"{color}:N", title=None, scale=scales[0] if scales else alt.Scale(scheme="tableau10"),
             legend=alt.Legend(
@@ -307,6 +310,27 @@ def line_chart(
     legend_rows = (n + 1) // 2 if n > 4 else 1
     # Streamlit sizes the whole chart (legend and axes included) to this height: ``height`` is the plot's own
     return alt.layer(*layers).properties(height=height + 90 + 22 * legend_rows)
+
+
+def ema_smooth(df: pd.DataFrame, value: str, by: str, order: str, weight: float) -> pd.DataFrame:
+    """TensorBoard's smoothing, per ``by`` group in ``order``: ``m_t = w m_{t-1} + (1 - w) x_t`` from ``m_0 = 0``,
+    shown debiased as ``m_t / (1 - w^t)`` (so the first point is the first value and a constant stays constant).
+    ``weight`` 0 returns the values unchanged."""
+    if not 0 <= weight < 1:
+        raise ValueError(f"smoothing weight must be in [0, 1), got {weight}")
+    if weight == 0 or df.empty:
+        return df
+    out = df.sort_values([by, order]).copy()
+
+    def smooth(x: pd.Series) -> pd.Series:
+        m, res = 0.0, []
+        for t, v in enumerate(x.to_numpy(dtype=float), start=1):
+            m = weight * m + (1 - weight) * v
+            res.append(m / (1 - weight**t))
+        return pd.Series(res, index=x.index)
+
+    out[value] = out.groupby(by, sort=False)[value].transform(smooth)
+    return out
 
 
 DEMO_RUN = "demo-real-tiny"

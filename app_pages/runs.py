@@ -13,6 +13,7 @@ from app_lib import data
 from app_lib import urlstate as url
 from app_lib.ui import (
     DASHES,
+    ema_smooth,
     line_chart,
     md_code,
     md_escape,
@@ -119,6 +120,12 @@ def _body() -> None:
     tab_dyn, tab_alloc, tab_c = st.tabs(["Dynamics", "Gradient allocation", "C+ and C-"])
     with tab_dyn:
         st.caption("Colour: method (as in the figures); dashes tell apart runs of one method.")
+        c_s, c_l = st.columns([3, 1])
+        smoothing = c_s.slider(
+            "Smoothing (TensorBoard's EMA weight; 0: raw)", 0.0, 0.95, 0.0, 0.05, key="runs_smooth",
+            bind="query-params",
+        )  # fmt: skip
+        log_y = c_l.toggle("Log scale (symlog)", key="runs_log", bind="query-params")
         shown = [c for c in chosen if c.ok and c.name in set(met["run"])]
         scales = series_scales([c.name for c in shown], [c.method for c in shown])
         grid = st.columns(2)
@@ -130,7 +137,14 @@ def _body() -> None:
                 if d.empty:
                     st.caption("not logged yet")
                     continue
-                st.altair_chart(line_chart(d, "step", key, "run", rule_x=step, y_title=key, scales=scales))
+                d = ema_smooth(d, key, "run", "step", smoothing)
+                st.altair_chart(
+                    line_chart(d, "step", key, "run", rule_x=step, y_title=key, scales=scales, log_y=log_y)
+                )
+        if smoothing:
+            st.caption(
+                f"Curves smoothed (EMA weight {smoothing:g}, debiased); the table above holds raw values."
+            )
 
     with tab_alloc:
         st.caption(

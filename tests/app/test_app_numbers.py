@@ -110,3 +110,54 @@ def test_figure_csv_is_the_clis_file(suite_root: Path, tmp_path: Path, cli: str)
     for col in ("step", "seed", "n_seeds", "count", "group_correct"):
         if col in table:
             assert not table[col].str.contains(r"[.e]", regex=True).any(), (col, table[col].unique()[:5])
+
+
+def test_ema_smooth_is_tensorboards_debiased_ema() -> None:
+    from app_lib.ui import ema_smooth
+
+    df = pd.DataFrame(
+        {"run": ["a"] * 4 + ["b"] * 2, "step": [1, 2, 3, 4, 1, 2], "v": [1.0, 0.0, 0.0, 0.0, 5.0, 5.0]}
+    )
+    out = ema_smooth(df, "v", "run", "step", 0.5).set_index(["run", "step"])["v"]
+    # m = 0.5, 0.25, 0.125, 0.0625 over debias 0.5, 0.75, 0.875, 0.9375
+    assert out.loc[("a", 1)] == 1.0 and out.loc[("a", 2)] == pytest.approx(1 / 3)
+    assert out.loc[("a", 4)] == pytest.approx(0.0625 / 0.9375)
+    assert (out.loc["b"] == 5.0).all()  # a constant stays constant; runs are smoothed apart
+    assert ema_smooth(df, "v", "run", "step", 0.0) is df
+    with pytest.raises(ValueError, match="smoothing weight"):
+        ema_smooth(df, "v", "run", "step", 1.0)
+
+
+def test_runs_charts_smooth_and_take_a_log_scale(good_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 15: the dynamics charts draw the smoothed values the slider asks for and a symlog axis; the table
+    keeps the raw ones."""
+    at = open_page(good_root, monkeypatch, "runs")
+
+    def reward_chart() -> tuple[dict, pd.DataFrame]:
+        spec, frames = next((s, f) for s, f in charts(at) if any("reward_mean" in x for x in f))
+        return spec, next(x for x in frames if "reward_mean" in x)
+
+    _, raw = reward_chart()
+    at.slider(key="runs_smooth").set_value(0.6).run()
+    assert not at.exception
+    _, smoothed = reward_chart()
+    expected = ema_from(raw, 0.6)
+    got = smoothed.sort_values(["run", "step"])["reward_mean"].to_numpy()
+    assert (
+        got == pytest.approx(expected) and not (got == raw.sort_values(["run", "step"])["reward_mean"]).all()
+    )
+    assert any("smoothed (EMA weight 0.6" in c.value for c in at.caption)
+    at.toggle(key="runs_log").set_value(True).run()
+    spec, _ = reward_chart()
+    assert '"symlog"' in json.dumps(spec)
+
+
+def ema_from(df: pd.DataFrame, w: float) -> list[float]:
+    """The debiased EMA per run, written out here again."""
+    out = []
+    for _, g in df.sort_values(["run", "step"]).groupby("run", sort=True):
+        m = 0.0
+        for t, v in enumerate(g["reward_mean"], start=1):
+            m = w * m + (1 - w) * v
+            out.append(m / (1 - w**t))
+    return out
