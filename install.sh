@@ -24,7 +24,7 @@ VERL_ENV=(verl==0.9.1 "transformers>=5.5.3,<5.11,!=5.6.0" tensordict==0.10.0 hyd
   TransferQueue==0.1.11 cachetools fastapi uvicorn torchdata numpy pandas pyarrow pytest pytest-timeout tensorboard
   "math-verify[antlr4_9_3]>=0.7")  # hydra pins antlr4 4.9: the grader's math-verify takes the matching parser
 TRL_ENV=(trl==1.16.0 numpy pandas pyarrow pytest pytest-timeout "math-verify[antlr4_13_2]>=0.7"
-  tensorboard)  # tensorboard: the trackers checks (tests/engines/*_checks.py) read event files back
+  tensorboard)  # tensorboard: the trackers checks (tests/training/engines/*_checks.py) read event files back
 
 cpu_torch() {  # $1: a venv's python. Installs the CPU torch first where there is no GPU (never a CUDA build here).
   local py=$1
