@@ -19,6 +19,7 @@ from training.cli_common import (
     Command,
     UsageError,
     add_train_arguments,
+    check_writable,
     explicit_settings,
 )
 from training.config import (
@@ -113,16 +114,6 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, A
     return cfg, {}
 
 
-def _check_writable(out: Path) -> None:
-    parent = out if out.exists() else out.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    import os
-
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"--out {out}: {parent} is not writable")
-
-
 def run_train(args: argparse.Namespace) -> int:
     from training.runlock import RunLock, RunLocked
 
@@ -131,7 +122,7 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"error: --out {out} exists and is not a folder: choose another --out", file=sys.stderr)
         return EXIT_USAGE
     try:  # before anything is checked or written: one writer per run folder
-        _check_writable(out)
+        check_writable(out)
         lock = RunLock.acquire(out)
     except RunLocked as e:
         print(f"error: {e}", file=sys.stderr)
@@ -152,10 +143,10 @@ def _run_train_locked(args: argparse.Namespace) -> int:
         cfg, changed = config_from_args(args)
         cfg.validate()
         check_backend(cfg.backend)
-        _check_writable(Path(args.out))
+        check_writable(Path(args.out))
         cache = Path(cfg.cache_dir)
         if cfg.model is None and cfg.warmstart:
-            _check_writable(cache)
+            check_writable(cache)
     except (UsageError, ConfigError, BackendUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE

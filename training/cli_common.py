@@ -9,6 +9,7 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from training.config import PRESETS, RESUME_MUTABLE, TrainConfig, flag
@@ -119,3 +120,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def explicit_settings(args: argparse.Namespace) -> dict[str, Any]:
     names = {f.name for f in fields(TrainConfig) if f.metadata.get("cli") is not False}
     return {k: v for k, v in vars(args).items() if k in names and v is not None}
+
+
+def check_writable(out: Path) -> None:
+    """``UsageError`` when ``out`` (or its nearest existing parent) is not writable, before any work starts."""
+    import os
+
+    parent = out if out.exists() else out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"--out {out}: {parent} is not writable")

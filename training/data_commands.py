@@ -10,21 +10,12 @@ as in ``training.data_sources`` (benchmark names, files, Hugging Face Hub ids an
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
-from training.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, UsageError
+from training.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, UsageError, check_writable
 from training.grader_config import add_grader_arguments, grader_config_from
-
-
-def _check_writable(out: Path) -> None:
-    parent = out if out.exists() else out.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"--out {out}: {parent} is not writable")
 
 
 def add_field_arguments(parser: argparse.ArgumentParser) -> None:
@@ -231,7 +222,7 @@ def run_eval_command(args: argparse.Namespace) -> int:
         )  # fmt: skip
         settings.check()
         out = Path(args.out) if args.out else Path("evals") / model_name(args.model)
-        _check_writable(out)
+        check_writable(out)
         prepare_out(out, settings)
     except (EvalError, UsageError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -316,7 +307,7 @@ def run_export(args: argparse.Namespace) -> int:
     from training.export import ExportError, export_checkpoint
 
     try:
-        _check_writable(Path(args.out))
+        check_writable(Path(args.out))
         out = export_checkpoint(args.run_dir, args.step, args.out, args.dtype)
     except (ExportError, UsageError) as e:
         print(f"error: {e}", file=sys.stderr)
