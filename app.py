@@ -15,6 +15,7 @@ from app_lib import urlstate as url
 from app_lib.config import get_runs_root
 from app_lib.data import scan
 from app_lib.ui import follow_runs_root, md_code
+from workbench.methods import LABELS, METHODS
 
 st.set_page_config(page_title="REAL workbench", page_icon=":material/functions:", layout="wide")
 
@@ -67,7 +68,7 @@ with st.sidebar:
         st.page_link(
             "app_pages/runs.py", label="No runs yet: train the tiny demo run", icon=":material/play_arrow:"
         )
-    st.caption("REAL workbench · *Rewards as Labels* (GRPO, DAPO, GSPO, REAL)")
+    st.caption(f"REAL workbench · *Rewards as Labels* · {len(METHODS)} methods: {', '.join(LABELS.values())}")
     # runs started elsewhere appear without a reload; run pages also follow each new step
     follow_runs_root(str(root), steps=page.url_path in ("runs", "inspector", "train"))
 
