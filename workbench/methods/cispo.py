@@ -39,6 +39,7 @@ from workbench.methods.hparams import (
     KL_BETA_HELP,
     KL_TARGET_HELP,
     KL_TARGETS,
+    LOSS_AGG_HELP,
     LOSS_AGGS,
     check_choice,
     check_kl,
@@ -54,9 +55,7 @@ class CispoHParams:
 
     w_max: float = hp_field(5.0, "upper bound on the detached IS weight (TRL's epsilon_high; ScaleRL uses 5)")
     w_min: float = hp_field(0.0, "lower bound on the detached IS weight (0: none, as MiniMax-M1)")
-    loss_agg: Literal["token-mean", "seq-mean-token-mean"] = hp_field(
-        "token-mean", "how token losses are averaged", LOSS_AGGS
-    )
+    loss_agg: Literal["token-mean", "seq-mean-token-mean"] = hp_field("token-mean", LOSS_AGG_HELP, LOSS_AGGS)
     kl_beta: float = hp_field(0.0, KL_BETA_HELP)
     kl_target: Literal["ref", "old"] = hp_field("ref", KL_TARGET_HELP, KL_TARGETS)
     adv_eps: float = hp_field(1e-6, ADV_EPS_HELP)

@@ -25,10 +25,15 @@ from workbench.groups import GroupLayout
 from workbench.methods.clip import clip_breakdown, clip_curve, clip_kinks, clip_stats, ppo_token_loss
 from workbench.methods.common import GradientBreakdown, ObjectiveResult, finish
 from workbench.methods.hparams import (
+    CLIP_MODE_HELP,
     CLIP_MODES,
+    DUAL_CLIP_HELP,
+    EPS_HIGH_HELP,
+    EPS_LOW_HELP,
     KL_BETA_HELP,
     KL_TARGET_HELP,
     KL_TARGETS,
+    LOG_RATIO_CAP_HELP,
     ClipHParams,
     check_kl,
     hp_field,
@@ -40,12 +45,10 @@ from workbench.methods.spec import MethodSpec
 class DrGrpoHParams:
     """Dr. GRPO: GRPO's clip, the centred (not standardised) advantage, a constant token normaliser."""
 
-    eps_low: float = hp_field(0.2, "ratio lower bound 1 - eps_low")
-    eps_high: float = hp_field(0.2, "ratio upper bound 1 + eps_high")
-    clip_mode: Literal["vanilla", "bidirectional", "none"] = hp_field(
-        "vanilla", "which clipped tokens lose their gradient", CLIP_MODES
-    )
-    dual_clip: float | None = hp_field(None, "dual-clip constant c > 1: A < 0 tokens with ratio > c get none")
+    eps_low: float = hp_field(0.2, EPS_LOW_HELP)
+    eps_high: float = hp_field(0.2, EPS_HIGH_HELP)
+    clip_mode: Literal["vanilla", "bidirectional", "none"] = hp_field("vanilla", CLIP_MODE_HELP, CLIP_MODES)
+    dual_clip: float | None = hp_field(None, DUAL_CLIP_HELP)
     max_tokens: int | None = hp_field(
         None,
         "constant token normaliser L_max (the trainer: --max-new-tokens; unset: the padded width)",
@@ -53,7 +56,7 @@ class DrGrpoHParams:
     )
     kl_beta: float = hp_field(0.0, KL_BETA_HELP)
     kl_target: Literal["ref", "old"] = hp_field("ref", KL_TARGET_HELP, KL_TARGETS)
-    log_ratio_cap: float | None = hp_field(20.0, "clamp |log-ratio| to this before exp ('none': off)")
+    log_ratio_cap: float | None = hp_field(20.0, LOG_RATIO_CAP_HELP)
 
     def __post_init__(self) -> None:
         ClipHParams(

@@ -45,6 +45,12 @@ def check_kl(kl_beta: float, kl_target: str) -> None:
     check_choice("kl_target", kl_target, KL_TARGETS)
 
 
+EPS_LOW_HELP = "ratio lower bound 1 - eps_low"
+EPS_HIGH_HELP = "ratio upper bound 1 + eps_high"
+CLIP_MODE_HELP = "which clipped tokens lose their gradient"
+DUAL_CLIP_HELP = "dual-clip constant c > 1: A < 0 tokens with ratio > c get none"
+LOG_RATIO_CAP_HELP = "clamp |log-ratio| to this before exp ('none': off)"
+LOSS_AGG_HELP = "how token losses are averaged"
 KL_BETA_HELP = "weight beta of the k3 KL penalty e^{q-p} - (q-p) - 1 (0: no penalty)"
 KL_TARGET_HELP = "KL to the reference ('ref') or the old ('old') policy"
 ADV_EPS_HELP = "A = (r - mean) / (std + adv_eps) within a group (unbiased std; a group of one gets A = 0)"
@@ -62,19 +68,17 @@ class ClipHParams:
     gradient.
     """
 
-    eps_low: float = hp_field(0.2, "ratio lower bound 1 - eps_low")
-    eps_high: float = hp_field(0.2, "ratio upper bound 1 + eps_high")
-    clip_mode: Literal["vanilla", "bidirectional", "none"] = hp_field(
-        "vanilla", "which clipped tokens lose their gradient", CLIP_MODES
-    )
-    dual_clip: float | None = hp_field(None, "dual-clip constant c > 1: A < 0 tokens with ratio > c get none")
+    eps_low: float = hp_field(0.2, EPS_LOW_HELP)
+    eps_high: float = hp_field(0.2, EPS_HIGH_HELP)
+    clip_mode: Literal["vanilla", "bidirectional", "none"] = hp_field("vanilla", CLIP_MODE_HELP, CLIP_MODES)
+    dual_clip: float | None = hp_field(None, DUAL_CLIP_HELP)
     loss_agg: Literal["token-mean", "seq-mean-token-mean"] = hp_field(
-        "seq-mean-token-mean", "how token losses are averaged", LOSS_AGGS
+        "seq-mean-token-mean", LOSS_AGG_HELP, LOSS_AGGS
     )
     kl_beta: float = hp_field(0.001, KL_BETA_HELP)
     kl_target: Literal["ref", "old"] = hp_field("ref", KL_TARGET_HELP, KL_TARGETS)
     adv_eps: float = hp_field(1e-6, ADV_EPS_HELP)
-    log_ratio_cap: float | None = hp_field(20.0, "clamp |log-ratio| to this before exp ('none': off)")
+    log_ratio_cap: float | None = hp_field(20.0, LOG_RATIO_CAP_HELP)
 
     def __post_init__(self) -> None:
         check_nonneg("eps_low", self.eps_low)
