@@ -40,14 +40,11 @@ def token_texts(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int] | None = 
     (object array indexed by id, for the trainer's lookup without a Python loop per token). Special tokens keep
     their name (``<eos>``)."""
     if ids is None:
-        distinct = list(range(len(tokenizer)))
-    else:
-        distinct = sorted(set(int(i) for i in ids))
-    texts = tokenizer.batch_decode([[i] for i in distinct], skip_special_tokens=False)
-    if ids is None:
+        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))], skip_special_tokens=False)
         return np.asarray(texts, dtype=object)
-    lookup = dict(zip(distinct, texts, strict=True))
-    return np.asarray([lookup[int(i)] for i in ids], dtype=object)
+    distinct, inverse = np.unique(np.asarray(ids, dtype=np.int64), return_inverse=True)
+    texts = tokenizer.batch_decode([[int(i)] for i in distinct], skip_special_tokens=False)
+    return np.asarray(texts, dtype=object)[inverse] if len(distinct) else np.zeros(0, dtype=object)
 
 
 # A chat template in the style of instruction-tuned models: role markers are special tokens (one id each), the
