@@ -8,6 +8,7 @@ Neither side calls the other, so a closed form stays an independent check of its
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +44,14 @@ def aggregate(token_loss: Tensor, batch: RolloutBatch, loss_agg: str) -> Tensor:
     raise ValueError(f"loss_agg={loss_agg!r} is not one of token-mean, seq-mean-token-mean")
 
 
-def kl_penalty(batch: RolloutBatch, kl_beta: float, kl_target: str, loss_agg: str) -> Tensor:
-    """``beta * agg(k3)``, ``k3 = e^{q - p} - (q - p) - 1`` with ``q`` the reference or old log-prob (Schulman's k3)."""
+def kl_penalty(
+    batch: RolloutBatch,
+    kl_beta: float,
+    kl_target: str,
+    loss_agg: str | Callable[[Tensor, RolloutBatch], Tensor],
+) -> Tensor:
+    """``beta * agg(k3)``, ``k3 = e^{q - p} - (q - p) - 1`` with ``q`` the reference or old log-prob (Schulman's k3);
+    ``loss_agg``: an ``aggregate`` mode, or the method's own aggregation ``f(token_values, batch)``."""
     if kl_beta == 0:
         return batch.logp.new_zeros(())
     target = batch.old_logp if kl_target == "old" else batch.ref_logp
@@ -53,7 +60,8 @@ def kl_penalty(batch: RolloutBatch, kl_beta: float, kl_target: str, loss_agg: st
             "kl_beta > 0 with kl_target='ref' needs ref_logp; pass ref_logp, kl_target='old' or kl_beta=0"
         )
     d = torch.where(batch.mask, target - batch.logp, torch.zeros_like(batch.logp))
-    return kl_beta * aggregate(torch.exp(d) - d - 1, batch, loss_agg)
+    k3 = torch.exp(d) - d - 1
+    return kl_beta * (loss_agg(k3, batch) if callable(loss_agg) else aggregate(k3, batch, loss_agg))
 
 
 def _approx_kl_old(batch: RolloutBatch) -> Tensor:

@@ -23,7 +23,7 @@ from torch import Tensor
 from workbench.batch import RolloutBatch
 from workbench.groups import GroupLayout
 from workbench.methods.clip import clip_breakdown, clip_curve, clip_kinks, clip_stats, ppo_token_loss
-from workbench.methods.common import GradientBreakdown, ObjectiveResult, finish
+from workbench.methods.common import GradientBreakdown, ObjectiveResult, finish, kl_penalty
 from workbench.methods.hparams import (
     CLIP_MODE_HELP,
     CLIP_MODES,
@@ -90,15 +90,12 @@ def dr_grpo_objective(batch: RolloutBatch, hp: DrGrpoHParams) -> ObjectiveResult
     adv = centred_advantages(batch.rewards, batch.layout)
     token_loss, ratio = ppo_token_loss(adv.unsqueeze(1), batch.s, hp)  # type: ignore[arg-type]
     norm = _normaliser(batch, hp)
-    pg = torch.where(batch.mask, token_loss, torch.zeros_like(token_loss)).sum() / norm
-    if hp.kl_beta > 0:
-        target = batch.old_logp if hp.kl_target == "old" else batch.ref_logp
-        if target is None:
-            raise ValueError("kl_beta > 0 with kl_target='ref' needs ref_logp; pass ref_logp or kl_beta=0")
-        d = torch.where(batch.mask, target - batch.logp, torch.zeros_like(batch.logp))
-        kl = hp.kl_beta * torch.where(batch.mask, torch.exp(d) - d - 1, torch.zeros_like(d)).sum() / norm
-    else:
-        kl = batch.logp.new_zeros(())
+
+    def constant_norm(values: Tensor, b: RolloutBatch) -> Tensor:  # sum over response tokens / (B L_max)
+        return torch.where(b.mask, values, torch.zeros_like(values)).sum() / norm
+
+    pg = constant_norm(token_loss, batch)
+    kl = kl_penalty(batch, hp.kl_beta, hp.kl_target, constant_norm)
     return finish(pg + kl, pg, kl, clip_stats(batch, adv, ratio, hp), batch, hp)  # type: ignore[arg-type]
 
 
