@@ -88,11 +88,6 @@ class CurveParams:
         over |= {name: value for m, name, value in self.overrides if m == method}
         return resolve_hparams(method, over)
 
-    def clip_range(self, method: str) -> tuple[float, float]:
-        """``(eps_low, eps_high)`` of a method with a clip range."""
-        hp = self.hparams(method)
-        return hp.eps_low, hp.eps_high
-
 
 def curve_weight(method: str, s: np.ndarray, positive: bool, p: CurveParams) -> np.ndarray:
     """Closed-form ``|W|`` of ``method`` at log-ratios ``s`` (``s_t`` for a token-level ratio, ``s_bar`` for a

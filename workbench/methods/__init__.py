@@ -26,7 +26,6 @@ from workbench.methods.hparams import (
     NORMALIZATIONS,
     ClipHParams,
     RealHParams,
-    hp_help,
 )
 from workbench.methods.spec import CurveScenario, MethodSpec
 
@@ -63,7 +62,6 @@ __all__ = [
     "MethodSpec",
     "RealHParams",
     "check_method",
-    "hp_help",
     "resolve_hparams",
 ]
 

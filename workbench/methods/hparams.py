@@ -6,7 +6,6 @@ hyper-parameter is described once, here, and its default once, in its method's s
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -23,11 +22,6 @@ def hp_field(
     """A dataclass field carrying its help text, its choices (for a string setting) and, in ``from_config``, the
     trainer setting that fills it when the user leaves it unset (e.g. ``max_new_tokens``)."""
     return field(default=default, metadata={"help": help, "choices": choices, "from_config": from_config})
-
-
-def hp_help(cls: type, name: str) -> str:
-    """The help text of hyper-parameter ``name`` of dataclass ``cls``."""
-    return {f.name: f for f in dataclasses.fields(cls)}[name].metadata.get("help", "")
 
 
 def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
