@@ -66,7 +66,6 @@ from training.model import (
 from training.rewards import Grader
 from training.rollout import RolloutBackend, TransformersBackend, VLLMBackend, check_backend
 from training.seeding import SAMPLE, SHUFFLE, VALIDATE, derive_seed, prompt_indices, rng
-from training.steplog import RolloutFacts, UpdateRecord, rollout_columns, token_columns
 from training.task import Problem, encode_prompt, make_splits
 from training.tokenizer import build_tokenizer, token_texts
 from training.trackers import Trackers, open_trackers, parse_report_to
@@ -74,7 +73,7 @@ from training.warmstart import load_or_train
 from workbench.objectives import OBJECTIVES
 from workbench.runlog import RunWriter, atomic_write_json, read_meta
 from workbench.stats.mechanisms import regime_summary, run_tau
-from workbench.step_tables import rollout_info, rollout_metrics
+from workbench.step_tables import RolloutFacts, UpdateRecord, build_step
 from workbench.update_records import update_records
 
 MEAN_METRICS = ("loss", "grad_norm", "clip_frac_low", "clip_frac_high", "approx_kl")
@@ -593,9 +592,7 @@ class Trainer:
         # metrics
         lengths = torch.tensor([len(x) for x in gens.responses], dtype=torch.float32)
         ent_sum = sum(float(e.sum()) for e in data.entropy)
-        info = rollout_info(rewards.tolist(), data.group.tolist(), lengths.to(torch.int64).tolist())
-        metrics: dict[str, Any] = {
-            **rollout_metrics(info),  # reward_mean, solved_all/none_ratio, response_len_mean
+        metrics: dict[str, Any] = {  # reward_mean, the solved ratios and response_len_mean: build_step
             "entropy_mean": ent_sum / float(lengths.sum()),
             "val_pass1": val["val_pass1"],
             "val_pass_at_k": val["val_pass_at_k"],
@@ -630,20 +627,21 @@ class Trainer:
 
         # logs: tokens and rollouts, then metrics (complete step)
         t = time.perf_counter()
-        facts = self._facts(data, gens.finished, report.status)
-        rollouts = rollout_columns(step, records, facts)
-        rollouts["behaviour_step"] = np.full(len(rollouts["rollout"]), behaviour_step(step, cfg.rollout_lag))
-        # the run's lag as set; a rollout's own lag, step - 1 - behaviour_step, is smaller in the first steps
-        rollouts["rollout_lag"] = np.full(len(rollouts["rollout"]), cfg.rollout_lag)
-        tokens = token_columns(step, records if cfg.log_tokens else [], self.token_text)
+        metrics.update(time_log=0.0, time_step=0.0)  # placeholders: the tables are checked before writing
+        # rollout_lag is the run's lag as set; a rollout's own lag, step - 1 - behaviour_step, is smaller early on
+        lag = {"behaviour_step": behaviour_step(step, cfg.rollout_lag), "rollout_lag": cfg.rollout_lag}
+        tables = build_step(
+            step, self._facts(data, gens.finished, report.status), records, metrics,
+            token_text=self.token_text, log_tokens=cfg.log_tokens, rollout_extra=lag,
+        )  # fmt: skip
+        metrics = tables.metrics
 
         def late() -> dict[str, float]:  # called by the writer just before the metrics file
             now = time.perf_counter()
             metrics.update(time_log=now - t, time_step=now - t_start)
             return {"time_log": metrics["time_log"], "time_step": metrics["time_step"]}
 
-        metrics.update(time_log=0.0, time_step=0.0)  # placeholders: the writer checks the columns up front
-        row = self.writer.write_step(step, metrics, rollouts, tokens, late_metrics=late)
+        row = self.writer.write_step(step, *tables, late_metrics=late)
         self._last_done = step  # complete now, even if its checkpoint below fails
         self.trackers.log_metrics(step, row)  # --report-to: the row just written, as written
 
@@ -791,7 +789,7 @@ class Trainer:
         rollouts, tokens = update_records(
             cfg.method, result, rollout_index=rows, minibatch=update, entropy=ent, token_ids=sb.response_ids
         )
-        record = UpdateRecord(epoch, rollouts, tokens)
+        record = UpdateRecord(rollouts, tokens, epoch)
         metrics = {
             **result.metrics,
             "grad_norm": grad_norm if not skipped else math.nan,
@@ -801,21 +799,17 @@ class Trainer:
 
     def _facts(self, data: StepData, finished: Tensor, status: list[str]) -> RolloutFacts:
         g = self.cfg.group_size
-        n = len(data.texts)
-        group = data.group.numpy().astype(np.int32)
-        correct = data.rewards.view(-1, g).sum(1).numpy().astype(np.int32)
+        problems = [data.problems[i // g] for i in range(len(data.texts))]
         return RolloutFacts(
-            group=group,
-            prompt_id=np.array([data.problems[i // g].id for i in range(n)], dtype=np.int64),
-            prompt=np.array([data.problems[i // g].prompt for i in range(n)], dtype=object),
-            response=np.array(data.texts, dtype=object),
-            answer=np.array([data.problems[i // g].answer for i in range(n)], dtype=object),
             reward=data.rewards.numpy(),
-            length=np.array([len(r) for r in data.responses], dtype=np.int32),
+            group=data.group.tolist(),
+            length=[len(r) for r in data.responses],
+            prompt=[p.prompt for p in problems],
+            response=data.texts,
+            answer=[p.answer for p in problems],
+            prompt_id=[p.id for p in problems],
             finished=finished.numpy(),
-            grade_status=np.array(status, dtype=object),
-            group_size=np.full(n, g, dtype=np.int32),
-            group_correct=correct[group],
+            grade_status=status,
         )
 
     # ------------------------------------------------------------------------------------------------ validation

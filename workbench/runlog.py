@@ -268,19 +268,21 @@ class RunWriter:
         self,
         step: int,
         metrics: Mapping[str, Any],
-        rollouts: Mapping[str, Any],
-        tokens: Mapping[str, Any],
+        rollouts: Mapping[str, Any] | pa.Table,
+        tokens: Mapping[str, Any] | pa.Table,
         *,
         late_metrics: Callable[[], Mapping[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """Write the three tables of ``step``; ``metrics`` last, which marks the step complete. Returns the
+        """Write the three tables of ``step``; ``metrics`` last, which marks the step complete. ``rollouts`` and
+        ``tokens`` are columns, or tables already checked by ``to_table`` (``workbench.step_tables.build_step``
+        gives both). Returns the
         metrics row as written (schema types; a NaN is None), for trackers that mirror the metrics table.
 
         ``late_metrics``, if given, is called after the tokens and rollouts files are written and its values
         update ``metrics`` before that file is written (e.g. the time the logging itself took).
         """
-        tok = to_table("tokens", tokens)
-        rol = to_table("rollouts", rollouts)
+        tok = tokens if isinstance(tokens, pa.Table) else to_table("tokens", tokens)
+        rol = rollouts if isinstance(rollouts, pa.Table) else to_table("rollouts", rollouts)
         met = to_table("metrics", {k: [v] for k, v in {**metrics, "step": step}.items()})
         atomic_write_table(step_file(self.dir, "tokens", step), tok)
         atomic_write_table(step_file(self.dir, "rollouts", step), rol)

@@ -6,7 +6,8 @@ arithmetic word problems with invented responses; rewards, log-probs and entropi
 random generator with plausible trends (reward rises, entropy falls, later mini-batches drift ``s_t`` the way the
 objective pushes it). Everything derived from them is computed by the real code: each mini-batch's ``loss``,
 clip fractions and KL come from ``workbench.objectives``, every logged weight, gradient, advantage and ``log C``
-from ``workbench.closed_forms.token_gradient``.
+from ``workbench.update_records`` (the closed forms), and the tables from ``workbench.step_tables.build_step``, as
+the trainer's are.
 
 The run says what it is: ``config["synthetic"] = True``, ``config["preset"] = "synthetic"`` and
 ``env["generator"] = "workbench.synthetic_run"``. Readers (the app) label such runs; never present one as a result.
@@ -26,11 +27,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from workbench.closed_forms import token_gradient
-from workbench.methods import CLIP_METHODS, check_method, resolve_hparams
+from workbench.methods import check_method, resolve_hparams
 from workbench.objectives import OBJECTIVES
 from workbench.runlog import RunWriter
-from workbench.step_tables import rollout_info, rollout_metrics
+from workbench.stats.mechanisms import regime_summary, run_tau
+from workbench.step_tables import RolloutFacts, StepTables, UpdateRecord, build_step
+from workbench.update_records import update_records
 
 GENERATOR = "workbench.synthetic_run"
 _SENTENCES = [
@@ -135,8 +137,9 @@ def step_tables(
     mean_len: int = 8,
     trend: tuple[float, float, bool] | None = None,
     vocab: dict[str, int] | None = None,
-) -> tuple[dict, dict, dict]:
-    """One SYNTHETIC step's ``(metrics, rollouts, tokens)`` for ``RunWriter.write_step`` (see the module doc).
+) -> StepTables:
+    """One SYNTHETIC step's tables for ``RunWriter.write_step(step, *tables)`` (see the module doc), built like
+    the trainer's: one ``update_records`` per mini-batch, joined by ``workbench.step_tables.build_step``.
 
     ``hp``: the method's resolved hyper-parameters (its defaults when None); ``trend``: ``(skill, entropy scale,
     validate this step)``, by default ``(0.04 * step, 1, False)``; ``vocab`` maps token text to ids across steps.
@@ -177,14 +180,12 @@ def step_tables(
     old = np.where(mask, old, 0.0)
     entropy = np.where(mask, rng.gamma(2.0, 0.35, (n, t_max)) * entropy_scale, 0.0)
 
+    token_ids = np.zeros((n, t_max), dtype=np.int64)
+    for r, response in enumerate(responses):
+        token_ids[r, : len(response)] = [vocab.setdefault(x, len(vocab)) for x in response]
+
     t = torch.from_numpy
-    weight = np.zeros((n, t_max))
-    grad = np.zeros((n, t_max))
-    keep = np.zeros((n, t_max), dtype=bool)
-    w_roll = np.zeros(n)
-    adv = np.full(n, np.nan)
-    log_c = np.full(n, np.nan)
-    used = np.zeros(n, dtype=bool)
+    updates: list[UpdateRecord] = []
     losses, clip_lo, clip_hi, kls = [], [], [], []
     hp_dict = dataclasses.asdict(hp)
     for mb in range(minibatches):
@@ -192,67 +193,32 @@ def step_tables(
         if rows.size == 0:
             continue
         args = (t(logp[rows]), t(old[rows]), t(mask[rows]), t(rewards[rows]), t(group[rows]))
-        ref = t(old[rows] - 0.01)
-        res = OBJECTIVES[method](*args, ref_logp=ref, **hp_dict)
+        res = OBJECTIVES[method](*args, ref_logp=t(old[rows] - 0.01), **hp_dict)
         losses.append(res.metrics["loss"])
         clip_lo.append(res.metrics.get("clip_frac_low", 0.0))
         clip_hi.append(res.metrics.get("clip_frac_high", 0.0))
         kls.append(res.metrics["approx_kl"])
-        bd = token_gradient(method, *args, **{**hp_dict, "kl_beta": 0.0})
-        weight[rows] = bd.token_weight.numpy()
-        grad[rows] = bd.grad.numpy()
-        keep[rows] = bd.keep.numpy()
-        w_roll[rows] = bd.rollout_weight.numpy()
-        used[rows] = bd.used.numpy()
-        if bd.advantage is not None:
-            adv[rows] = bd.advantage.numpy()
-        if bd.log_c is not None:
-            lc = bd.log_c.numpy()
-            # no anchor: a single-label group has C = +inf (and weight 0); the format stores null there
-            log_c[rows] = np.where(np.isfinite(lc), lc, np.nan)
-
-    rr, cc = np.nonzero(mask)
-    tok_text = [responses[r][c] for r, c in zip(rr.tolist(), cc.tolist(), strict=True)]
-    tok_ids = [vocab.setdefault(x, len(vocab)) for x in tok_text]
-    tokens = {
-        "step": np.full(rr.size, step),
-        "rollout": rr,
-        "pos": cc,
-        "token_id": tok_ids,
-        "token": tok_text,
-        "old_logp": old[rr, cc],
-        "logp": logp[rr, cc],
-        "s": s[rr, cc],
-        "ratio": np.exp(s[rr, cc]),
-        "entropy": entropy[rr, cc],
-        "weight": weight[rr, cc],
-        "grad": grad[rr, cc],
-    }
-    correct_per_group = np.bincount(group, weights=rewards, minlength=prompts).astype(int)
-    s_bar = s.sum(1) / lengths
-    rollouts = {
-        "step": np.full(n, step),
-        "minibatch": minibatch,
-        "rollout": np.arange(n),
-        "group": group,
-        "prompt_id": prompt_ids[group],
-        "prompt": [f"What is {a} + {b} * {c}?" for a, b, c in abc[group]],
-        "response": ["".join(r) for r in responses],
-        "answer": [str(int(x)) for x in answers[group]],
-        "reward": rewards,
-        "length": lengths,
-        "s_bar": s_bar,
-        "advantage": adv if method in CLIP_METHODS else np.full(n, np.nan),
-        "weight": w_roll,
-        "log_c": log_c if method not in CLIP_METHODS else np.full(n, np.nan),
-        "used": used,
-        "group_size": np.full(n, g),
-        "group_correct": correct_per_group[group],
-    }
+        cols = update_records(
+            method,
+            res,
+            rollout_index=rows,
+            minibatch=mb,
+            entropy=t(entropy[rows]),
+            token_ids=t(token_ids[rows]),
+        )
+        updates.append(UpdateRecord(*cols))
+    facts = RolloutFacts(
+        reward=rewards,
+        group=group.tolist(),
+        length=lengths,
+        prompt=[f"What is {a} + {b} * {c}?" for a, b, c in abc[group]],
+        response=["".join(r) for r in responses],
+        answer=[str(int(x)) for x in answers[group]],
+        prompt_id=prompt_ids[group],
+    )
     n_tok = int(lengths.sum())
     t_sample = n_tok / 900.0
-    metrics = {
-        **rollout_metrics(rollout_info(rewards, group, lengths)),
+    scalars = {
         "entropy_mean": float(entropy[mask].mean()),
         "val_pass1": float(np.clip(_sigmoid(np.array(skill - 0.4)) + rng.normal(0, 0.02), 0, 1))
         if validate
@@ -271,7 +237,11 @@ def step_tables(
         "grader_timeouts": 0,
         "grader_errors": 0,
     }
-    return metrics, rollouts, tokens
+    # the regime, as the trainer logs it: over every update of the step
+    s_all = np.concatenate([u.tokens["s"] for u in updates])
+    s_bar_all = np.concatenate([u.rollouts["s_bar"] for u in updates])
+    scalars.update(regime_summary(s_all, s_bar_all, run_tau(method, hp_dict)))
+    return build_step(step, facts, updates, scalars, token_text=np.asarray(list(vocab), dtype=object))
 
 
 # Every variant the figures of workbench.figures need (method, hparams overrides).

@@ -1,8 +1,8 @@
 """Run directories made of numerically awkward steps, logged through the trainer's own logging code.
 
 Each step's mini-batches go through ``workbench.objectives`` (loss and backward),
-``workbench.update_records.update_records`` (the closed-form breakdown, flattened), ``training.steplog``
-(``UpdateRecord``, ``rollout_columns``, ``token_columns``) and ``workbench.runlog.RunWriter`` exactly as
+``workbench.update_records.update_records`` (the closed-form breakdown, flattened), ``workbench.step_tables``
+(``UpdateRecord``, ``RolloutFacts``, ``build_step``) and ``workbench.runlog.RunWriter`` exactly as
 ``training.loop`` does, in float32 as the trainer computes. Only the numbers are chosen:
 
 - ``mixed``: ordinary groups, small log-ratios;
@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.steplog import RolloutFacts, UpdateRecord, rollout_columns, token_columns
 from workbench.methods import resolve_hparams
 from workbench.objectives import OBJECTIVES
 from workbench.runlog import RunWriter
+from workbench.step_tables import RolloutFacts, UpdateRecord, build_step
 from workbench.update_records import update_records
 
 CASES = ("mixed", "all_correct", "all_wrong", "singletons", "huge", "one_token")
@@ -85,7 +85,7 @@ def write_edge_run(root: Path, method: str, hparams: dict[str, Any] | None = Non
 def _step_tables(method: str, hparams: dict, case: str, step: int, rng: np.random.Generator, tau: float):
     hp = resolve_hparams(method, hparams)
     d = _step_batch(case, rng, tau, hp.kl_beta > 0 and hp.kl_target == "old")
-    n, g = len(d["rewards"]), d["g"]
+    n = len(d["rewards"])
     t = int(d["lengths"].max())
     mask = torch.from_numpy(np.arange(t)[None, :] < d["lengths"][:, None])
     old = torch.from_numpy(-rng.exponential(1.0, size=(n, t))).float()
@@ -107,39 +107,22 @@ def _step_tables(method: str, hparams: dict, case: str, step: int, rng: np.rando
         rollouts, tokens = update_records(
             method, res, rollout_index=rows, minibatch=update, entropy=entropy[r], token_ids=token_ids[r]
         )
-        records.append(UpdateRecord(0, rollouts, tokens))
+        records.append(UpdateRecord(rollouts, tokens))
     facts = RolloutFacts(
-        group=d["group"].astype(np.int32),
+        group=d["group"].tolist(),
         prompt_id=(1000 * step + d["group"]).astype(np.int64),
-        prompt=np.array([f"edge {case} {k}" for k in d["group"]], dtype=object),
-        response=np.array(["" if case == "one_token" else f"response {i}" for i in range(n)], dtype=object),
-        answer=np.array(["1"] * n, dtype=object),
+        prompt=[f"edge {case} {k}" for k in d["group"]],
+        response=["" if case == "one_token" else f"response {i}" for i in range(n)],
+        answer=["1"] * n,
         reward=d["rewards"].astype(np.float32),
         length=d["lengths"].astype(np.int32),
         finished=np.ones(n, dtype=bool),
-        grade_status=np.array(["ok"] * n, dtype=object),
-        group_size=np.full(n, g, dtype=np.int32),
-        group_correct=np.bincount(d["group"], weights=d["rewards"]).astype(np.int32)[d["group"]],
+        grade_status=["ok"] * n,
     )
-    correct = np.bincount(d["group"], weights=d["rewards"])
-    sizes = np.bincount(d["group"])
     metrics = {
-        "reward_mean": float(d["rewards"].mean()),
-        "solved_all_ratio": float((correct == sizes).mean()),
-        "solved_none_ratio": float((correct == 0).mean()),
         "entropy_mean": float(entropy[mask].mean()),
         "val_pass1": float("nan") if step % 2 else 0.5,
         "loss": float(np.mean(losses)),
         "grad_norm": 1.0,
-        "clip_frac_low": 0.0,
-        "clip_frac_high": 0.0,
-        "approx_kl": 0.0,
-        "response_len_mean": float(d["lengths"].mean()),
-        **{
-            k: 0.0
-            for k in ("time_sample", "time_grade", "time_update", "time_log", "time_step", "tokens_per_s")
-        },
-        "grader_timeouts": 0,
-        "grader_errors": 0,
     }
-    return metrics, rollout_columns(step, records, facts), token_columns(step, records, VOCAB)
+    return build_step(step, facts, records, metrics, token_text=VOCAB)

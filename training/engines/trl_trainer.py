@@ -47,14 +47,14 @@ from accelerate.utils import gather_object
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
-from training.engines.records import assemble_step, update_records
+from training.engines.records import update_records
 from training.engines.trl_config import WorkbenchGRPOConfig
 from training.tokenizer import token_texts
 from training.trackers import Trackers, check_available, open_trackers, parse_report_to
 from workbench.methods import SPECS
 from workbench.objectives import get_objective
 from workbench.runlog import RunWriter, read_meta
-from workbench.step_tables import rollout_info
+from workbench.step_tables import RolloutFacts, UpdateRecord, build_step
 
 PACK_KEY = "wb_packed_group_size"
 
@@ -359,17 +359,23 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
                     order.append(rid)
         index = {rid: i for i, rid in enumerate(order)}
         rows = [known[r] for r in order]
-        info = rollout_info(
-            [r["reward"] for r in rows], [r["group"] for r in rows], [r["length"] for r in rows]
-        )
-        text = {k: [r[k] for r in rows] for k in ("prompt", "response", "answer", "prompt_id")}
+        keys = (
+            "reward",
+            "group",
+            "length",
+            "prompt",
+            "response",
+            "answer",
+            "prompt_id",
+        )  # as _wb_gen holds them
+        facts = RolloutFacts(**{k: [r[k] for r in rows] for k in keys})
         updates = []
         for part in parts:
             r_cols = dict(part["rollouts"])
             t_cols = dict(part["tokens"])
             r_cols["rollout"] = np.array([index[x] for x in r_cols["rollout"].tolist()], dtype=np.int64)
             t_cols["rollout"] = np.array([index[x] for x in t_cols["rollout"].tolist()], dtype=np.int64)
-            updates.append((r_cols, t_cols))
+            updates.append(UpdateRecord(r_cols, t_cols))
         n_tok = sum(p["tokens_n"] for p in parts)
         procs = max(len(window), 1)
         now = time.perf_counter()
@@ -386,14 +392,15 @@ class WorkbenchGRPOTrainer(GRPOTrainer):
             "tokens_per_s": times["tokens"] / times["sample"] if times["sample"] > 0 else 0.0,
         }
         self._wb_step_start = now
-        met, roll, tok = assemble_step(
-            step, info, text, updates, metrics, decode=lambda ids: token_texts(self.processing_class, ids)
-        )
-        met["time_log"] = time.perf_counter() - start
+        tables = build_step(
+            step, facts, updates, metrics, every_update=False,
+            token_text=lambda ids: token_texts(self.processing_class, ids),
+        )  # fmt: skip
+        tables.metrics["time_log"] = time.perf_counter() - start
         if self.wb_writer is None:
             self.wb_writer = self._wb_open(step)
             self._wb_open_trackers(step - 1)
-        row = self.wb_writer.write_step(step, met, roll, tok)
+        row = self.wb_writer.write_step(step, *tables)
         self.wb_trackers.log_metrics(step, row)
         self.wb_writer.set_status("running", last_step=step)
         used = set(order)

@@ -48,12 +48,12 @@ from verl.utils.seqlen_balancing import log_seqlen_unbalance
 from verl.utils.transferqueue_utils import tq
 
 from training.engines import verl_real
-from training.engines.records import assemble_step, read_update_shards
+from training.engines.records import read_update_shards
 from training.tokenizer import token_texts
 from training.trackers import open_trackers, parse_report_to
 from workbench.methods import METHODS
 from workbench.runlog import RunWriter, read_meta
-from workbench.step_tables import rollout_info
+from workbench.step_tables import RolloutFacts, build_step
 
 VAL_KEY = re.compile(r"^val-core/.+/(acc|reward|score)/mean@\d+$")
 
@@ -244,32 +244,39 @@ class WorkbenchTrainer(PPOTrainerSync):
         mask = _padded(data["response_mask"]).bool()
         rewards = (_padded(data["rm_scores"]).float() * mask).sum(-1)
         lengths = mask.sum(-1)
-        info = rollout_info(rewards.tolist(), uids, lengths.tolist())
         response_ids = [t.tolist() for t in data["responses"].unbind()]  # nested: exact lengths
         prompt_ids = [t.tolist() for t in data["prompts"].unbind()]
         reward_model = data["reward_model"].tolist() if "reward_model" in present else [{}] * len(uids)
         extra = data["extra_info"].tolist() if "extra_info" in present else [{}] * len(uids)
         tok = self.tokenizer
-        text = {
-            "prompt": tok.batch_decode(prompt_ids, skip_special_tokens=True),
-            "response": tok.batch_decode(
+        facts = RolloutFacts(
+            reward=rewards.tolist(),
+            group=uids,
+            length=lengths.tolist(),
+            prompt=tok.batch_decode(prompt_ids, skip_special_tokens=True),
+            response=tok.batch_decode(
                 [r[: int(n)] for r, n in zip(response_ids, lengths.tolist(), strict=True)],
                 skip_special_tokens=True,
             ),
-            "answer": [str((rm or {}).get("ground_truth", "")) for rm in reward_model],
-            "prompt_id": [_prompt_id(x, -1) for x in extra],
-        }
+            answer=[str((rm or {}).get("ground_truth", "")) for rm in reward_model],
+            prompt_id=[_prompt_id(x, -1) for x in extra],
+        )
         updates = read_update_shards(shard_dir) if shard_dir.is_dir() else []
         entropy_mean = metrics.get("actor/entropy", math.nan)
         if "entropy" in present:
             ent = _padded(data["entropy"])
             entropy_mean = float((ent.float() * mask).sum() / mask.sum().clamp(min=1))
         met = self._run_metrics(metrics, timing_raw, int(lengths.sum()), entropy_mean)
-        met, roll, tokens = assemble_step(
-            global_steps, info, text, updates, met, decode=lambda ids: token_texts(tok, ids)
+        tables = build_step(
+            global_steps,
+            facts,
+            updates,
+            met,
+            every_update=False,
+            token_text=lambda ids: token_texts(tok, ids),
         )
-        met["time_log"] = time.perf_counter() - start
-        row = self.wb_writer.write_step(global_steps, met, roll, tokens)
+        tables.metrics["time_log"] = time.perf_counter() - start
+        row = self.wb_writer.write_step(global_steps, *tables)
         self.wb_trackers.log_metrics(global_steps, row)
         self.wb_writer.set_status("running", last_step=global_steps)
         shutil.rmtree(shard_dir, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""The engine-neutral run-dir pieces: update records carry the exact gradient, steps assemble and open."""
+"""The engine-neutral run-dir pieces: update records carry the exact gradient (steps: tests/workbench/test_step_tables.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.engines.records import assemble_step, update_records
+from training.engines.records import update_records
 from workbench.objectives import OBJECTIVES
-from workbench.runlog import RunWriter, open_run
-from workbench.step_tables import rollout_info, rollout_metrics
 
 
 def _batch(seed: int, sizes=(4, 4, 4), t: int = 6):
@@ -51,49 +49,6 @@ def test_kl_is_left_out_of_token_grad():
     _, t1 = update_records("grpo", with_kl, scale=1.0, rollout_index=range(12), minibatch=0)
     _, t2 = update_records("grpo", no_kl, scale=1.0, rollout_index=range(12), minibatch=0)
     np.testing.assert_allclose(t1["grad"], t2["grad"], rtol=1e-12)
-
-
-def test_rollout_info_and_metrics():
-    info = rollout_info(
-        [1, 1, 0, 0, 0, 0, 1, 1], ["a", "a", "b", "b", "c", "c", "d", "d"], [3, 4, 5, 6, 1, 1, 2, 2]
-    )
-    assert info["group"].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
-    assert info["group_correct"].tolist() == [2, 2, 0, 0, 0, 0, 2, 2]
-    m = rollout_metrics(info)
-    assert m == {
-        "reward_mean": 0.5,
-        "solved_all_ratio": 0.5,
-        "solved_none_ratio": 0.5,
-        "response_len_mean": 3.0,
-    }
-
-
-def test_assemble_keeps_first_update_and_writes_an_openable_step(tmp_path):
-    logp, old, mask, rewards, ids, _ = _batch(2)
-    res = OBJECTIVES["real"](logp, old, mask, rewards, ids)
-    first = update_records("real", res, scale=1.0, rollout_index=range(12), minibatch=0)
-    second = update_records("real", res, scale=2.0, rollout_index=range(12), minibatch=1)
-    info = rollout_info(rewards.tolist(), ids.tolist(), mask.sum(1).tolist())
-    text = {"prompt": ["q"] * 12, "response": ["r"] * 12, "answer": ["1"] * 12, "prompt_id": list(range(12))}
-    met, roll, tok = assemble_step(
-        5, info, text, [first, second], {"loss": 1.0, "grad_norm": 2.0, "entropy_mean": 0.3}
-    )
-    assert roll["minibatch"].tolist() == [0] * 12
-    np.testing.assert_allclose(tok["grad"], np.sort(first[1]["grad"])[np.argsort(np.argsort(tok["grad"]))])
-    writer = RunWriter.create(
-        tmp_path / "r",
-        name="r",
-        method="real",
-        config={"method": "real", "seed": 0, "hparams": {}, "group_size": 4},
-        env={},
-    )
-    writer.write_step(5, met, roll, tok)
-    run = open_run(tmp_path / "r")
-    assert run.steps() == [5]
-    assert len(run.tokens()) == int(mask.sum()) and np.isnan(run.metrics()["val_pass1"]).all()
-    with pytest.raises(ValueError, match="rollout 12"):
-        bad = ({**first[0], "rollout": np.arange(1, 13)}, first[1])
-        assemble_step(5, info, text, [bad], {"loss": 1.0, "grad_norm": 2.0, "entropy_mean": 0.3})
 
 
 def test_core_side_imports_no_engine():

@@ -28,12 +28,12 @@ from verl.workers.utils.losses import ppo_loss  # noqa: E402
 from verl.workers.utils.padding import left_right_2_no_padding  # noqa: E402
 
 from training.engines import verl_real  # noqa: E402
-from training.engines.records import assemble_step, read_update_shards  # noqa: E402
+from training.engines.records import read_update_shards  # noqa: E402
 from workbench.groups import GroupLayout, group_advantages  # noqa: E402
 from workbench.methods import resolve_hparams  # noqa: E402
 from workbench.objectives import OBJECTIVES  # noqa: E402
 from workbench.runlog import RunWriter, open_run  # noqa: E402
-from workbench.step_tables import rollout_info  # noqa: E402
+from workbench.step_tables import RolloutFacts, build_step  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[3]
 DT = torch.float64
@@ -595,11 +595,12 @@ def test_worker_shards_make_a_run_that_opens(tmp_path):
     loss.backward()
     updates = read_update_shards(shard_dir)
     assert len(updates) == 1
-    info = rollout_info(ro.rewards.tolist(), ro.uids, ro.response_mask.sum(1).tolist())
-    text = {"prompt": ["p"] * b, "response": ["r"] * b, "answer": ["1"] * b, "prompt_id": list(range(b))}
-    met, roll, tok = assemble_step(
-        1, info, text, updates, {"loss": float(loss), "grad_norm": 1.0, "entropy_mean": 0.5}
-    )
+    facts = RolloutFacts(
+        reward=ro.rewards.tolist(), group=ro.uids, length=ro.response_mask.sum(1).tolist(),
+        prompt=["p"] * b, response=["r"] * b, answer=["1"] * b, prompt_id=list(range(b)),
+    )  # fmt: skip
+    scalars = {"loss": float(loss), "grad_norm": 1.0, "entropy_mean": 0.5}
+    met, roll, tok = build_step(1, facts, updates, scalars, every_update=False)
     run_dir = tmp_path / "run"
     writer = RunWriter.create(
         run_dir,
