@@ -21,6 +21,7 @@ import pandas as pd
 
 from workbench.figures.common import METHOD_COLORS, legible_text, min_text_pt
 from workbench.stats import BAND_NOTE, Selected, expand_run_paths, seed_band, select_variants
+from workbench.stats.mechanisms import logged_regime
 from workbench.stats.variants import RunLike, VariantSpec
 
 # Colours for non-default variants of a method (GRPO bidirectional, REAL tau = 0.1, ...), in order of use.
@@ -65,6 +66,7 @@ class RunFigureData:
                 for s in self.selected
             ],
             "runs": [str(r.dir) for s in self.selected for r in s.runs],
+            "regime": {r.name: logged_regime(r) for s in self.selected for r in s.runs},
             **({"notes": self.notes} if self.notes else {}),
         }
 
@@ -88,6 +90,39 @@ def runs_caption(selected: Sequence[Selected], band: str | None, extra: str = ""
         text += f" Lines: mean over seeds; {BAND_NOTE[band]}."
     if extra:
         text += " " + extra
+    return text + " " + regime_caption(selected)
+
+
+ON_POLICY_SHARE = 0.01  # below this share of rollouts with |s_bar|/tau > 1 a run is read as near on-policy
+
+
+def regime_caption(selected: Sequence[Selected]) -> str:
+    """The regime the figure's runs were in, from what they logged (``workbench.stats.mechanisms.logged_regime``):
+    the range over runs of the share of rollouts with ``|s_bar|/tau > 1``, of the 90% quantile of
+    ``|s_bar|/tau`` and of the 99% quantile of ``|s_t|``, and what that range allows a reader to conclude."""
+    per_run = [logged_regime(r) for s in selected for r in s.runs]
+    known = [r for r in per_run if r]
+    if not known:
+        return "Regime: not logged by these runs (|s̄|/τ unknown), so no mechanism can be read into them."
+
+    def span(key: str, fmt: str) -> str:
+        lo, hi = min(r[key] for r in known), max(r[key] for r in known)
+        return format(lo, fmt) if format(lo, fmt) == format(hi, fmt) else f"{lo:{fmt}}-{hi:{fmt}}"
+
+    text = (
+        f"Regime (logged per step, over its updates; ranges over runs): |s̄|/τ > 1 for {span('sbar_tau_gt1', '.1%')}"
+        f" of rollouts; 90% quantile of |s̄|/τ {span('sbar_tau_q90', '.2g')}; 99% quantile of |s_t| "
+        f"{span('s_abs_q99', '.2g')}."
+    )
+    if max(r["sbar_tau_gt1"] for r in known) < ON_POLICY_SHARE:
+        text += (
+            " Near on-policy: e^(s̄/τ) ≈ 1, so weights are set by group composition and clipping, and the paper's"
+            " mechanisms (misassignment, domination) barely act here."
+        )
+    else:
+        text += " Off-policy for part of the rollouts: there s̄ shapes the weights."
+    if len(known) < len(per_run):
+        text += f" ({len(per_run) - len(known)} of {len(per_run)} runs did not log it.)"
     return text
 
 

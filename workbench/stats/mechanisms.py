@@ -215,3 +215,29 @@ def mechanism_stats(
     out["sbar_gap"] = out["sbar_correct"] - out["sbar_wrong"]
     out["tau"] = tau
     return out[["run", "step", *REGIME_COLUMNS, *MECHANISM_COLUMNS, "tau"]]
+
+
+LOGGED_REGIME: tuple[str, ...] = ("sbar_tau_gt1", "sbar_tau_q90", "s_abs_q99")
+
+
+def logged_regime(run: RunLike) -> dict[str, float]:
+    """A run's regime from what the trainer logged per step (``REGIME_COLUMNS`` in the metrics table, over every
+    update of the step): the mean over steps of ``sbar_tau_gt1`` (share of rollouts with ``|s_bar|/tau > 1``)
+    and the medians over steps of ``sbar_tau_q90`` and ``s_abs_q99``, plus ``tau``. Empty for a run that did not
+    log them (runs older than the regime columns, the engines' runs)."""
+    run = as_run(run)
+    try:
+        met = run.read("metrics", columns=["step", *LOGGED_REGIME]).to_pandas()
+    except (KeyError, ValueError):
+        return {}
+    if met.empty or not set(LOGGED_REGIME) <= set(met.columns):
+        return {}
+    vals = {c: met[c].to_numpy(dtype=np.float64) for c in LOGGED_REGIME}
+    if not all(np.isfinite(v).any() for v in vals.values()):
+        return {}
+    return {
+        "sbar_tau_gt1": float(np.nanmean(vals["sbar_tau_gt1"])),
+        "sbar_tau_q90": float(np.nanmedian(vals["sbar_tau_q90"])),
+        "s_abs_q99": float(np.nanmedian(vals["s_abs_q99"])),
+        "tau": run_tau(run.method, run.config.get("hparams")),
+    }

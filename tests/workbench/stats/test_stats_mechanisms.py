@@ -85,3 +85,47 @@ def test_mechanism_stats_by_hand(mechanism_run):
 def test_run_tau_falls_back_to_reals_default():
     assert run_tau("grpo", {"eps_low": 0.2}) == REGIME_TAU
     assert run_tau("real", {"tau": 0.1}) == 0.1
+
+
+def _regime_run(make_run, name: str, method: str, gt1: list[float], q90: list[float], s99: list[float], **kw):
+    row = [{"reward": 1.0, "tokens": [(0.0, 1.0)]}, {"reward": 0.0, "tokens": [(0.0, 1.0)]}]
+    steps = {k + 1: row for k in range(len(gt1))}
+    metrics = {
+        k + 1: {"sbar_tau_gt1": a, "sbar_tau_q90": b, "s_abs_q99": c}
+        for k, (a, b, c) in enumerate(zip(gt1, q90, s99, strict=True))
+    }
+    return make_run(name, method, steps=steps, metrics=metrics, **kw)
+
+
+def test_logged_regime_means_the_share_and_takes_medians_of_the_quantiles(make_run):
+    from workbench.stats.mechanisms import logged_regime
+
+    path = _regime_run(
+        make_run, "r", "real", [0.0, 0.3, 0.6], [0.1, 2.0, 0.5], [1.0, 9.0, 3.0], hparams={"tau": 0.1}
+    )
+    got = logged_regime(path)
+    assert got == pytest.approx({"sbar_tau_gt1": 0.3, "sbar_tau_q90": 0.5, "s_abs_q99": 3.0, "tau": 0.1})
+    # a run that did not log the regime (an older run, an engine's run) says so by an empty answer
+    assert logged_regime(make_run("old", "grpo", steps={1: [{"reward": 1.0, "tokens": [(0.0, 1.0)]}]})) == {}
+
+
+def test_every_run_figure_caption_states_the_regime(make_run):
+    from workbench.figures.from_runs import regime_caption
+    from workbench.stats import select_variants
+    from workbench.stats.variants import VariantSpec
+
+    on = _regime_run(make_run, "on", "grpo", [0.0, 0.004], [0.02, 0.03], [0.1, 0.2])
+    off = _regime_run(make_run, "off", "real", [0.1, 0.3], [0.8, 1.5], [4.0, 6.0])
+    bare = make_run("bare", "dapo", steps={1: [{"reward": 1.0, "tokens": [(0.0, 1.0)]}]})
+
+    def caption(**paths):
+        specs = [VariantSpec(m.upper(), m) for m in paths]
+        return regime_caption(select_variants("test", list(paths.values()), specs))
+
+    near = caption(grpo=on)
+    assert "0.2% of rollouts" in near and "Near on-policy" in near  # mean over its two steps
+    both = caption(grpo=on, real=off)
+    assert "0.2%-20.0%" in both and "Off-policy for part" in both and "Near on-policy" not in both
+    assert "0.025-1.1" in both and "0.15-5" in both  # medians over steps, ranges over runs
+    assert "1 of 3 runs did not log it" in caption(grpo=on, real=off, dapo=bare)
+    assert "not logged by these runs" in caption(dapo=bare)
