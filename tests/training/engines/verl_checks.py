@@ -421,6 +421,42 @@ def test_real_names_registered_with_a_clear_error():
         fn(None, None, None, None)
 
 
+def test_loss_mode_alone_cannot_select_real_in_verl():
+    """Why a REAL launch needs ``trainer.v1.trainer_mode=workbench`` beside ``loss_mode=real`` (README, "Scaling
+    out"): verl's actor loss hands a registered policy loss only log-probs, advantages, the mask and the config,
+    never the micro-batch's ``uid`` or rewards, although the micro-batch holds them; and verl refuses to register
+    another trainer under its default ``sync``, which loading the workbench's module leaves as verl's own."""
+    from verl.trainer.ppo.v1 import get_trainer_cls, register_trainer
+    from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+
+    from training.engines import verl_trainer
+
+    seen: dict = {}
+
+    @core_algos.register_policy_loss("wb_probe")
+    def probe(**kwargs):
+        seen.update(kwargs)
+        return kwargs["log_prob"].sum() * 0, {}
+
+    ro = make_rollouts(3)
+    td = ro.tensordict(dp_size=1, global_batch_size=None, batch_num_tokens=None)
+    td["advantages"] = torch.zeros_like(ro.old_logp).float()
+    assert "uid" in td.keys() and "token_level_scores" in td.keys()
+    cfg = actor_config(policy_loss={"loss_mode": "wb_probe"})
+    try:
+        ppo_loss(cfg, {"log_probs": nested_log_probs(ro, td, ro.logp)}, td)
+    finally:
+        core_algos.POLICY_LOSS_REGISTRY.pop("wb_probe")
+    assert set(seen) == {
+        "old_log_prob", "log_prob", "advantages", "response_mask", "loss_agg_mode", "config", "rollout_is_weights"
+    }  # fmt: skip
+    assert all(v is None or isinstance(v, torch.Tensor | str) for k, v in seen.items() if k != "config")
+    assert get_trainer_cls("sync") is PPOTrainerSync
+    assert get_trainer_cls("workbench") is verl_trainer.WorkbenchTrainer
+    with pytest.raises(ValueError, match="already registered"):
+        register_trainer("sync")(verl_trainer.WorkbenchTrainer)
+
+
 def test_loss_spec_refuses_what_cannot_be_exact():
     with pytest.raises(ValueError, match="normalize='used'"):
         verl_real.LossSpec("real", 8, {"normalize": "used"})
