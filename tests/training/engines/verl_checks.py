@@ -421,6 +421,42 @@ def test_real_names_registered_with_a_clear_error():
         fn(None, None, None, None)
 
 
+def test_loss_mode_alone_cannot_select_real_in_verl():
+    """Why a REAL launch needs ``trainer.v1.trainer_mode=workbench`` beside ``loss_mode=real`` (README, "Scaling
+    out"): verl's actor loss hands a registered policy loss only log-probs, advantages, the mask and the config,
+    never the micro-batch's ``uid`` or rewards, although the micro-batch holds them; and verl refuses to register
+    another trainer under its default ``sync``, which loading the workbench's module leaves as verl's own."""
+    from verl.trainer.ppo.v1 import get_trainer_cls, register_trainer
+    from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+
+    from training.engines import verl_trainer
+
+    seen: dict = {}
+
+    @core_algos.register_policy_loss("wb_probe")
+    def probe(**kwargs):
+        seen.update(kwargs)
+        return kwargs["log_prob"].sum() * 0, {}
+
+    ro = make_rollouts(3)
+    td = ro.tensordict(dp_size=1, global_batch_size=None, batch_num_tokens=None)
+    td["advantages"] = torch.zeros_like(ro.old_logp).float()
+    assert "uid" in td.keys() and "token_level_scores" in td.keys()
+    cfg = actor_config(policy_loss={"loss_mode": "wb_probe"})
+    try:
+        ppo_loss(cfg, {"log_probs": nested_log_probs(ro, td, ro.logp)}, td)
+    finally:
+        core_algos.POLICY_LOSS_REGISTRY.pop("wb_probe")
+    assert set(seen) == {
+        "old_log_prob", "log_prob", "advantages", "response_mask", "loss_agg_mode", "config", "rollout_is_weights"
+    }  # fmt: skip
+    assert all(v is None or isinstance(v, torch.Tensor | str) for k, v in seen.items() if k != "config")
+    assert get_trainer_cls("sync") is PPOTrainerSync
+    assert get_trainer_cls("workbench") is verl_trainer.WorkbenchTrainer
+    with pytest.raises(ValueError, match="already registered"):
+        register_trainer("sync")(verl_trainer.WorkbenchTrainer)
+
+
 def test_loss_spec_refuses_what_cannot_be_exact():
     with pytest.raises(ValueError, match="normalize='used'"):
         verl_real.LossSpec("real", 8, {"normalize": "used"})
@@ -675,3 +711,51 @@ def test_open_run_opens_the_trackers_named_by_workbench_report_to(tmp_path):
         assert trainer.wb_trackers.names == ["tensorboard"]
         trainer.wb_trackers.close()
         assert list((tmp_path / "c" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+# ------------------------------------------------------------------ verl's own actor workers, 2 ranks on CPU
+
+
+def test_verl_workers_two_ranks_give_the_single_process_gradient(tmp_path):
+    """verl's ``ActorRolloutRefWorker`` (FSDP2 over gloo, 2 ranks, 2 micro-batches each, the workbench's REAL
+    loss installed with ``set_loss_fn``): the gradient just before the optimizer step equals the gradient of
+    ``workbench.objectives["real"]`` on all 32 rollouts in one process; each rank's micro-batches hold whole
+    groups and the ranks hold disjoint halves. verl runs on CPU only with the CPU platform the worker installs
+    (see verl_dp_worker.py: verl 0.9.1 has none)."""
+    import importlib.util
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    spec = importlib.util.spec_from_file_location(
+        "verl_dp_worker", Path(__file__).with_name("verl_dp_worker.py")
+    )
+    worker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(worker)
+    tiny = worker.build_tiny(tmp_path / "tiny")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env |= {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "VERL_ENGINE_DEVICE": "cuda"}
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cmd = [str(torchrun), "--nproc_per_node", "2", "--master_port", str(port),
+           "tests/training/engines/verl_dp_worker.py", str(tmp_path / "out"), str(tiny)]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["world_size"] == 2
+    ranks = run["micro_batch_groups"]
+    assert [len(r) for r in ranks] == [2, 2]  # two micro-batches per rank
+    held = [{u for mb in r for u in mb} for r in ranks]
+    assert held[0].isdisjoint(held[1]) and len(held[0] | held[1]) == worker.PROMPTS
+    grads = torch.load(tmp_path / "out" / "grads.pt")
+    ref = worker.reference_gradient(tiny)
+    assert set(grads) == set(ref)
+    for name, g in grads.items():
+        scale = float(ref[name].abs().max())
+        assert scale > 0, name
+        torch.testing.assert_close(g, ref[name], rtol=0, atol=1e-5 * scale)
+        assert not torch.allclose(2 * g, ref[name], rtol=0, atol=1e-5 * scale)  # a sum over ranks would fail
