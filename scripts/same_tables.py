@@ -27,7 +27,10 @@ def compare(a_dir: str, b_dir: str) -> bool:
         cols = [c for c in x.columns if c in y.columns and not c.startswith(TIMINGS)]
         differ = [c for c in cols if not x[c].equals(y[c])] if len(x) == len(y) else ["(row count)"]
         verdict = "identical" if not differ else "differ in " + ", ".join(differ)
-        print(f"{table}: {len(x)} rows, {len(cols)} columns {verdict}" + (f"; only in one: {only}" if only else ""))
+        print(
+            f"{table}: {len(x)} rows, {len(cols)} columns {verdict}"
+            + (f"; only in one: {only}" if only else "")
+        )
         same &= not differ and not only
     return same
 
