@@ -131,3 +131,15 @@ def check_writable(out: Path) -> None:
         parent = parent.parent
     if not os.access(parent, os.W_OK):
         raise UsageError(f"--out {out}: {parent} is not writable")
+
+
+def add_field_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--problem-field`` and ``--answer-field``: other column names for the problem and the gold answer."""
+    parser.add_argument("--problem-field", default=None, metavar="COLUMN",
+                        help="column holding the problem (a string or a chat list; dotted for nested columns, "
+                        "e.g. 'question'; default: 'problem', else a verl-style 'prompt'); for every set named "
+                        "except the six benchmarks")  # fmt: skip
+    parser.add_argument("--answer-field", default=None, metavar="COLUMN",
+                        help="column holding the gold answer (dotted for nested columns; a worked solution gives "
+                        "the content of its last \\boxed{}, e.g. 'solution'; default: 'answer', else "
+                        "'reward_model.ground_truth')")  # fmt: skip

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.training.conftest import ROOT
-from training.data_commands import main as data_main
+from training.cli import main as data_main
 from training.data_sources import (
     DataSource,
     load_source,
@@ -152,7 +152,7 @@ def _offline_run(code: str, hf_home: Path) -> subprocess.CompletedProcess:
 
 def test_a_hub_id_offline_fails_with_one_line(tmp_path):
     spec = "agentica-org/DeepScaleR-Preview-Dataset:split=train"
-    r = _offline_run("\0".join(["-m", "training.data_commands", "check-data", spec]), tmp_path / "hf")
+    r = _offline_run("\0".join(["-m", "training", "check-data", spec]), tmp_path / "hf")
     assert r.returncode == 1, r.stdout + r.stderr
     assert "Traceback" not in r.stderr
     (line,) = [x for x in r.stdout.splitlines() if x.startswith("unreadable:")]
@@ -161,7 +161,7 @@ def test_a_hub_id_offline_fails_with_one_line(tmp_path):
         "(HF_HUB_OFFLINE is set); load it once with network (it is cached then), or pass a local "
         ".json/.jsonl/.parquet file or folder"
     )
-    r = _offline_run("\0".join(["-m", "training.data_commands", "eval", "--model", str(tmp_path), "--benchmarks",
+    r = _offline_run("\0".join(["-m", "training", "eval", "--model", str(tmp_path), "--benchmarks",
                                 spec]), tmp_path / "hf")  # fmt: skip
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
 

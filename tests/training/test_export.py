@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM
 
 from tests.training.conftest import small_config
 from training.checkpoint import save_checkpoint
-from training.data_commands import main as data_main
+from training.cli import main as data_main
 from training.model import build_tiny_model, load_local_model, load_local_tokenizer
 from training.tokenizer import build_tokenizer
 from workbench.runlog import RunWriter

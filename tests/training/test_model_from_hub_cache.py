@@ -65,7 +65,7 @@ def test_folders_resolve_as_they_are_and_bad_names_fail_with_one_line(chat_model
 
 def test_eval_takes_a_hub_id_offline_from_the_cache(hub_cache, tmp_path):
     out = tmp_path / "ev"
-    r = _offline(["-m", "training.data_commands", "eval", "--model", "me/tinychat", "--benchmarks", "aime",
+    r = _offline(["-m", "training", "eval", "--model", "me/tinychat", "--benchmarks", "aime",
                   "--limit", "2", "--k", "1", "--max-new-tokens", "3", "--out", str(out), "--no-progress",
                   "--paper-tables", "none"], hub_cache, tmp_path)  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -73,7 +73,7 @@ def test_eval_takes_a_hub_id_offline_from_the_cache(hub_cache, tmp_path):
     settings = json.loads((out / "eval.json").read_text())
     assert settings["model"].endswith(f"models--me--tinychat/snapshots/{COMMIT}")  # the cached revision
 
-    r = _offline(["-m", "training.data_commands", "eval", "--model", "me/absent", "--out", str(tmp_path / "o")],
+    r = _offline(["-m", "training", "eval", "--model", "me/absent", "--out", str(tmp_path / "o")],
                  hub_cache, tmp_path)  # fmt: skip
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines() == [

@@ -164,7 +164,8 @@ def test_wandb_offline_holds_every_metric_and_the_config(tracked_run):
 
 
 def test_resume_may_change_report_to(tracked_run, tmp_path):
-    from training.cli import build_parser, config_from_args
+    from training.cli import build_parser
+    from training.commands.train import config_from_args
 
     run = tmp_path / "run"
     shutil.copytree(tracked_run, run)

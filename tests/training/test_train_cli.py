@@ -8,7 +8,8 @@ from dataclasses import fields
 import pytest
 
 from tests.training.conftest import run_cli
-from training.cli import EXIT_USAGE, main
+from training.cli import main
+from training.cli_common import EXIT_USAGE
 from training.config import PRESETS, TrainConfig, build_config, flag
 from training.rollout import vllm_available
 

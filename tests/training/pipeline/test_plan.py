@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from training.cli import UsageError, build_parser, config_from_args
+from training.cli import build_parser
+from training.cli_common import UsageError
+from training.commands.train import config_from_args
 from training.pipeline.cli import parse_train_flags
 from training.pipeline.plan import (
     OPEN_VALUES,
