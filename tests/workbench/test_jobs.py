@@ -119,7 +119,7 @@ def test_a_job_whose_exit_nobody_saw_takes_its_runs_state(tmp_path: Path) -> Non
     old = {"name": "old", "pid": 0, "command": ["x"], "log": "old.log", "started": 0.0, "stopped": None,
            "returncode": 1}  # fmt: skip  # a record written by the app's earlier job module
     (root / ".jobs" / "old.json").write_text(json.dumps(old))
-    assert jobs.job_state(jobs.read_job(root, "old")) == "failed"
+    assert jobs.job_state(jobs.read_job(root, "old")) == "failed" and jobs.read_job(root, "old").run == "old"
 
 
 def test_process_identity_zombies_and_reused_pids(tmp_path: Path) -> None:
