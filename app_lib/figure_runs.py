@@ -204,7 +204,7 @@ def _follow(figure: str, root: Path, job: jobs.Job, rows: list[PlannedRow]) -> N
 
     st.markdown(f"Running: {md_code(shell_command(job.command[3:]))} (pid {job.pid})")
     if st.button("Stop", key=f"pf_stop_{figure}", icon=":material/stop:"):
-        jobs.stop_job(root, job, grace=20)
+        jobs.stop_job(root, job, grace=60)  # the pipeline stops its trainers first (SIGINT, up to 60 s)
         st.rerun()
 
     @st.fragment(run_every=2)

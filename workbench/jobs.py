@@ -36,6 +36,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -43,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.liveness import process_alive, process_start, run_is_live
-from workbench.runs_root import check_run_name
+from workbench.runs_root import check_run_name, resolve_run_dir
 
 JOBS_DIR = ".jobs"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]  # jobs import training and workbench from here
@@ -123,6 +124,26 @@ def _locked(root: Path | str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM held back while a job is started and recorded (in the main thread, where Python takes
+    signals), then sent again: an interrupted caller never leaves a started job without the record its stop reads.
+    (A blocked signal mask would be inherited by the job; a handler is reset to the default at ``exec``.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    old = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in held}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(caught):
+            os.kill(os.getpid(), sig)
 
 
 def _write(job: Job) -> None:
@@ -250,7 +271,7 @@ def start_job(root: Path | str, name: str, command: Sequence[str], *, run: str |
     Refuses (``ValueError``) a name that is not one plain file name and a job of that name still queued or running.
     """
     job = _new(root, name, command, run, cwd, by, None, header)
-    with _locked(root):
+    with _signals_held(), _locked(root):
         _launch(job)
         _write(job)
     return job
@@ -279,8 +300,8 @@ def _run_state(job: Job) -> str:
     """The state of the run a job wrote, for a job whose exit code nobody saw."""
     if job.run is None:
         return ENDED
-    run_dir = job.root / job.run
     try:
+        run_dir = resolve_run_dir(job.root, job.run)  # a record's run name never reads outside the root
         status = json.loads((run_dir / "status.json").read_text())
         state = status.get("state")
     except (OSError, ValueError, AttributeError):
@@ -421,13 +442,13 @@ class Queue:
                 break
             if job.pid is not None or job.stopped is not None:
                 continue
-            with _locked(self.root):
+            with _signals_held(), _locked(self.root):
                 now = _read(self.root, job.name)
                 if now is None or now.queue != self.name or now.pid is not None or now.stopped is not None:
                     continue  # cancelled or taken meanwhile
                 _launch(now)
                 _write(now)
-            self._mine[now.name] = now
+                self._mine[now.name] = now
             started.append(now)
         return started, ended
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -116,6 +117,10 @@ def test_a_job_whose_exit_nobody_saw_takes_its_runs_state(tmp_path: Path) -> Non
                          ({"state": "failed"}, "failed")]:  # fmt: skip
         (root / "r" / "status.json").write_text(json.dumps(status))
         assert jobs.job_state(jobs.read_job(root, "r")) == want
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "status.json").write_text(json.dumps({"state": "finished"}))
+    (root / ".jobs" / "r.json").write_text(json.dumps({**record, "run": "../outside", "by": "x"}))
+    assert jobs.job_state(jobs.read_job(root, "r")) == "ended"  # a record never makes the runner read outside
     old = {"name": "old", "pid": 0, "command": ["x"], "log": "old.log", "started": 0.0, "stopped": None,
            "returncode": 1}  # fmt: skip  # a record written by the app's earlier job module
     (root / ".jobs" / "old.json").write_text(json.dumps(old))
@@ -138,3 +143,20 @@ def test_process_identity_zombies_and_reused_pids(tmp_path: Path) -> None:
     assert process_alive(me, process_start(me)) and process_alive(me, None)
     assert not process_alive(me, process_start(me) + 1)  # the pid now belongs to a later process
     assert not pid_alive(child.pid) and not process_alive(None)
+
+
+def test_a_ctrl_c_while_a_job_starts_waits_until_it_is_recorded(tmp_path: Path) -> None:
+    """Ctrl-C between starting a job and writing its record would leave a job its stop cannot see: it is held
+    back until the record is written, then raised; the job itself starts with no signal blocked or caught."""
+    root = tmp_path / "runs"
+    with pytest.raises(KeyboardInterrupt):
+        with jobs._signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # delivered here, were it not held
+            job = jobs.start_job(root, "mask", [PY, "-c", "print(open('/proc/self/status').read())"])
+            reached_the_end = True
+        time.sleep(1)  # the held signal arrives once the block has ended
+    assert reached_the_end
+    wait_for(lambda: jobs.job_state(jobs.read_job(root, "mask")) == "finished", 20)
+    status = dict(line.split(":\t") for line in jobs.log_tail(job, 100).splitlines() if ":\t" in line)
+    assert int(status["SigBlk"], 16) == 0 and int(status["SigIgn"], 16) & (1 << (signal.SIGINT - 1)) == 0

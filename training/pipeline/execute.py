@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -172,12 +173,14 @@ def run_jobs(
             if queue.active():
                 time.sleep(poll_s)
     except KeyboardInterrupt:
+        if threading.current_thread() is threading.main_thread():  # a second stop (SIGTERM) lets this one end
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         console.close()
         running = sorted(j.name for j in queue.running())
         console.say(f"interrupted: stopping {len(running)} job(s) ...")
         for job in queue.stop(grace=2 * STOP_WAIT_S):
-            console.say(f"{job.name}: did not stop within {STOP_WAIT_S:.0f} s of SIGINT, killed "
-                        "(it resumes from its checkpoint)")  # fmt: skip
+            console.say(f"{job.name}: did not stop within {STOP_WAIT_S:.0f} s of SIGINT; terminated "
+                        "(SIGTERM, then SIGKILL); it resumes from its checkpoint")  # fmt: skip
         events.write("interrupted", running=running)
         raise
     console.close()
