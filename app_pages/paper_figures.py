@@ -214,7 +214,10 @@ def _run_figure_page(cli: str) -> None:
         fdata = _run_figure_data(cli, dirs, sigs, params)
         png = _run_figure_bytes(cli, dirs, sigs, pkey, params, "png")
     except MissingVariantsError as e:
-        st.info(f"Not enough runs for this figure yet. {md_escape(e)}", icon=":material/hourglass_empty:")
+        st.info(
+            f"Not enough runs for this figure yet. {md_escape(e)}\n\nTrain them below (**Train the missing runs**).",
+            icon=":material/hourglass_empty:",
+        )
         return
     except RunFormatError as e:
         st.error(f"A picked run cannot be read: {md_literal(e)}", icon=":material/error:")
