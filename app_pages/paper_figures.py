@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import asdict, fields
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 from matplotlib.figure import Figure
 
-from app_lib import data
+from app_lib import data, figure_runs
 from app_lib import urlstate as url
 from app_lib.ui import md_code, md_escape, md_literal, render_cards, runs_root_and_cards
 from workbench.figures.fig1 import Fig1Params, build_fig1, curves
@@ -184,7 +185,8 @@ def _run_figure_page(cli: str) -> None:
     st.markdown(fig.description)
     if not readable:
         st.info(
-            f"No readable runs under {md_code(root)} yet; train some on the **Train** page.",
+            f"No readable runs under {md_code(root)} yet; train the ones this figure needs below, or any run on "
+            "the **Train** page.",
             icon=":material/info:",
         )
         bad = [c for c in cards if not c.ok]
@@ -212,7 +214,10 @@ def _run_figure_page(cli: str) -> None:
         fdata = _run_figure_data(cli, dirs, sigs, params)
         png = _run_figure_bytes(cli, dirs, sigs, pkey, params, "png")
     except MissingVariantsError as e:
-        st.info(f"Not enough runs for this figure yet. {md_escape(e)}", icon=":material/hourglass_empty:")
+        st.info(
+            f"Not enough runs for this figure yet. {md_escape(e)}\n\nTrain them below (**Train the missing runs**).",
+            icon=":material/hourglass_empty:",
+        )
         return
     except RunFormatError as e:
         st.error(f"A picked run cannot be read: {md_literal(e)}", icon=":material/error:")
@@ -237,3 +242,4 @@ def _run_figure_page(cli: str) -> None:
 
 if choice != "fig1":
     _run_figure_page(choice)
+    figure_runs.render(choice, Path(root))  # the pipeline's plan for this figure, and a button that trains it

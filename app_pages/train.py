@@ -1,4 +1,5 @@
-"""Page 5: start a training run in the background (python -m training train ...), follow it, stop it."""
+"""Page 5: start training runs in the background (python -m training train ...; several seeds queued), follow
+them, stop them. Every job under the runs root is listed: the app's and the pipeline's (workbench.jobs)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,18 @@ with st.form("train_form", border=True):
     c2, c3, c4 = st.columns(3)
     preset = c2.selectbox("Preset", jobs.PRESETS)
     steps = c3.number_input("Steps", min_value=1, max_value=100_000, value=20, step=10)
-    seed = c4.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1)
+    seed = c4.number_input(
+        "Seed (the first, with several)", min_value=0, max_value=2**31 - 1, value=0, step=1
+    )
+    c5, c6, _ = st.columns(3)
+    n_seeds = c5.number_input(
+        "Seeds", min_value=1, max_value=64, value=1, step=1, key="train_seeds",
+        help="Several seeds train one run each (NAME-sSEED), queued: at most the number on the right at a time.",
+    )  # fmt: skip
+    at_once = c6.number_input(
+        "At most at once", min_value=1, max_value=32, value=1, step=1, key="train_at_once",
+        help="How many of the seeds' runs train at the same time; the others wait in the queue.",
+    )  # fmt: skip
     with st.expander(
         f"{method_label(method)} settings (defaults: the method's own; any variant can be trained)"
     ):
@@ -46,23 +58,43 @@ with st.form("train_form", border=True):
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
 
 if submitted:
-    run_name = name.strip() or f"{method}-{preset}-s{int(seed)}"
+    seeds = list(range(int(seed), int(seed) + int(n_seeds)))
+    base = name.strip() or (f"{method}-{preset}-s{int(seed)}" if len(seeds) == 1 else f"{method}-{preset}")
     try:
-        resolve_run_dir(root, run_name)
-        job = jobs.start_training(root, run_name, method, preset, int(steps), int(seed), chosen)
+        if len(seeds) == 1:
+            resolve_run_dir(root, base)
+            job = jobs.start_training(root, base, method, preset, int(steps), int(seed), chosen)
+        else:
+            queued = jobs.start_seeds(root, base, method, preset, int(steps), seeds, int(at_once), chosen)
     except UnsafeRunName as e:
         st.error(f"Refused: {md_literal(e)}")
     except ValueError as e:
         st.error(md_literal(e))
     else:
-        st.success(f"Started **{md_escape(run_name)}** (pid {job.pid}): {md_code(' '.join(job.command[1:]))}")
+        if len(seeds) == 1:
+            st.success(f"Started **{md_escape(base)}** (pid {job.pid}): {md_code(' '.join(job.command[1:]))}")
+        else:
+            st.success(
+                f"Queued **{len(queued)}** runs ({md_escape(', '.join(j.name for j in queued))}), at most "
+                f"{int(at_once)} at a time: {md_code(' '.join(queued[0].command[1:]))} and the same for each seed"
+            )
 
-job_list = jobs.list_jobs(root)
+job_list = [j for j in jobs.list_jobs(root) if j.by != "queue runner"]
+STARTED_BY_APP = ("", jobs.BY)  # "": records of the app's earlier job module
+ACTIVE = ("queued", "running")
+SHOWN = 24  # job cards drawn (newest first); a pipeline root can hold hundreds of records
 
 st.subheader("Every run under the root")
 cards = data.scan(root)
 if cards:
-    started_here = {j.name for j in job_list}
+    by_run = {j.run or j.name: j for j in reversed(job_list)}  # the newest job of each run
+
+    def _origin(run: str) -> str:
+        job = by_run.get(run)
+        if job is None:
+            return "elsewhere"
+        return "this app" if job.by in STARTED_BY_APP else job.by
+
     st.dataframe(
         pd.DataFrame(
             {
@@ -73,47 +105,66 @@ if cards:
                     f"{c.last_step} / {c.total_steps}" if c.total_steps else str(c.last_step) for c in cards
                 ],
                 "pid": [str(c.status.get("pid", "")) if c.live else "" for c in cards],
-                "started from": ["this app" if c.name in started_here else "elsewhere" for c in cards],
+                "started from": [_origin(c.name) for c in cards],
             }
         ),
         hide_index=True,
     )
     st.caption(
         "Runs started anywhere (the command line, another session) appear here within a few seconds. "
-        "The app can stop the runs it started (below); stop others where they run (Ctrl-C), then resume "
-        "them with `--resume`."
+        "The app can stop every job recorded under the root (below: the Train page's, the pipeline's); stop "
+        "others where they run (Ctrl-C), then resume them with `--resume`."
     )
 else:
     st.caption(f"No run folder under {md_code(root)} yet.")
 
-st.subheader("Jobs started from the app")
+st.subheader("Jobs under this root")
 if not job_list:
-    st.caption(f"None yet. Their output goes to {md_code(root / jobs.JOBS_DIR)}.")
+    st.caption(
+        f"None yet. Their output and records go to {md_code(root / jobs.JOBS_DIR)}, with the pipeline's "
+        "(`python -m training paper-figures`, `study`)."
+    )
+
+
+def _state_label(job: jobs.Job, state: str) -> str:
+    if state == "stopped" and job.stopped and job.by in STARTED_BY_APP:
+        return "stopped from the app"
+    if state == "failed" and job.returncode is not None:
+        return f"failed (exit code {job.returncode})"
+    return {
+        "queued": "queued (waits for a free slot)",
+        "not started": "not started (its queue runner ended)",
+    }.get(state, state)
 
 
 def _jobs_body(refreshing: bool = False) -> None:
-    listed = jobs.list_jobs(root)
-    for job in listed:
-        card = data.read_card(Path(root), job.name)
-        alive = job.alive
+    listed = [j for j in jobs.list_jobs(root) if j.by != "queue runner"]
+    states = {j.name: jobs.job_state(j) for j in listed}
+    active = [j for j in listed if states[j.name] in ACTIVE]
+    if len(active) > 1:
+        n_q = sum(states[j.name] == "queued" for j in active)
+        left, right = st.columns([5, 1])
+        left.markdown(f"**{len(active) - n_q} running, {n_q} queued**")
+        if right.button("Stop all", key="stop_all_jobs", icon=":material/stop_circle:"):
+            jobs.stop_jobs(active)
+            st.rerun()
+    for job in listed[:SHOWN]:
+        state = states[job.name]
+        card = data.read_card(Path(root), job.run) if job.run else None
         with st.container(border=True):
             head, btn = st.columns([5, 1])
-            if alive:
-                state = "running"
-            elif job.stopped:
-                state = "stopped from the app"
-            elif card.ok and card.state in ("finished", "failed", "stopped"):
-                state = card.state
-            else:
-                state = "ended" + (f" (exit code {job.returncode})" if job.returncode is not None else "")
-            started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.started))
+            when = job.started or job.queued or 0.0
+            at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
+            pid = f" · pid {job.pid}" if job.pid else ""
+            by = f" · by {md_escape(job.by)}" if job.by and job.by != jobs.BY else ""
             head.markdown(
-                f"**{md_escape(job.name)}** · {md_escape(state)} · pid {job.pid} · started {started}"
+                f"**{md_escape(job.name)}** · {md_escape(_state_label(job, state))}{pid}{by} · "
+                f"{'started' if job.started else 'queued'} {at}"
             )
-            if alive and btn.button("Stop", key=f"stop_{job.name}", icon=":material/stop:"):
+            if state in ACTIVE and btn.button("Stop", key=f"stop_{job.name}", icon=":material/stop:"):
                 jobs.stop_job(root, job)
                 st.rerun()
-            if card.ok:
+            if card is not None and card.ok:
                 total = card.total_steps
                 done = card.last_step
                 if total:
@@ -128,19 +179,23 @@ def _jobs_body(refreshing: bool = False) -> None:
                     )
                 if card.state == "failed" and card.status.get("error"):
                     st.error(md_literal(str(card.status["error"])[:1000]))
-            elif alive:
+            elif state == "running":
                 st.caption("Waiting for the trainer to create the run folder…")
-            else:
+            elif card is not None and state != "queued":
                 st.caption(f"Run folder: {md_literal(card.error)}")
             tail = jobs.log_tail(job, lines=12)
             if tail:
                 st.code(tail, language=None)
-    if refreshing and not any(j.alive for j in listed):
+    if len(listed) > SHOWN:
+        st.caption(
+            f"{len(listed) - SHOWN} older job(s) not shown; their logs are in {md_code(root / jobs.JOBS_DIR)}."
+        )
+    if refreshing and not active:
         st.rerun()  # the last job ended: redraw the page once, without the timer
 
 
 if job_list:
-    if any(j.alive for j in job_list):
+    if any(jobs.job_state(j) in ACTIVE for j in job_list):
         st.fragment(run_every=2)(_jobs_body)(refreshing=True)
     else:
         _jobs_body()

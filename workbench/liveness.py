@@ -19,7 +19,8 @@ PROC_LOCKS = Path("/proc/locks")
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this host (a zombie child of ours is reaped and reported dead)."""
+    """Whether process ``pid`` exists on this host and has not ended: a zombie child of ours is reaped, and any
+    other zombie (ended, its parent has not collected it yet) is reported dead too."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -36,7 +37,35 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return _proc_stat(pid)[0] != "Z"
+
+
+def _proc_stat(pid: int) -> tuple[str | None, int | None]:
+    """``(state letter, start time in clock ticks since boot)`` of ``pid`` from ``/proc/<pid>/stat``; ``(None,
+    None)`` where that cannot be read (no ``/proc``, the process is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        rest = text[text.rindex(")") + 2 :].split()  # the command name, in parentheses, may hold spaces
+        return rest[0], int(rest[19])
+    except (OSError, ValueError, IndexError):
+        return None, None
+
+
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot), to tell it from a later process that reuses its pid;
+    None where that cannot be read."""
+    return _proc_stat(pid)[1] if isinstance(pid, int) and pid > 0 else None
+
+
+def process_alive(pid: int | None, start: int | None = None) -> bool:
+    """Whether the process ``pid`` that started at ``start`` (``process_start``; None: not recorded) is still
+    running: ``pid_alive``, and the pid not taken over by a later process."""
+    if pid is None or not pid_alive(pid):
+        return False
+    if start is None:
+        return True
+    now = process_start(pid)
+    return now is None or now == start
 
 
 def lock_held(path: Path, proc_locks: Path = PROC_LOCKS) -> bool | None:

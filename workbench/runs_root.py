@@ -17,9 +17,7 @@ from pathlib import Path
 
 ENV_VAR = "REAL_RUNS_ROOT"
 DEFAULT_ROOT = Path("runs")
-# The paper pipeline (training.pipeline) appends each job's stdout/stderr to <runs root>/logs/<run>.log: that
-# folder is the pipeline's, not a run, so listings leave it out unless it holds a run.json.
-PIPELINE_LOG_DIR = "logs"
+LOG_SUFFIX = ".log"
 
 
 class UnsafeRunName(ValueError):
@@ -64,11 +62,12 @@ def resolve_run_dir(root: str | os.PathLike[str], name: str) -> Path:
 
 
 def list_run_names(root: str | os.PathLike[str]) -> list[str]:
-    """Names of the folders (and links to folders) directly under ``root``, hidden ones (``.x``) left out, sorted.
+    """Names of the folders (and links to folders) directly under ``root`` that may be runs, sorted.
 
     Every such folder is a candidate run, including empty or broken ones, so that a reader can show an error
-    for each instead of hiding it. Entries that are not folders are skipped, and so is the pipeline's log folder
-    (``PIPELINE_LOG_DIR``, a real folder without run.json). A missing root gives ``[]``.
+    for each instead of hiding it. Left out: entries that are not folders, hidden ones (``.x``: the jobs' logs
+    and records in ``.jobs``, locks), and folders that only hold logs (``holds_only_logs``, such as the
+    ``logs/`` folder older versions of the pipeline wrote). A missing root gives ``[]``.
     """
     root = Path(root)
     if not root.is_dir():
@@ -77,18 +76,20 @@ def list_run_names(root: str | os.PathLike[str]) -> list[str]:
     for entry in root.iterdir():
         if entry.name.startswith("."):
             continue
-        if _is_pipeline_logs(entry):
+        if not (entry.is_dir() or entry.is_symlink()) or holds_only_logs(entry):
             continue
-        if entry.is_dir() or entry.is_symlink():
-            names.append(entry.name)
+        names.append(entry.name)
     return sorted(names)
 
 
-def _is_pipeline_logs(entry: Path) -> bool:
-    """Whether ``entry`` is the pipeline's ``<runs root>/logs`` folder: that name, a real folder, no run.json."""
-    return (
-        entry.name == PIPELINE_LOG_DIR
-        and entry.is_dir()
-        and not entry.is_symlink()
-        and not (entry / "run.json").exists()
-    )
+def holds_only_logs(folder: Path) -> bool:
+    """Whether ``folder`` is a real folder (not a link) without ``run.json`` whose visible entries are one or more
+    files named ``*.log`` and nothing else: a folder of logs, never a run (a run always has ``run.json``; the
+    trainer writes no ``.log`` file before it)."""
+    if folder.is_symlink() or not folder.is_dir() or (folder / "run.json").exists():
+        return False
+    try:
+        visible = [e for e in folder.iterdir() if not e.name.startswith(".")]
+    except OSError:
+        return False
+    return bool(visible) and all(e.name.endswith(LOG_SUFFIX) and e.is_file() for e in visible)

@@ -9,8 +9,8 @@ import pytest
 
 from workbench.runs_root import (
     ENV_VAR,
-    PIPELINE_LOG_DIR,
     UnsafeRunName,
+    holds_only_logs,
     list_run_names,
     resolve_run_dir,
     runs_root,
@@ -64,13 +64,31 @@ def test_root_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     assert runs_root("elsewhere") == Path("elsewhere")
 
 
-def test_the_pipeline_log_folder_is_not_a_run(tmp_path: Path) -> None:
-    """training.pipeline writes <root>/logs/<run>.log; the app listed it as a broken run ("no run.json")."""
+def test_an_old_layout_root_with_a_logs_folder_lists_only_its_runs(tmp_path: Path) -> None:
+    """Older pipelines wrote <root>/logs/<run>.log (the app listed it as a broken "no run.json" run); the jobs
+    now write <root>/.jobs/. A folder of nothing but logs, under any name, is not a run; anything else is."""
     root = tmp_path / "runs"
     (root / "good").mkdir(parents=True)
-    (root / PIPELINE_LOG_DIR).mkdir()
-    (root / PIPELINE_LOG_DIR / "good.log").write_text("step 1\n")
-    assert list_run_names(root) == ["good"]
-    # a run that happens to be named "logs" (it has run.json) is still listed
-    (root / PIPELINE_LOG_DIR / "run.json").write_text("{}")
-    assert list_run_names(root) == ["good", "logs"]
+    (root / "good" / "run.json").write_text("{}")
+    (root / "logs").mkdir()
+    (root / "logs" / "good.log").write_text("step 1\n")
+    (root / "logs" / ".nfs0001").write_text("")  # hidden entries do not count
+    (root / "old-logs").mkdir()
+    (root / "old-logs" / "a.log").write_text("")
+    (root / ".jobs").mkdir()
+    (root / ".jobs" / "good.log").write_text("")
+    (root / "empty").mkdir()  # an empty folder is still a candidate (a broken run card says why)
+    (root / "mixed").mkdir()
+    (root / "mixed" / "a.log").write_text("")
+    (root / "mixed" / "notes.txt").write_text("")
+    (root / "fake.log").mkdir()  # a folder named *.log inside a folder is not a log file
+    (root / "nested").mkdir()
+    (root / "nested" / "x.log").mkdir()
+    assert list_run_names(root) == ["empty", "fake.log", "good", "mixed", "nested"]
+    assert holds_only_logs(root / "logs") and not holds_only_logs(root / "empty")
+    # a run that happens to be named "logs" (it has run.json) is still listed, logs or not
+    (root / "logs" / "run.json").write_text("{}")
+    assert "logs" in list_run_names(root)
+    # a link to a folder of logs stays a candidate: links are checked (and refused if they leave) by the reader
+    os.symlink(root / "old-logs", root / "link")
+    assert "link" in list_run_names(root)

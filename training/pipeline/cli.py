@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from training.config import PRESET_NAMES, ConfigError
-from workbench.runs_root import PIPELINE_LOG_DIR
+from workbench.jobs import JOBS_DIR
 
 EXAMPLES = """\
 examples:
@@ -27,7 +27,7 @@ what is trained: every variant the run figures declare (workbench/figures/*.py, 
 a run directory <runs-root>/<variant>__s<seed> that already holds the same run is skipped when finished and
 resumed (python -m training train --resume) when stopped, crashed or shorter; one that holds another config
 stops the pipeline before anything starts (nothing is overwritten). Ctrl-C stops the jobs cleanly; run the same
-command again to continue. Logs: <runs-root>/logs/<run>.log; session record: <runs-root>/paper-figures.jsonl.
+command again to continue. Logs: <runs-root>/.jobs/<run>.log; session record: <runs-root>/paper-figures.jsonl.
 exit codes: 0 done, 1 a run or a figure failed, 2 bad input or a conflicting run directory, 130 interrupted.
 """
 
@@ -193,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
     events.write("session_start", argv=sys.argv, preset=plan.preset, seeds=list(plan.seeds), steps=plan.steps,
                  runs={s.run.name: s.action for s in states}, cpus=os.cpu_count(), nice=os.nice(0))  # fmt: skip
     failed = run_jobs_until_done_or_stopped(
-        states, jobs=args.jobs, log_dir=plan.runs_root / PIPELINE_LOG_DIR, console=console, events=events,
+        states, jobs=args.jobs, runs_root=plan.runs_root, console=console, events=events,
         started=t_start,
     )  # fmt: skip
     if failed is None:
@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
     t_train = time.monotonic() - t_start
     if failed:
         console.say(f"{len(failed)} run(s) failed: {', '.join(sorted(failed))}; see their logs in "
-                    f"{plan.runs_root / 'logs'}. Finished runs are kept: run the same command again to retry "
+                    f"{plan.runs_root / JOBS_DIR}. Finished runs are kept: run the same command again to retry "
                     "the others. Figures not built.")  # fmt: skip
         events.write("session_end", result="failed", failed=failed, seconds=round(t_train, 1))
         return EXIT_FAILED

@@ -1,12 +1,14 @@
 """Running the plan: trainer jobs in parallel, their logs, progress, interruption, then the figures.
 
-Each job is ``python -m training train ...`` in its own process session (so a Ctrl-C reaches the pipeline
-first), with stdout and stderr appended to ``<runs root>/logs/<run>.log``. On Ctrl-C or SIGTERM the pipeline
-sends SIGINT to every job (the trainer then marks its run ``stopped``; its checkpoints stay), waits for them and
-exits with 130: running the same command again resumes those runs. A job that fails is reported with the end of
-its log; the other jobs go on, and the figures are not built until every run is finished.
+The jobs go through the project's one job runner (``workbench.jobs``): each is ``python -m training train ...``
+in its own process session (so a Ctrl-C reaches the pipeline first), queued and started ``--jobs`` at a time,
+with stdout and stderr appended to ``<runs root>/.jobs/<run>.log`` beside its record ``<run>.json`` (the app's
+Train page lists them). On Ctrl-C or SIGTERM the pipeline cancels the queued jobs and stops the running ones
+(SIGINT: the trainer marks its run ``stopped``, its checkpoints stay; then SIGTERM, then SIGKILL) and exits with
+130: running the same command again resumes those runs. A job that fails is reported with the end of its log;
+the other jobs go on, and the figures are not built until every run is finished.
 
-``<runs root>/paper-figures.jsonl`` records the session: plan, each job's start, end and exit code, the load
+``<runs root>/<command>.jsonl`` records the session: plan, each job's start, end and exit code, the load
 average every status line, and the wall time.
 """
 
@@ -17,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,16 +29,10 @@ from typing import IO, Any
 from training.pipeline.plan import python_command, shell_command
 from training.pipeline.progress import DONE, FAILED, LEFT, RUNNING, Tracker, fmt_duration, logged_steps
 from training.pipeline.state import SKIP, RunState
+from workbench.jobs import PROJECT_ROOT, Queue, enqueue, job_env, log_tail
 
-ROOT = Path(__file__).resolve().parents[2]  # the project root: jobs import training and workbench from it
-STOP_WAIT_S = 60.0
+STOP_WAIT_S = 60.0  # after SIGINT, and again after SIGTERM, before a job is killed
 EVENT_EVERY_S = 60.0  # a progress event (with the load average) in the session log
-
-
-def job_env() -> dict[str, str]:
-    """The environment of a job: this one, with the project root first on PYTHONPATH."""
-    path = os.environ.get("PYTHONPATH", "")
-    return {**os.environ, "PYTHONPATH": str(ROOT) + (os.pathsep + path if path else "")}
 
 
 class EventLog:
@@ -58,15 +55,6 @@ class EventLog:
         }
         with open(self.path, "a") as f:
             f.write(json.dumps(line, default=str) + "\n")
-
-
-@dataclass
-class Job:
-    state: RunState
-    proc: subprocess.Popen
-    log: IO[str]
-    started: float
-    baseline: int
 
 
 @dataclass
@@ -109,119 +97,91 @@ class Console:
             self._shown = False
 
 
-def _tail(path: Path, lines: int = 8) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join("    " + line for line in text.rstrip().splitlines()[-lines:])
-
-
-def _start(state: RunState, log_dir: Path) -> Job:
-    log_path = log_dir / f"{state.run.name}.log"
-    log = open(log_path, "a")
-    args = state.args()
-    log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {state.action}: {shell_command(args)}\n")
-    log.flush()
-    proc = subprocess.Popen(
-        python_command(args),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env=job_env(),
-        start_new_session=True,  # SIGINT reaches the trainer, which handles it even if started ignored
-    )
-    return Job(state, proc, log, time.monotonic(), logged_steps(state.run.out))
-
-
-def _stop_all(jobs: dict[str, Job], console: Console) -> None:
-    """SIGINT every job (the trainer marks its run stopped), wait up to STOP_WAIT_S, then SIGKILL the rest."""
-    for job in jobs.values():
-        if job.proc.poll() is None:
-            job.proc.send_signal(signal.SIGINT)
-    deadline = time.monotonic() + STOP_WAIT_S
-    for name, job in jobs.items():
-        try:
-            job.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            console.say(
-                f"{name}: did not stop within {STOP_WAIT_S:.0f} s, killed (it resumes from its checkpoint)"
-            )
-            job.proc.kill()
-            job.proc.wait()
-        job.log.close()
-
-
 def run_jobs(
     states: Sequence[RunState],
     *,
     jobs: int,
-    log_dir: Path,
+    runs_root: Path,
     console: Console,
     events: EventLog,
+    by: str = "paper-figures",
     poll_s: float = 1.0,
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, int]:
-    """Train every run not skipped, ``jobs`` at a time. Returns ``{run name: exit code}`` of the failed jobs.
+    """Train every run not skipped, ``jobs`` at a time (a ``workbench.jobs.Queue`` under ``runs_root``). Returns
+    ``{run name: exit code}`` of the failed jobs.
 
     Raises ``KeyboardInterrupt`` after stopping the jobs (Ctrl-C, or SIGTERM turned into it by the caller).
     """
-    log_dir.mkdir(parents=True, exist_ok=True)
     tracker = Tracker.start(
         {s.run.name: s.run.steps for s in states},
         {s.run.name: s.done_steps for s in states},
         [s.run.name for s in states if s.action == SKIP],
     )
-    queue = [s for s in states if s.action != SKIP]
-    running: dict[str, Job] = {}
+    todo = {s.run.name: s for s in states if s.action != SKIP}
+    queue_name = f"{by}-{os.getpid()}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for state in todo.values():
+        args = state.args()
+        enqueue(runs_root, state.run.name, python_command(args), queue=queue_name, run=state.run.name,
+                cwd=PROJECT_ROOT, by=by, header=f"{state.action}: {shell_command(args)}")  # fmt: skip
+    queue = Queue(runs_root, queue_name, jobs)
+    started_at: dict[str, float] = {}
+    baseline: dict[str, int] = {}
     failed: dict[str, int] = {}
     t0 = clock()
     last_event = t0
     try:
-        while queue or running:
-            while queue and len(running) < jobs:
-                state = queue.pop(0)
-                running[state.run.name] = job = _start(state, log_dir)
-                tracker.set_state(state.run.name, RUNNING)
-                console.say(f"start  {state.run.name}: {state.detail} (log {job.log.name})")
-                events.write("job_start", run=state.run.name, action=state.action, args=state.args())
+        while queue.active():
+            started, ended = queue.step()
             now = clock()
-            for name, job in list(running.items()):
-                tracker.set_steps(name, logged_steps(job.state.run.out), now)
-                rc = job.proc.poll()
-                if rc is None:
-                    continue
-                job.log.close()
-                del running[name]
-                took = now - job.started
+            for job in started:
+                state = todo[job.name]
+                started_at[job.name], baseline[job.name] = now, logged_steps(state.run.out)
+                tracker.set_state(job.name, RUNNING)
+                console.say(f"start  {job.name}: {state.detail} (log {job.log})")
+                events.write("job_start", run=job.name, action=state.action, args=state.args())
+            for name in started_at:
+                if tracker.state[name] == RUNNING:
+                    tracker.set_steps(name, logged_steps(todo[name].run.out), now)
+            for job in ended:
+                name, rc = job.name, job.returncode if job.returncode is not None else -1
+                tracker.set_steps(name, logged_steps(todo[name].run.out), now)
+                took = now - started_at[name]
                 if rc == 0:
                     tracker.set_state(name, DONE)
                     console.say(f"done   {name} in {fmt_duration(took)}")
                 else:
                     tracker.set_state(name, FAILED)
                     failed[name] = rc
+                    why = " (stopped from elsewhere)" if job.stopped is not None else ""
                     console.say(
-                        f"FAILED {name} (exit code {rc}) after {fmt_duration(took)}; end of {job.log.name}:"
+                        f"FAILED {name} (exit code {rc}){why} after {fmt_duration(took)}; end of {job.log}:"
                     )
-                    console.say(_tail(Path(job.log.name)))
+                    console.say("\n".join("    " + line for line in log_tail(job, 8).splitlines()))
                 events.write("job_end", run=name, rc=rc, seconds=round(took, 1), steps=tracker.done[name])
             phases = {  # before a job's first step: setup (warm start, model) until run.json exists
-                n: "starting" if (j.state.run.out / "run.json").is_file() else "setup"
-                for n, j in running.items()
-                if tracker.done[n] <= j.baseline
+                n: "starting" if (todo[n].run.out / "run.json").is_file() else "setup"
+                for n, st in tracker.state.items()
+                if st == RUNNING and tracker.done[n] <= baseline[n]
             }
             console.status(tracker.line(now, now - t0, phases), now)
             if now - last_event >= EVENT_EVERY_S:
                 last_event = now
-                events.write("progress", done=tracker.count(DONE), running=len(running), left=tracker.count(LEFT),
-                             failed=tracker.count(FAILED), steps=sum(tracker.done.values()))  # fmt: skip
-            if queue or running:
+                events.write("progress", done=tracker.count(DONE), running=tracker.count(RUNNING),
+                             left=tracker.count(LEFT), failed=tracker.count(FAILED),
+                             steps=sum(tracker.done.values()))  # fmt: skip
+            if queue.active():
                 time.sleep(poll_s)
     except KeyboardInterrupt:
+        if threading.current_thread() is threading.main_thread():  # a second stop (SIGTERM) lets this one end
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         console.close()
+        running = sorted(j.name for j in queue.running())
         console.say(f"interrupted: stopping {len(running)} job(s) ...")
-        _stop_all(running, console)
-        events.write("interrupted", running=sorted(running))
+        for job in queue.stop(grace=2 * STOP_WAIT_S):
+            console.say(f"{job.name}: did not stop within {STOP_WAIT_S:.0f} s of SIGINT; terminated "
+                        "(SIGTERM, then SIGKILL); it resumes from its checkpoint")  # fmt: skip
+        events.write("interrupted", running=running)
         raise
     console.close()
     return failed
@@ -235,15 +195,16 @@ def run_jobs_until_done_or_stopped(
     states: Sequence[RunState],
     *,
     jobs: int,
-    log_dir: Path,
+    runs_root: Path,
     console: Console,
     events: EventLog,
     started: float,
+    by: str = "paper-figures",
 ) -> dict[str, int] | None:
     """``run_jobs`` with SIGTERM treated as Ctrl-C; None when stopped (the event and the message written)."""
     previous = signal.signal(signal.SIGTERM, _sigterm)
     try:
-        return run_jobs(states, jobs=jobs, log_dir=log_dir, console=console, events=events)
+        return run_jobs(states, jobs=jobs, runs_root=runs_root, console=console, events=events, by=by)
     except KeyboardInterrupt:
         events.write("session_end", result="interrupted", seconds=round(time.monotonic() - started, 1))
         console.say("stopped; the runs keep their checkpoints: run the same command again to continue")

@@ -10,7 +10,8 @@ A planned run's directory is
     (``train --resume``, with ``--steps N`` when the logged count differs; the trainer continues from its last
     checkpoint and redoes the steps after it);
 - anything else is a ``Conflict`` naming the directory and what differs: another config, more steps than
-  planned, files without ``run.json``, or a trainer still running on it. Nothing is overwritten or deleted.
+  planned, files without ``run.json``, a trainer still running on it, or a job queued or running for it
+  (``workbench.jobs``). Nothing is overwritten or deleted.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from training.config import OBJECTIVE_FIELDS, RESUME_MUTABLE, TrainConfig
 from training.pipeline.plan import PlannedRun
 from training.runlock import visible_entries
+from workbench.jobs import QUEUED, RUNNING, job_state, jobs_dir, read_job
 from workbench.liveness import run_is_live
 from workbench.runlog import RunFormatError, open_run
 from workbench.stats.variants import variant_from
@@ -90,6 +92,12 @@ def config_differences(logged: dict[str, Any], planned: TrainConfig) -> dict[str
 def inspect(run: PlannedRun) -> RunState:
     """The state of ``run``'s directory; raises ``Conflict`` where the pipeline must not go on."""
     out = run.out
+    job = read_job(out.parent, run.name)
+    if job is not None and job_state(job) in (QUEUED, RUNNING):
+        raise Conflict(
+            f"{out}: a job is {job_state(job)} for it ({jobs_dir(out.parent) / run.name}.json, started by "
+            f"{job.by or 'another process'}): wait for it or stop it, then re-run"
+        )
     if not out.exists() or (out.is_dir() and not visible_entries(out)):
         return RunState(run, TRAIN, 0, "new")
     if not out.is_dir():

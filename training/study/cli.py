@@ -26,7 +26,7 @@ the report's differences are paired by seed.
 
 a run folder that already holds the same run is skipped when finished and resumed when stopped or crashed;
 one that holds another config stops the study before anything starts. Ctrl-C stops the jobs; run the same
-command again to continue. Logs: <runs-root>/logs/; figures and report: --out-dir (offpolicy_*.png/pdf/csv,
+command again to continue. Logs: <runs-root>/.jobs/; figures and report: --out-dir (offpolicy_*.png/pdf/csv,
 offpolicy_report.md). exit codes: 0 done, 1 a run or the report failed, 2 bad input, 130 interrupted.
 """
 
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from training.pipeline.progress import fmt_duration
     from training.pipeline.state import SKIP, Conflict, inspect_all
     from training.study.plan import make_study_plan
-    from workbench.runs_root import PIPELINE_LOG_DIR
+    from workbench.jobs import JOBS_DIR
 
     t0 = time.monotonic()
     console = Console(every=args.status_every)
@@ -134,8 +134,8 @@ def run(args: argparse.Namespace) -> int:
         events.write("session_start", argv=sys.argv, runs={s.run.name: s.action for s in states})
         try:
             failed = run_jobs_until_done_or_stopped(
-                states, jobs=args.jobs, log_dir=plan.runs_root / PIPELINE_LOG_DIR, console=console,
-                events=events, started=t0,
+                states, jobs=args.jobs, runs_root=plan.runs_root, console=console,
+                events=events, started=t0, by="study",
             )  # fmt: skip
         finally:
             lock.close()
@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         )
         if failed:
             console.say(f"{len(failed)} run(s) failed: {', '.join(sorted(failed))}; logs in "
-                        f"{plan.runs_root / PIPELINE_LOG_DIR}. Run the same command again to retry them.")  # fmt: skip
+                        f"{plan.runs_root / JOBS_DIR}. Run the same command again to retry them.")  # fmt: skip
             return EXIT_FAILED
         console.say(
             f"all {len(plan.runs)} runs finished; training took {fmt_duration(time.monotonic() - t0)}"

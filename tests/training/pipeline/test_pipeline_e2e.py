@@ -17,7 +17,9 @@ import pytest
 
 from tests.training.conftest import ROOT, SMALL, cli_flags, run_cli
 from training.cli import main
+from workbench.jobs import job_state, read_job
 from workbench.runlog import open_run
+from workbench.runs_root import list_run_names
 
 RUNS = ("grpo__s0", "grpo__clip_mode=bidirectional__s0", "grpo__s1", "grpo__clip_mode=bidirectional__s1")
 
@@ -51,6 +53,10 @@ def test_train_build_then_skip(ws_cache, tmp_path, capsys):
     events = [json.loads(line) for line in (root / "paper-figures.jsonl").read_text().splitlines()]
     assert sorted(e["run"] for e in events if e["event"] == "job_end" and e["rc"] == 0) == sorted(runs)
     assert events[-1]["event"] == "session_end" and events[-1]["result"] == "ok"
+    # the jobs went through the one runner: logs and records in the hidden .jobs folder, nothing else listed
+    assert {r: job_state(read_job(root, r)) for r in runs} == {r: "finished" for r in runs}
+    assert all("=== " in (root / ".jobs" / f"{r}.log").read_text() for r in runs)
+    assert list_run_names(root) == sorted(runs) and not (root / "logs").exists()
     before = {r: (root / r / "run.json").stat().st_mtime_ns for r in runs}
     assert main([*args[:1], "--no-figures", *args[1:]]) == 0  # again: nothing to train
     err = capsys.readouterr().err
@@ -95,7 +101,7 @@ def test_train_interrupt_continue_build_and_skip(ws_cache, tmp_path):
     again = run_cli(args, timeout=600)
     assert again.returncode == 0, again.stderr
     assert "to resume" in again.stderr and "start  grpo" in again.stderr
-    assert "resuming" in "".join((root / "logs" / f"{r}.log").read_text() for r in RUNS)
+    assert "resuming" in "".join((root / ".jobs" / f"{r}.log").read_text() for r in RUNS)
     for r in RUNS:
         run = open_run(root / r)
         assert run.status()["state"] == "finished" and run.steps() == [1, 2, 3], r

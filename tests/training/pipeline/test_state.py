@@ -154,3 +154,16 @@ def test_a_run_logged_before_a_setting_existed_counts_as_that_settings_default(t
         Conflict, match=r"logit_chunk_tokens: run has '<not logged: default 0>', plan wants 16"
     ):
         inspect(_grpo(chunked))
+
+
+def test_a_job_queued_or_running_for_a_planned_run_is_a_conflict(plan):
+    """The app (or another pipeline) queued the same run through the job runner: the pipeline must not start it
+    too. Once that job is cancelled, the run is trained as planned."""
+    from workbench.jobs import enqueue, read_job, stop_jobs
+
+    run = _grpo(plan)
+    enqueue(run.out.parent, run.name, [sys.executable, "-c", "pass"], queue="elsewhere", by="Train page")
+    with pytest.raises(Conflict, match=r"a job is queued for it .* started by Train page"):
+        inspect(run)
+    stop_jobs([read_job(run.out.parent, run.name)])
+    assert inspect(run).action == TRAIN

@@ -1,0 +1,162 @@
+"""workbench.jobs, the one job runner: real subprocesses (tiny Python commands), queues, stops and states.
+
+The trainer itself runs through the runner in tests/app/test_app_train_real.py (the Train page) and
+tests/training/pipeline/test_pipeline_e2e.py (``paper-figures``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from workbench import jobs
+from workbench.liveness import pid_alive, process_alive, process_start
+from workbench.runs_root import UnsafeRunName, list_run_names
+
+PY = sys.executable
+
+
+def wait_for(cond, timeout: float = 30.0) -> None:
+    deadline = time.time() + timeout
+    while not cond():
+        assert time.time() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def sleeper(seconds: float, text: str = "hello") -> list[str]:
+    return [PY, "-c", f"import time; print({text!r}, flush=True); time.sleep({seconds})"]
+
+
+def test_a_queue_runs_k_at_a_time_in_order_and_a_stopped_queued_job_never_starts(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    for name in ("a", "b", "c"):
+        jobs.enqueue(root, name, sleeper(0.3, f"i am {name}"), queue="q", by="test")
+    assert [jobs.job_state(j) for j in jobs.list_jobs(root)] == ["queued"] * 3
+    q = jobs.Queue(root, "q", max_running=1)
+    started, ended = q.step()
+    assert [j.name for j in started] == ["a"] and ended == []
+    states = {j.name: jobs.job_state(j) for j in jobs.list_jobs(root)}
+    assert states == {"a": "running", "b": "queued", "c": "queued"}
+    jobs.stop_jobs([jobs.read_job(root, "b")])  # a queued job: cancelled, never started
+    order, ends = [], {}
+    while q.active():
+        started, ended = q.step()
+        order += [j.name for j in started]
+        ends.update({j.name: time.time() for j in ended})
+        time.sleep(0.05)
+    assert order == ["c"] and sorted(ends) == ["a", "c"]
+    a, b, c = (jobs.read_job(root, n) for n in "abc")
+    assert [jobs.job_state(j) for j in (a, b, c)] == ["finished", "cancelled", "finished"]
+    assert b.pid is None and not b.log.exists()
+    assert c.started >= a.ended  # at most one at a time
+    assert a.returncode == 0 and "i am a" in jobs.log_tail(a) and "=== " in a.log.read_text()
+    assert sorted(p.name for p in (root / ".jobs").iterdir()) == [
+        ".lock", "a.json", "a.log", "b.json", "c.json", "c.log"
+    ]  # fmt: skip
+    assert list_run_names(root) == []  # the hidden folder is no run
+
+
+def test_the_detached_queue_runner_starts_the_rest_and_stop_all_cancels_and_stops(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    for name in ("x", "y", "z"):
+        jobs.enqueue(root, name, sleeper(60), queue="q2", by="test")
+    runner = jobs.spawn_queue_runner(root, "q2", max_running=2)
+    wait_for(
+        lambda: sum(jobs.job_state(j) == "running" for j in jobs.list_jobs(root)) == 3
+    )  # 2 jobs + runner
+    states = {j.name: jobs.job_state(j) for j in jobs.list_jobs(root)}
+    assert states == {"x": "running", "y": "running", "z": "queued", "queue-q2": "running"}
+    t0 = time.time()
+    mine = [j for j in jobs.list_jobs(root) if j.queue == "q2"]
+    jobs.stop_jobs(mine, grace=10)  # the runner sees nothing left and ends by itself
+    assert time.time() - t0 < 8  # SIGINT was enough (python -c raises KeyboardInterrupt)
+    wait_for(lambda: not runner.alive, 20)
+    states = {j.name: jobs.job_state(j) for j in jobs.list_jobs(root)}
+    assert states == {"x": "stopped", "y": "stopped", "z": "cancelled", "queue-q2": "finished"}
+    assert jobs.read_job(root, "x").returncode is not None  # the runner, their parent, recorded it
+
+
+def test_a_queued_job_whose_runner_died_is_not_started_and_a_name_cannot_run_twice(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    jobs.enqueue(root, "orphan", sleeper(0), queue="gone")
+    dead = subprocess.Popen([PY, "-c", "pass"])
+    dead.wait()
+    rec = json.loads((root / ".jobs" / "orphan.json").read_text())
+    rec["runner_pid"] = dead.pid
+    (root / ".jobs" / "orphan.json").write_text(json.dumps(rec))
+    assert jobs.job_state(jobs.read_job(root, "orphan")) == "not started"
+    live = jobs.start_job(root, "busy", sleeper(30))
+    try:
+        with pytest.raises(ValueError, match="still running"):
+            jobs.start_job(root, "busy", sleeper(0))
+        with pytest.raises(ValueError, match="still running"):
+            jobs.enqueue(root, "busy", sleeper(0), queue="q")
+    finally:
+        jobs.stop_job(live, grace=4)
+    for bad in ("../x", "a/b", "", ".."):
+        with pytest.raises(UnsafeRunName):
+            jobs.start_job(root, bad, sleeper(0))
+
+
+def test_a_job_whose_exit_nobody_saw_takes_its_runs_state(tmp_path: Path) -> None:
+    """The app that started a job restarted: the record has a pid, no exit code; the run folder tells."""
+    root = tmp_path / "runs"
+    done = subprocess.Popen([PY, "-c", "pass"])
+    done.wait()
+    (root / ".jobs").mkdir(parents=True)
+    (root / "r").mkdir()
+    record = {"name": "r", "run": "r", "pid": done.pid, "command": ["python"], "log": "r.log", "started": 1.0}
+    (root / ".jobs" / "r.json").write_text(json.dumps(record))
+    for status, want in [({"state": "running", "pid": done.pid}, "interrupted"), ({"state": "finished"}, "finished"),
+                         ({"state": "failed"}, "failed")]:  # fmt: skip
+        (root / "r" / "status.json").write_text(json.dumps(status))
+        assert jobs.job_state(jobs.read_job(root, "r")) == want
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "status.json").write_text(json.dumps({"state": "finished"}))
+    (root / ".jobs" / "r.json").write_text(json.dumps({**record, "run": "../outside", "by": "x"}))
+    assert jobs.job_state(jobs.read_job(root, "r")) == "ended"  # a record never makes the runner read outside
+    old = {"name": "old", "pid": 0, "command": ["x"], "log": "old.log", "started": 0.0, "stopped": None,
+           "returncode": 1}  # fmt: skip  # a record written by the app's earlier job module
+    (root / ".jobs" / "old.json").write_text(json.dumps(old))
+    assert jobs.job_state(jobs.read_job(root, "old")) == "failed" and jobs.read_job(root, "old").run == "old"
+
+
+def test_process_identity_zombies_and_reused_pids(tmp_path: Path) -> None:
+    child = subprocess.Popen([PY, "-c", "pass"])
+    deadline = time.time() + 10
+    while Path(f"/proc/{child.pid}/stat").read_text().split(") ")[1][0] != "Z":  # ended, not reaped yet
+        assert time.time() < deadline
+        time.sleep(0.02)
+    probe = subprocess.run(  # another process sees our unreaped child: ended, so not alive
+        [PY, "-c", f"from workbench.liveness import pid_alive; print(pid_alive({child.pid}))"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(jobs.PROJECT_ROOT)},
+    )  # fmt: skip
+    assert probe.stdout.strip() == "False", probe.stderr
+    child.wait()
+    me = os.getpid()
+    assert process_alive(me, process_start(me)) and process_alive(me, None)
+    assert not process_alive(me, process_start(me) + 1)  # the pid now belongs to a later process
+    assert not pid_alive(child.pid) and not process_alive(None)
+
+
+def test_a_ctrl_c_while_a_job_starts_waits_until_it_is_recorded(tmp_path: Path) -> None:
+    """Ctrl-C between starting a job and writing its record would leave a job its stop cannot see: it is held
+    back until the record is written, then raised; the job itself starts with no signal blocked or caught."""
+    root = tmp_path / "runs"
+    with pytest.raises(KeyboardInterrupt):
+        with jobs._signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # delivered here, were it not held
+            job = jobs.start_job(root, "mask", [PY, "-c", "print(open('/proc/self/status').read())"])
+            reached_the_end = True
+        time.sleep(1)  # the held signal arrives once the block has ended
+    assert reached_the_end
+    wait_for(lambda: jobs.job_state(jobs.read_job(root, "mask")) == "finished", 20)
+    status = dict(line.split(":\t") for line in jobs.log_tail(job, 100).splitlines() if ":\t" in line)
+    assert int(status["SigBlk"], 16) == 0 and int(status["SigIgn"], 16) & (1 << (signal.SIGINT - 1)) == 0
