@@ -66,7 +66,9 @@ def test_a_link_opens_a_logged_rollout_and_its_weight_is_eq_9_10(
     c_plus = 1 + np.exp(-others.to_numpy(dtype=float) / 0.5).sum()
     assert f"= {c_plus:.6g}" in latex
 
-    at.selectbox(key="learn_rollout").set_value(wrong).run()  # a wrong rollout: C- and the exponent -s_bar/tau
+    at.selectbox(key="learn_rollout").set_value(
+        wrong
+    ).run()  # a wrong rollout: C- and the exponent -s_bar/tau
     latex = "\n".join(x.value for x in at.latex)
     assert r"C_- = 1 + \sum_{j\in\mathcal{O}_-" in latex and r"\mathrm{exponent}\ -\bar{s}^k/\tau" in latex
     assert at.query_params["learn_rollout"] == str(wrong)
@@ -74,7 +76,9 @@ def test_a_link_opens_a_logged_rollout_and_its_weight_is_eq_9_10(
     assert float(metric(at, "W_k worked out")) == pytest.approx(wrow["weight"], rel=1e-5)
 
 
-def test_the_inspector_links_to_the_rollout_on_learn(good_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_inspector_links_to_the_rollout_on_learn(
+    good_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("REAL_RUNS_ROOT", str(good_root))
     at = AppTest.from_file(str(APP), default_timeout=120)
     at.run()
@@ -98,7 +102,9 @@ def test_without_runs_the_tab_works_an_example_group(tmp_path: Path, monkeypatch
     assert metric(at, "W_k logged") == "–"
 
 
-def test_worked_example_with_one_label_agrees_everywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_worked_example_with_one_label_agrees_everywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Issue 15: with all labels equal the appendix column was non-zero under a blank chart; now every weight
     is 0, C is not used, the page says REAL leaves the group out, and no empty chart is drawn."""
     at = open_learn(tmp_path, monkeypatch)
@@ -131,7 +137,9 @@ def test_one_form_ties_the_sign_to_the_label_and_glossary_defines_the_symbols(
     assert "**C−**" in eq9.proto.help and "**τ**" in eq9.proto.help
 
 
-def test_presentation_mode_from_the_url_follows_the_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_presentation_mode_from_the_url_follows_the_user(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("REAL_RUNS_ROOT", str(tmp_path))
     at = AppTest.from_file(str(APP), default_timeout=120)
     at.query_params["present"] = "1"  # a new session opened from a link with ?present=1
