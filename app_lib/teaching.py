@@ -1,4 +1,4 @@
-"""Eq. 9/10 with one rollout's numbers, as the LaTeX lines the Learn page shows: every number substituted into
+"""Eq. 9/10 with one rollout's numbers, as the LaTeX lines the Learn page shows (``aligned``: one display): every number substituted into
 the formula, then worked out. The numbers come from ``workbench.worked_example.RolloutArithmetic`` (C and W from
 the method's closed form); this module only writes them down."""
 
@@ -39,12 +39,12 @@ def c_lines(a: RolloutArithmetic) -> list[str]:
     cls, idx = (r"\mathcal{O}_+", "i") if a.positive else (r"\mathcal{O}_-", "j")
     sgn = "-" if a.positive else "+"
     if a.method == "real_bce":
-        return [r"C = 1 \quad (\mathrm{BCE}: \mathrm{every\ rollout\ on\ its\ own})"]
+        return [r"C &= 1 \quad (\mathrm{BCE}: \mathrm{every\ rollout\ on\ its\ own})"]
     same_def = rf"\sum_{{{idx}\in{cls},\,{idx}\neq k}} e^{{{sgn}\bar{{s}}^{idx}/\tau}}"
     same_num = [_exp_of(-a.sign, s, a.tau) for _, s, _ in a.same]
     same_val = [num(t) for *_, t in a.same]
     if a.method == "real":
-        definition = rf"{name} = 1 + {same_def}"
+        definition = rf"{name} &= 1 + {same_def}"
         if not a.same:
             return [
                 definition
@@ -52,13 +52,13 @@ def c_lines(a: RolloutArithmetic) -> list[str]:
             ]
         return [
             definition,
-            rf"\phantom{{{name}}} = 1 + {_sum(same_num)}",
-            rf"\phantom{{{name}}} = 1 + {_sum(same_val)} = {num(a.c_from_terms, 6)}",
+            rf"&= 1 + {_sum(same_num)}",
+            rf"&= 1 + {_sum(same_val)} = {num(a.c_from_terms, 6)}",
         ]
     # REAL w/o anchor: the other class's mass M enters as 1 / M
     other_cls, oidx, osgn = (r"\mathcal{O}_-", "j", "+") if a.positive else (r"\mathcal{O}_+", "i", "-")
     definition = (
-        rf"{name} = {same_def} + 1 \Big/ \sum_{{{oidx}\in{other_cls}}} e^{{{osgn}\bar{{s}}^{oidx}/\tau}}"
+        rf"{name} &= {same_def} + 1 \Big/ \sum_{{{oidx}\in{other_cls}}} e^{{{osgn}\bar{{s}}^{oidx}/\tau}}"
     )
     if not a.other:
         return [definition + r" = \infty \quad (\mathrm{no\ rollout\ of\ the\ other\ class})"]
@@ -68,8 +68,8 @@ def c_lines(a: RolloutArithmetic) -> list[str]:
     lead_val = (_sum(same_val) + " + ") if a.same else ""
     return [
         definition,
-        rf"\phantom{{{name}}} = {lead_num}1 \big/ ({_sum(other_num)})",
-        rf"\phantom{{{name}}} = {lead_val}1 / ({_sum(other_val)}) = {num(a.c_from_terms, 6)}",
+        rf"&= {lead_num}1 \big/ ({_sum(other_num)})",
+        rf"&= {lead_val}1 / ({_sum(other_val)}) = {num(a.c_from_terms, 6)}",
     ]
 
 
@@ -80,11 +80,16 @@ def weight_lines(a: RolloutArithmetic) -> list[str]:
     label = r"r = 1,\ \mathrm{correct}" if a.positive else r"r = 0,\ \mathrm{wrong}"
     exp_val = a.sign * a.s_bar / a.tau
     return [
-        rf"|\mathcal{{W}}_k| = \frac{{1}}{{\tau}}\,\frac{{1}}{{1 + {name}\,e^{{{sgn}\bar{{s}}^k/\tau}}}}"
+        rf"|\mathcal{{W}}_k| &= \frac{{1}}{{\tau}}\,\frac{{1}}{{1 + {name}\,e^{{{sgn}\bar{{s}}^k/\tau}}}}"
         rf"\qquad ({label}:\ \mathrm{{exponent}}\ {sgn}\bar{{s}}^k/\tau)",
-        rf"\phantom{{|\mathcal{{W}}_k|}} = \frac{{1}}{{{num(a.tau)}}}\,\frac{{1}}{{1 + {num(a.c_from_terms, 6)}"
+        rf"&= \frac{{1}}{{{num(a.tau)}}}\,\frac{{1}}{{1 + {num(a.c_from_terms, 6)}"
         rf"\times {_exp_of(a.sign, a.s_bar, a.tau)}}}",
-        rf"\phantom{{|\mathcal{{W}}_k|}} = {num(1 / a.tau)}\times\frac{{1}}{{1 + {num(a.c_from_terms, 6)}"
+        rf"&= {num(1 / a.tau)}\times\frac{{1}}{{1 + {num(a.c_from_terms, 6)}"
         rf"\times {num(math.exp(exp_val), 6)}}} = {num(1 / a.tau)}\times\frac{{1}}{{{num(1 + a.c_from_terms * a.exp_term, 6)}}}"
         rf" = {num(a.weight_from_terms, 6)}",
     ]
+
+
+def aligned(lines: list[str]) -> str:
+    """``lines`` (each with one ``&=``) as one display, the equals signs under each other."""
+    return r"\begin{aligned}" + r" \\[6pt] ".join(lines) + r"\end{aligned}"

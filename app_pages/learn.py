@@ -13,7 +13,7 @@ import streamlit as st
 from app_lib import data, derivation
 from app_lib import urlstate as url
 from app_lib.glossary import GLOSSARY, SIGN_CONVENTION, abbr, help_for
-from app_lib.teaching import c_lines, weight_lines
+from app_lib.teaching import aligned, c_lines, weight_lines
 from app_lib.ui import md_escape, md_literal, runs_root_and_cards
 from workbench.curves import CurveParams, curve_table, method_overview
 from workbench.group_replay import run_hparams
@@ -32,9 +32,19 @@ st.title("Learn: where REAL's weights come from")
 st.markdown(
     "A rollout's tokens are pushed up or down by **dL/dlog π(o_t)**. Its size, the *gradient weight* |W|, is what "
     "the paper compares across objectives. This page derives it for GRPO and for REAL, step by step, then lets "
-    "you play with one prompt group."
+    "you play with one prompt group, or work it out for a rollout a run logged."
 )
 
+st.download_button(
+    "Derivation as PDF",
+    derivation_pdf,
+    file_name="real_derivation.pdf",
+    mime="application/pdf",
+    icon=":material/picture_as_pdf:",
+    key="learn_pdf",
+    on_click="ignore",
+    help="The derivation (first tab) and the erratum on A4 pages, for print (drawn with matplotlib's mathtext).",
+)
 TABS = ["Derivation (Eq. 3 → Eq. 9/10)", "Worked example", "A logged rollout", "One form, three variants",
         "Every method", "Glossary"]  # fmt: skip
 tab_derive, tab_example, tab_logged, tab_family, tab_methods, tab_glossary = st.tabs(
@@ -44,18 +54,8 @@ tab_derive, tab_example, tab_logged, tab_family, tab_methods, tab_glossary = st.
 )
 
 with tab_derive:
-    st.download_button(
-        "Derivation as PDF",
-        derivation_pdf,
-        file_name="real_derivation.pdf",
-        mime="application/pdf",
-        icon=":material/picture_as_pdf:",
-        key="learn_pdf",
-        on_click="ignore",
-        help="This tab's derivation and erratum on A4 pages, for print (drawn with matplotlib's mathtext).",
-    )
     derivation.render()
-    st.caption("Hover the ⓘ of an equation for its symbols; the **Glossary** tab lists them all. The same "
+    st.caption("Hover the (?) beside an equation for its symbols; the **Glossary** tab lists them all. The same "
                "derivation, with the no-anchor and BCE variants and the group conventions, is in "
                "`docs/derivation.md`.")  # fmt: skip
 
@@ -220,7 +220,11 @@ with tab_logged:
         )
         g_labels = {int(g): f"group {int(g)} · {r.correct}/{r.n} correct · {'in the loss' if r.used else 'left out'}"
                     for g, r in groups.iterrows()}  # fmt: skip
-        mixed_groups = [g for g, r in groups.iterrows() if 0 < r.correct < r.n]
+        # open on an informative group: mixing labels, from the step's last mini-batch (where s_t != 0)
+        firsts = rollouts.groupby("group")["minibatch"].first()
+        mixed_groups = sorted(
+            (g for g, r in groups.iterrows() if 0 < r.correct < r.n), key=lambda g: -firsts[g]
+        )
         c_group, c_roll = st.columns([3, 2])
         gid = url.chooser(
             c_group.selectbox, "Prompt group", g_labels, key="learn_group", parse=int, format_func=g_labels.get,
@@ -256,14 +260,16 @@ with tab_logged:
             "loss, so W_k = 0 whatever Eq. 9/10 would give. Pick a group that mixes labels.",
             icon=":material/block:",
         )
-    st.markdown(f"**1. {'C₊' if a.positive else 'C₋'}: the other {'correct' if a.positive else 'wrong'} rollouts "
-                "of the group** (Eq. 10)" if method != "real_bce" else "**1. C** (REAL w/ BCE: C = 1)")  # fmt: skip
-    for line in c_lines(a):
-        st.latex(line)
+    st.markdown(f"**1. {'C₊' if a.positive else 'C₋'} of rollout #{rid}: the other "
+                f"{'correct' if a.positive else 'wrong'} rollouts of the group** (Eq. 10)" if method != "real_bce"
+                else f"**1. C of rollout #{rid}** (REAL w/ BCE: C = 1)")  # fmt: skip
+    st.latex(aligned(c_lines(a)), help=help_for("C+" if a.positive else "C-", "s_bar", "tau"))
     st.markdown(f"**2. The weight** (Eq. 9): a {'correct' if a.positive else 'wrong'} rollout takes the exponent "
                 f"**{'+' if a.positive else '−'}s̄/τ**")  # fmt: skip
-    for line in weight_lines(a) if a.used else []:
-        st.latex(line)
+    if a.used:
+        st.latex(aligned(weight_lines(a)), help=help_for("sign", "W"))
+    else:
+        st.latex(r"|\mathcal{W}_k| = 0 \qquad (\mathrm{the\ group\ is\ left\ out\ of\ the\ loss})")
     st.markdown("**3. Check**")
     r1, r2, r3 = st.columns(3)
     r1.metric("W_k worked out above", f"{a.weight_from_terms:.6g}")
@@ -388,7 +394,10 @@ with tab_methods:
 
 with tab_glossary:
     st.subheader("Glossary")
-    st.markdown("The symbols of this page. The same definitions appear when you hover a symbol or an ⓘ.")
+    st.markdown(
+        "The symbols of this page. The same definitions appear when you hover a symbol, a column header or a "
+        "(?) icon."
+    )
     st.markdown("\n".join(f"- **{sym}**: {text}" for key, (sym, text) in GLOSSARY.items() if key != "sign"))
     st.markdown("**The sign convention**")
     st.markdown(SIGN_CONVENTION)

@@ -70,7 +70,7 @@ def test_a_link_opens_a_logged_rollout_and_its_weight_is_eq_9_10(
         wrong
     ).run()  # a wrong rollout: C- and the exponent -s_bar/tau
     latex = "\n".join(x.value for x in at.latex)
-    assert r"C_- = 1 + \sum_{j\in\mathcal{O}_-" in latex and r"\mathrm{exponent}\ -\bar{s}^k/\tau" in latex
+    assert r"C_- &= 1 + \sum_{j\in\mathcal{O}_-" in latex and r"\mathrm{exponent}\ -\bar{s}^k/\tau" in latex
     assert at.query_params["learn_rollout"] == str(wrong)
     wrow = grp[grp["rollout"] == wrong].iloc[0]
     assert float(metric(at, "W_k worked out")) == pytest.approx(wrow["weight"], rel=1e-5)
