@@ -136,6 +136,8 @@ def render() -> None:
 
 _MATH = re.compile(r"(\$[^$]+\$)")
 _PAGE_W, _PAGE_H, _MARGIN = 8.27, 11.69, 0.8  # A4, inches
+# Computer Modern maths, serif text; unhinted glyphs, so that text measured by Agg is as wide as in the PDF
+RC = {"mathtext.fontset": "cm", "font.family": "serif", "text.hinting": "none"}
 
 
 def _plain(text: str) -> str:
@@ -152,7 +154,10 @@ def _words(text: str) -> list[str]:
 
 
 class _Layout:
-    """Text placed top-down on A4 figures, each piece measured once drawn, a new page when one is full."""
+    """Text placed top-down on A4 figures, measured before it is placed, a new page when one is full. Pages are
+    measured at 72 dpi, the PDF's own; a paragraph's words are placed one by one on a shared baseline."""
+
+    DPI = 72
 
     def __init__(self) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -163,44 +168,56 @@ class _Layout:
         self._new_page()
 
     def _new_page(self) -> None:
-        fig = self._figure(figsize=(_PAGE_W, _PAGE_H))
+        fig = self._figure(figsize=(_PAGE_W, _PAGE_H), dpi=self.DPI)
         self._canvas(fig)
         self.figs.append(fig)
         self.renderer = fig.canvas.get_renderer()
         self.y = _PAGE_H - _MARGIN
 
-    def size(self, text: str, fontsize: float, **kw) -> tuple[float, float]:
-        """Width and height in inches of ``text`` as drawn."""
-        t = self.figs[-1].text(0, 0, text, fontsize=fontsize, **kw)
+    def size(self, text: str, fontsize: float, weight: str = "normal") -> tuple[float, float, float]:
+        """Width, height and descent (below the baseline) in inches of ``text`` as drawn."""
+        fig = self.figs[-1]
+        t = fig.text(0, 0.5, text, fontsize=fontsize, weight=weight, va="baseline")
         box = t.get_window_extent(self.renderer)
         t.remove()
-        dpi = self.figs[-1].dpi
-        return box.width / dpi, box.height / dpi
+        base = 0.5 * fig.bbox.height
+        return box.width / self.DPI, box.height / self.DPI, max(0.0, base - box.y0) / self.DPI
+
+    def _room(self, height: float) -> None:
+        if self.y - height < _MARGIN:
+            self._new_page()
 
     def put(self, text: str, fontsize: float, gap: float = 0.06, center: bool = False, **kw) -> None:
-        _, h = self.size(text, fontsize, **kw)
-        if self.y - h < _MARGIN:
-            self._new_page()
+        _, h, _ = self.size(text, fontsize, kw.get("weight", "normal"))
+        self._room(h)
         x = _PAGE_W / 2 if center else _MARGIN
         self.figs[-1].text(x / _PAGE_W, self.y / _PAGE_H, text, fontsize=fontsize, va="top",
                            ha="center" if center else "left", **kw)  # fmt: skip
         self.y -= h + gap
 
     def paragraph(self, text: str, fontsize: float, **kw) -> None:
-        """``text`` wrapped to the page's width (measured), never inside inline math."""
+        """``text`` wrapped to the page's width (measured), never inside inline math; words share a baseline."""
         room = _PAGE_W - 2 * _MARGIN
-        space = self.size("a b", fontsize)[0] - self.size("ab", fontsize)[0]
-        line: list[str] = []
+        space = 0.3 * fontsize / 72  # a serif word space, 0.3 em
+        lines: list[list[tuple[str, float, float, float]]] = [[]]
         used = 0.0
-        for w in _words(text):
-            width = self.size(w, fontsize)[0]
-            if line and used + space + width > room:
-                self.put(" ".join(line), fontsize, gap=0.03, **kw)
-                line, used = [], 0.0
-            used += width + (space if line else 0.0)
-            line.append(w)
-        if line:
-            self.put(" ".join(line), fontsize, gap=0.1, **kw)
+        for word in _words(text):
+            w, h, d = self.size(word, fontsize)
+            if lines[-1] and used + space + w > room:
+                lines.append([])
+                used = 0.0
+            used += w + (space if lines[-1] else 0.0)
+            lines[-1].append((word, w, h, d))
+        for line in lines:
+            ascent = max(h - d for _, _, h, d in line)
+            descent = max(d for *_, d in line)
+            self._room(ascent + descent)
+            base, x = self.y - ascent, _MARGIN
+            for word, w, _, _ in line:
+                self.figs[-1].text(x / _PAGE_W, base / _PAGE_H, word, fontsize=fontsize, va="baseline", **kw)
+                x += w + space
+            self.y = base - descent - 0.04
+        self.y -= 0.06
 
 
 def pages() -> list:
@@ -229,7 +246,7 @@ def pdf_bytes() -> bytes:
     from matplotlib.backends.backend_pdf import PdfPages
 
     buf = io.BytesIO()
-    with matplotlib.rc_context({"mathtext.fontset": "cm", "font.family": "serif"}):
+    with matplotlib.rc_context(RC):
         figs = pages()
         with PdfPages(buf, metadata={"Title": TITLE, "Creator": "REAL workbench"}) as pdf:
             for fig in figs:

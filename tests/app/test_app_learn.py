@@ -160,11 +160,11 @@ def test_derivation_pdf_holds_the_learn_derivation() -> None:
     (a formula it cannot read raises), and the pages are the layout's."""
     import matplotlib
 
-    from app_lib.derivation import BLOCKS, pages, pdf_bytes
+    from app_lib.derivation import BLOCKS, RC, pages, pdf_bytes
 
     pdf = pdf_bytes()
     assert pdf.startswith(b"%PDF") and pdf.rstrip().endswith(b"%%EOF")
-    with matplotlib.rc_context({"mathtext.fontset": "cm"}):
+    with matplotlib.rc_context(RC):
         drawn = pages()
     assert f"/Count {len(drawn)}".encode() in pdf and len(drawn) >= 2
     texts = [t.get_text() for fig in drawn for t in fig.texts]
