@@ -167,7 +167,9 @@ with tab_example:
                 f"{r['real_weight']:.3f}. REAL clips nothing."
             )
 
-with tab_logged:
+
+def logged_rollout() -> None:
+    """The "A logged rollout" tab: Eq. 9/10 worked out for a rollout of a REAL-family run (or an example group)."""
     st.markdown(
         "Eq. 9/10 with the numbers a run logged: pick a rollout of a REAL-family run, and its "
         f"{abbr('C+')} or {abbr('C-')} and its weight {abbr('W', '|W_k|')} are worked out from its own "
@@ -175,7 +177,7 @@ with tab_logged:
         "rollouts of its group, then set against the weight the trainer logged. (Hover a symbol for its meaning.)",
         unsafe_allow_html=True,
     )
-    root, cards = runs_root_and_cards()
+    _root, cards = runs_root_and_cards()
     real_runs = {c.name: c for c in cards if c.ok and c.steps and c.method in C_FORMS}
     example = not real_runs
     if example:
@@ -212,7 +214,7 @@ with tab_logged:
         except RunFormatError as e:
             st.error(f"Step {step} of **{md_escape(card.name)}** cannot be read: {md_literal(e)}",
                      icon=":material/error:")  # fmt: skip
-            st.stop()
+            return  # the other tabs still draw
         # one row per rollout: with several epochs a rollout is logged once per update; take its first update
         rollouts = rollouts.drop_duplicates("rollout", keep="first")
         groups = rollouts.groupby("group").agg(
@@ -315,6 +317,9 @@ with tab_logged:
             query_params={"insp_run": name, "insp_step": str(step), "insp_group": str(gid), "insp_rollout": str(rid)},
         )  # fmt: skip
 
+
+with tab_logged:
+    logged_rollout()
 
 with tab_family:
     st.markdown(

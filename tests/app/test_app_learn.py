@@ -173,3 +173,19 @@ def test_derivation_pdf_holds_the_learn_derivation() -> None:
             assert "$" + text.replace(r"\frac", r"\dfrac") + "$" in texts, text
         elif kind == "h":
             assert text in texts
+
+
+def test_learn_reads_hostile_runs_as_text(hostile_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A REAL run whose folder name, prompts and tokens are HTML/Markdown payloads (tests.app.conftest): the
+    Learn tab names it only in plain-text choosers; the unreadable last step of another run (opened first) is an
+    error naming it, and the page's other tabs still draw."""
+    from tests.app.conftest import STEP_DIR_PAYLOAD
+
+    at = open_learn(hostile_root, monkeypatch, {"learn_tab": LOGGED})
+    runs = at.selectbox(key="learn_run")
+    assert len(runs.options) == 2  # the two REAL runs; the GRPO one and the unreadable folder are not listed
+    assert runs.value == STEP_DIR_PAYLOAD
+    assert "cannot be read" in at.error[0].value and "pwned" in at.error[0].value  # escaped, as text
+    assert "Glossary" in [h.value for h in at.subheader]
+    html = [h.proto.body for h in at.get("html")] + [m.value for m in at.markdown if "<abbr" in m.value]
+    assert not any("pwned" in h for h in html)
