@@ -1,4 +1,4 @@
-"""Presentation mode: large type for a projector or a classroom, on every page.
+"""Presentation mode: large type for a projector or a classroom, on every page (``BASE_PX``).
 
 On with the sidebar's toggle or ``?present=1`` in any page's URL; the choice then follows the user from page to
 page (it is written back into each page's URL, so a link keeps it). The colours are the theme's, which follows
@@ -11,15 +11,15 @@ import streamlit as st
 
 PARAM = "present"
 KEY = "present_mode"
-SCALE = 1.3  # the main area is drawn this much larger (text, equations, tables and charts alike)
+BASE_PX = 21  # the root font size in presentation mode (Streamlit's is 16 px): type 1.3 times larger
 
-# CSS zoom scales everything in the main area, charts included (their fonts are set in pixels); the sidebar
-# keeps its size. Headings get a little extra on top.
+# Streamlit sizes text, headings, widgets and equations (KaTeX) in rem/em, so a larger root font enlarges them all
+# while every element keeps its layout width. (CSS zoom would enlarge the charts too, but Vega measures its
+# container unzoomed and the zoomed chart then overflows its column.) Charts keep their own pixel sizes.
 _CSS = f"""
 <style>
-[data-testid="stMainBlockContainer"] {{ zoom: {SCALE}; max-width: 100%; padding-left: 2rem; padding-right: 2rem; }}
-[data-testid="stMainBlockContainer"] h1 {{ font-size: 2.6rem; }}
-[data-testid="stMainBlockContainer"] .katex {{ font-size: 1.3em; }}
+html {{ font-size: {BASE_PX}px !important; }}
+[data-testid="stMainBlockContainer"] {{ max-width: 100%; padding-left: 2rem; padding-right: 2rem; }}
 </style>
 """
 

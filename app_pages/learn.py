@@ -14,7 +14,7 @@ from app_lib import data, derivation
 from app_lib import urlstate as url
 from app_lib.glossary import GLOSSARY, SIGN_CONVENTION, abbr, help_for
 from app_lib.teaching import aligned, c_lines, weight_lines
-from app_lib.ui import md_escape, md_literal, runs_root_and_cards
+from app_lib.ui import OVERLAP_NOTE, md_escape, md_literal, runs_root_and_cards, stacked_lines
 from workbench.curves import CurveParams, curve_table, method_overview
 from workbench.group_replay import run_hparams
 from workbench.methods import COLORS, DEFAULTS, LABELS, METHODS
@@ -381,20 +381,34 @@ with tab_methods:
             for i, s in enumerate(grid["s"])
         ]
     )
-    st.altair_chart(
-        alt.Chart(long)
-        .mark_line()
-        .encode(
-            x=alt.X("s:Q", title="log-ratio s (s_t or s_bar)"),
-            y=alt.Y("|W|:Q", scale=alt.Scale(type="symlog"), title="|W| (symlog)"),
-            color=alt.Color(
-                "method:N",
-                scale=alt.Scale(domain=[LABELS[m] for m in METHODS], range=[COLORS[m] for m in METHODS]),
-            ),
-            column=alt.Column("rollout:N", title=None),
+    labels = [LABELS[m] for m in METHODS]
+
+    def _curve(rows: pd.DataFrame, width: float) -> alt.Chart:
+        return (
+            alt.Chart(rows)
+            .mark_line(strokeWidth=width)
+            .encode(
+                x=alt.X("s:Q", title="log-ratio s (s_t or s_bar)"),
+                y=alt.Y("|W|:Q", scale=alt.Scale(type="symlog"), title="|W| (symlog)"),
+                color=alt.Color(
+                    "method:N",
+                    scale=alt.Scale(domain=labels, range=[COLORS[m] for m in METHODS]),
+                    legend=alt.Legend(orient="top", columns=4, labelLimit=0, symbolStrokeWidth=3, title=None),
+                ),
+            )
         )
-        .properties(width=380, height=260)
+
+    st.altair_chart(
+        alt.hconcat(
+            *[
+                stacked_lines(long[long["rollout"] == side], "method", labels, _curve).properties(
+                    width=340, height=260, title=side
+                )
+                for side in ("correct (r = 1)", "wrong (r = 0)")
+            ]
+        )
     )
+    st.caption(OVERLAP_NOTE)
 
 
 with tab_glossary:

@@ -222,6 +222,15 @@ def _luminance(css_rgb: str) -> float:
     return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
 
 
+# Visible charts drawn wider than their element (a chart cut at the column's edge).
+CHARTS_OVERFLOWING = """
+return Array.from(document.querySelectorAll('[data-testid=stVegaLiteChart]')).filter(e => {
+  const box = e.getBoundingClientRect(), drawn = e.querySelector('canvas, svg');
+  return box.width > 0 && drawn && drawn.getBoundingClientRect().right > box.right + 2;
+}).length;
+"""
+
+
 def _theme_shots(drv, name: str) -> None:
     """Screenshots NAME-{light,dark}-{1400,1920}.png of the page on screen; the app's background must follow the
     emulated system theme."""
@@ -232,6 +241,7 @@ def _theme_shots(drv, name: str) -> None:
                 drv.set_window_size(width, 1400)
                 time.sleep(0.4)  # the theme and the charts' new width are drawn
                 drv.save_screenshot(str(SHOTS / f"{name}-{theme}-{width}.png"))
+                assert not drv.execute_script(CHARTS_OVERFLOWING), f"{name}: a chart is cut at {width} px"
             bg = drv.execute_script(
                 "return getComputedStyle(document.querySelector('.stApp')).backgroundColor"
             )
@@ -425,10 +435,10 @@ def test_learn_rollout_link_presentation_mode_and_derivation_pdf(
         _wait_rendered(driver, "Learn")
         body = driver.find_element(By.TAG_NAME, "body").text
         assert "of rollout #14" in body and "is Eq. 9/10 of these numbers" in body, body[:1000]
-        zoom = driver.execute_script(
-            "return getComputedStyle(document.querySelector('[data-testid=stMainBlockContainer]')).zoom"
+        text_px = driver.execute_script(
+            "return parseFloat(getComputedStyle(document.querySelector('[data-testid=stMarkdownContainer] p')).fontSize)"
         )
-        assert float(zoom) > 1.2, zoom
+        assert text_px >= 20, text_px  # 16 px outside presentation mode
         SHOTS.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(SHOTS / "learn-present-dark.png"))
         target = downloads / "real_derivation.pdf"
@@ -445,6 +455,12 @@ def test_learn_rollout_link_presentation_mode_and_derivation_pdf(
             if target.exists():
                 break
         assert target.exists() and target.read_bytes().startswith(b"%PDF"), sorted(downloads.iterdir())
+        # the worked example's chart, in large type, still fits its column
+        next(
+            t for t in driver.find_elements(By.CSS_SELECTOR, "button[role=tab]") if "Worked" in t.text
+        ).click()
+        time.sleep(2.0)
+        assert not driver.execute_script(CHARTS_OVERFLOWING), "a chart is wider than its column"
     finally:
         _color_scheme(driver, "light")
 

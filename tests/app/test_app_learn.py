@@ -147,12 +147,12 @@ def test_presentation_mode_from_the_url_follows_the_user(
     assert at.toggle(key="present_mode").value is True
     at.switch_page("app_pages/learn.py").run()
     assert at.toggle(key="present_mode").value is True
-    assert any("zoom" in h.proto.body for h in at.get("html"))
+    assert any("font-size: 21px" in h.proto.body for h in at.get("html"))
     at.switch_page("app_pages/gradient_curves.py").run()
     assert at.toggle(key="present_mode").value is True and at.query_params["present"] == "1"
     at.toggle(key="present_mode").set_value(False).run()
     assert "present" not in at.query_params
-    assert not any("zoom" in h.proto.body for h in at.get("html"))
+    assert not any("font-size: 21px" in h.proto.body for h in at.get("html"))
 
 
 def test_derivation_pdf_holds_the_learn_derivation() -> None:
