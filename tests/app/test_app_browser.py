@@ -436,7 +436,7 @@ def test_learn_rollout_link_presentation_mode_and_derivation_pdf(
         body = driver.find_element(By.TAG_NAME, "body").text
         assert "of rollout #14" in body and "is Eq. 9/10 of these numbers" in body, body[:1000]
         text_px = driver.execute_script(
-            "return parseFloat(getComputedStyle(document.querySelector('[data-testid=stMarkdownContainer] p')).fontSize)"
+            "return parseFloat(getComputedStyle(document.querySelector('[data-testid=stMain] [data-testid=stMarkdownContainer] p')).fontSize)"
         )
         assert text_px >= 20, text_px  # 16 px outside presentation mode
         SHOTS.mkdir(parents=True, exist_ok=True)
@@ -456,9 +456,7 @@ def test_learn_rollout_link_presentation_mode_and_derivation_pdf(
                 break
         assert target.exists() and target.read_bytes().startswith(b"%PDF"), sorted(downloads.iterdir())
         # the worked example's chart, in large type, still fits its column
-        next(
-            t for t in driver.find_elements(By.CSS_SELECTOR, "button[role=tab]") if "Worked" in t.text
-        ).click()
+        driver.find_element(By.XPATH, "//*[@role='tab'][contains(., 'Worked example')]").click()
         time.sleep(2.0)
         assert not driver.execute_script(CHARTS_OVERFLOWING), "a chart is wider than its column"
     finally:
