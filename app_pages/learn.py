@@ -67,7 +67,16 @@ with tab_example:
         "REAL's rollout weight are directly comparable. **Drag s̄** and flip the labels."
     )
     c_tau, c_eps, c_n = st.columns(3)
-    tau = c_tau.slider("tau", 0.1, 2.0, DEFAULTS["real"].tau, 0.05, key="learn_tau", bind="query-params")
+    tau = c_tau.slider(
+        "tau",
+        0.1,
+        2.0,
+        DEFAULTS["real"].tau,
+        0.05,
+        key="learn_tau",
+        bind="query-params",
+        help=help_for("tau"),
+    )
     eps = c_eps.slider(
         "GRPO eps", 0.05, 0.5, DEFAULTS["grpo"].eps_low, 0.01, key="learn_eps", bind="query-params"
     )
@@ -79,9 +88,19 @@ with tab_example:
         s0, c0 = DEFAULT_GROUP[k] if k < len(DEFAULT_GROUP) else (0.0, k % 2 == 0)
         with cols[k % per_row]:
             s_vals.append(
-                st.slider(f"s̄ of rollout {k}", -2.0, 2.0, s0, 0.05, key=f"learn_s{k}", bind="query-params")
+                st.slider(
+                    f"s̄ of rollout {k}",
+                    -2.0,
+                    2.0,
+                    s0,
+                    0.05,
+                    key=f"learn_s{k}",
+                    bind="query-params",
+                    help=help_for("s_bar") if k == 0 else None,
+                )
             )
-            labels.append(st.toggle("correct", value=c0, key=f"learn_c{k}", bind="query-params"))
+            labels.append(st.toggle("correct", value=c0, key=f"learn_c{k}", bind="query-params",
+                                    help=help_for("r", "sign") if k == 0 else None))  # fmt: skip
 
     df = group_weights(s_vals, labels, tau=tau, eps_low=eps, eps_high=eps)
     mixed = bool(df["correct"].any() and (~df["correct"]).any())
