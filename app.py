@@ -14,6 +14,7 @@ import streamlit as st
 from app_lib import urlstate as url
 from app_lib.config import get_runs_root
 from app_lib.data import scan
+from app_lib.presentation import presentation_toggle
 from app_lib.ui import follow_runs_root, md_code
 from workbench.methods import LABELS, METHODS
 
@@ -69,6 +70,7 @@ with st.sidebar:
             "app_pages/runs.py", label="No runs yet: train the tiny demo run", icon=":material/play_arrow:"
         )
     st.caption(f"REAL workbench · *Rewards as Labels* · {len(METHODS)} methods: {', '.join(LABELS.values())}")
+    presentation_toggle()
     # runs started elsewhere appear without a reload; run pages also follow each new step
     follow_runs_root(str(root), steps=page.url_path in ("runs", "inspector", "train"))
 

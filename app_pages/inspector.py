@@ -10,6 +10,7 @@ import streamlit as st
 
 from app_lib import data
 from app_lib import urlstate as url
+from app_lib.glossary import help_for
 from app_lib.ui import (
     OVERLAP_NOTE,
     fmt_range,
@@ -206,10 +207,8 @@ else:
 pos_mask = (grp["reward"] > 0.5).to_numpy()
 cp = c_vals[pos_mask & np.isfinite(c_vals)]
 cn = c_vals[~pos_mask & np.isfinite(c_vals)]
-k2.metric(f"C+ ({c_src})", fmt_range(cp.min(), cp.max(), 3) if cp.size else "–",
-          help="C+ of each correct rollout: 1 + sum over the other correct rollouts of e^{-s̄/tau}")  # fmt: skip
-k3.metric(f"C- ({c_src})", fmt_range(cn.min(), cn.max(), 3) if cn.size else "–",
-          help="C- of each wrong rollout: 1 + sum over the other wrong rollouts of e^{+s̄/tau}")  # fmt: skip
+k2.metric(f"C+ ({c_src})", fmt_range(cp.min(), cp.max(), 3) if cp.size else "–", help=help_for("C+"))
+k3.metric(f"C- ({c_src})", fmt_range(cn.min(), cn.max(), 3) if cn.size else "–", help=help_for("C-"))
 own = replays.get(card.method)
 if own is not None:
     merged = tokens[tokens["rollout"].isin(grp["rollout"])].merge(
@@ -234,7 +233,12 @@ for m, rep in replays.items():
 st.dataframe(
     table,
     hide_index=True,
-    column_config={c: st.column_config.NumberColumn(format="%.4g") for c in table.columns[3:]},
+    column_config={c: st.column_config.NumberColumn(format="%.4g") for c in table.columns[3:]}
+    | {
+        "s̄": st.column_config.NumberColumn(format="%.4g", help=help_for("s_bar")),
+        "C (C+ or C-)": st.column_config.NumberColumn(format="%.4g", help=help_for("C+", "C-")),
+        "logged W": st.column_config.NumberColumn(format="%.4g", help=help_for("W")),
+    },
 )
 st.caption(
     "Rollout weight under each method, replayed from the logged log-probs with `workbench.closed_forms.token_gradient`"
@@ -257,6 +261,7 @@ colour_by = c_by.radio(
     horizontal=True,
     key="insp_colour",
     bind="query-params",
+    help=help_for("W", "s_t"),
 )
 weight_options = [card.method] + [m for m in METHODS if m != card.method and m in replays]
 under = url.chooser(
@@ -318,6 +323,12 @@ st.markdown(
     )
     + (f" · C = {np.exp(row['log_c']):.4g}" if card.method in REAL_METHODS and pd.notna(row["log_c"]) else "")
 )
+if card.method in REAL_METHODS:
+    st.page_link(
+        "app_pages/learn.py", label=f"Eq. 9/10 worked out with rollout #{rid}'s numbers (Learn)",
+        icon=":material/school:", query_params={"learn_tab": "A logged rollout", "learn_run": name,
+        "learn_step": str(step), "learn_group": str(gid), "learn_rollout": str(rid)},
+    )  # fmt: skip
 if len(tok) > MAX_DRAWN_TOKENS:
     st.caption(f"Tokens {window.start:,} to {window.stop - 1:,} of {len(tok):,} drawn.")
 st.html(

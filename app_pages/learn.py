@@ -1,99 +1,62 @@
-"""Page 6: the derivation from Eq. 3 to Eq. 9/10, the appendix erratum, and a worked example (workbench.worked_example)."""
+"""Page 6: the derivation from Eq. 3 to Eq. 9/10 (app_lib.derivation, also as a PDF), the appendix erratum, a worked
+example (workbench.worked_example), Eq. 9/10 with a logged rollout's numbers, and the glossary (app_lib.glossary)."""
 
 from __future__ import annotations
+
+import functools
 
 import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app_lib import data, derivation
+from app_lib import urlstate as url
+from app_lib.glossary import GLOSSARY, SIGN_CONVENTION, abbr, help_for
+from app_lib.teaching import aligned, c_lines, weight_lines
+from app_lib.ui import OVERLAP_NOTE, md_escape, md_literal, runs_root_and_cards, stacked_lines
 from workbench.curves import CurveParams, curve_table, method_overview
+from workbench.group_replay import run_hparams
 from workbench.methods import COLORS, DEFAULTS, LABELS, METHODS
-from workbench.worked_example import group_weights
+from workbench.runlog import RunFormatError
+from workbench.worked_example import C_FORMS, group_weights, rollout_arithmetic
+
+
+@functools.cache
+def derivation_pdf() -> bytes:
+    """The derivation's PDF, drawn once per server process (on the first click)."""
+    return derivation.pdf_bytes()
+
 
 st.title("Learn: where REAL's weights come from")
 st.markdown(
     "A rollout's tokens are pushed up or down by **dL/dlog π(o_t)**. Its size, the *gradient weight* |W|, is what "
     "the paper compares across objectives. This page derives it for GRPO and for REAL, step by step, then lets "
-    "you play with one prompt group."
+    "you play with one prompt group, or work it out for a rollout a run logged."
 )
 
-tab_derive, tab_example, tab_family, tab_methods = st.tabs(
-    ["Derivation (Eq. 3 → Eq. 9/10)", "Worked example", "One form, three variants", "Every method"],
+st.download_button(
+    "Derivation as PDF",
+    derivation_pdf,
+    file_name="real_derivation.pdf",
+    mime="application/pdf",
+    icon=":material/picture_as_pdf:",
+    key="learn_pdf",
+    on_click="ignore",
+    help="The derivation (first tab) and the erratum on A4 pages, for print (drawn with matplotlib's mathtext).",
+)
+TABS = ["Derivation (Eq. 3 → Eq. 9/10)", "Worked example", "A logged rollout", "One form, three variants",
+        "Every method", "Glossary"]  # fmt: skip
+tab_derive, tab_example, tab_logged, tab_family, tab_methods, tab_glossary = st.tabs(
+    TABS,
     key="learn_tab",
     bind="query-params",
 )
 
 with tab_derive:
-    st.subheader("1. GRPO: the token weight (Eq. 3)")
-    st.markdown("With the token log-ratio and ratio")
-    st.latex(r"s_t = \log\pi_\theta(o_t\mid q) - \log\pi_{\text{old}}(o_t\mid q), \qquad \rho_t = e^{s_t},")
-    st.markdown(
-        "GRPO maximises $\\frac{1}{|o|}\\sum_t \\min(\\rho_t A, \\operatorname{clip}(\\rho_t, 1-\\varepsilon, "
-        "1+\\varepsilon) A)$. Where the clip is not active, $\\nabla_\\theta \\rho_t = \\rho_t \\nabla_\\theta "
-        "\\log\\pi_\\theta(o_t)$, so each token's log-prob is pushed with"
-    )
-    st.latex(r"|\mathcal W_{\text{GRPO}}| = |A|\,e^{s_t}\,\mathbb I_{\text{clip}} \qquad (3)")
-    st.markdown(
-        "It grows **exponentially** with $s_t$ and has no upper bound for wrong rollouts ($A<0$, the high side "
-        "is never clipped), and it vanishes for correct tokens the policy under-rates ($s_t \\ll 0$)."
-    )
-
-    st.subheader("2. REAL: the loss (Eq. 5, Eq. 8)")
-    st.markdown("Each rollout gets one logit, its mean token log-ratio")
-    st.latex(r"\bar s^k = \frac{1}{|o^k|}\sum_{t=1}^{|o^k|} s^k_t \qquad (5)")
-    st.markdown("and the group's loss separates correct ($\\mathcal O_+$) from wrong ($\\mathcal O_-$) rollouts "
-                "against an anchor logit at 0, with temperature $\\tau$:")  # fmt: skip
-    st.latex(
-        r"\mathcal L = \log\Big(1 + \sum_{i\in\mathcal O_+} e^{-\bar s^i/\tau}\Big)"
-        r" + \log\Big(1 + \sum_{j\in\mathcal O_-} e^{\bar s^j/\tau}\Big) \qquad (8)"
-    )
-
-    st.subheader("3. Differentiate: a correct rollout k")
-    st.markdown("Only the first term depends on $\\bar s^k$ when $k\\in\\mathcal O_+$:")
-    st.latex(
-        r"\frac{\partial \mathcal L}{\partial \bar s^k} = -\frac{1}{\tau}\,"
-        r"\frac{e^{-\bar s^k/\tau}}{1 + \sum_{i\in\mathcal O_+} e^{-\bar s^i/\tau}}"
-    )
-    st.markdown("Split rollout k off the sum, $C_+ = 1 + \\sum_{i\\neq k} e^{-\\bar s^i/\\tau}$, and divide "
-                "numerator and denominator by $e^{-\\bar s^k/\\tau}$:")  # fmt: skip
-    st.latex(
-        r"\frac{\partial \mathcal L}{\partial \bar s^k} = -\frac{1}{\tau}\,\frac{e^{-\bar s^k/\tau}}{C_+ + "
-        r"e^{-\bar s^k/\tau}} = -\frac{1}{\tau}\,\frac{1}{1 + C_+\,e^{+\bar s^k/\tau}}"
-    )
-    st.subheader("4. A wrong rollout k")
-    st.markdown("Only the second term depends on it; with $C_- = 1 + \\sum_{j\\neq k} e^{+\\bar s^j/\\tau}$:")
-    st.latex(
-        r"\frac{\partial \mathcal L}{\partial \bar s^k} = +\frac{1}{\tau}\,\frac{e^{\bar s^k/\tau}}{C_- + "
-        r"e^{\bar s^k/\tau}} = +\frac{1}{\tau}\,\frac{1}{1 + C_-\,e^{-\bar s^k/\tau}}"
-    )
-    st.subheader("5. Result (Eq. 9/10) and the tokens")
-    st.latex(
-        r"|\mathcal W_{\text{REAL}}| = \begin{cases}\dfrac{1}{\tau}\dfrac{1}{1 + C_+ e^{\bar s^k/\tau}}, & r=1\\[2ex]"
-        r"\dfrac{1}{\tau}\dfrac{1}{1 + C_- e^{-\bar s^k/\tau}}, & r=0\end{cases}"
-        r"\qquad C_+ = 1 + \sum_{i\neq k} e^{-\bar s^i/\tau},\quad C_- = 1 + \sum_{j\neq k} e^{\bar s^j/\tau}"
-    )
-    st.markdown(
-        "Both are **bounded by 1/τ** and **monotonic**: the weight falls as a correct rollout becomes likelier and "
-        "rises as a wrong one does. The bound holds for *any* $C > 0$, since "
-        "$\\frac{1}{1 + C e^{\\pm\\bar s/\\tau}} < 1$: it comes from the form, not from the anchor's 1 in $C$ "
-        "(the variants tab shows what the anchor does). Since $\\partial\\bar s^k/\\partial\\log\\pi(o^k_t) = "
-        "1/|o^k|$, every token of rollout k carries $W_k/|o^k|$."
-    )
-    st.subheader("Erratum: the appendix flips two signs and drops a “1 +”")
-    st.warning(
-        "Appendix **Eq. 21** names $C = \\sum_{i\\neq k} e^{-\\bar s^i/\\tau}$, *without* the anchor's 1, so Eq. 20 "
-        "becomes $\\frac{1}{\\tau}\\frac{1}{1 + (1 + C)\\, e^{+\\bar s^k/\\tau}}$; **Eq. 22** prints "
-        "$\\frac{1}{\\tau}\\frac{1}{1 + C e^{-\\bar s^k/\\tau}}$, which drops that “1 +” (Eq. 24 puts the 1 back "
-        "into $C$, as Eq. 10 does). Eq. 22 (and Eq. 23) also has the wrong sign for a "
-        "correct rollout: dividing by $e^{-\\bar s^k/\\tau}$ gives $e^{+\\bar s^k/\\tau}$, not $e^{-\\bar s^k/\\tau}$. "
-        "Appendix **Eq. 24** prints $C_- = 1 + \\sum_{j\\neq k} e^{-\\bar s^j/\\tau}$, but the wrong rollouts enter "
-        "Eq. 8 as $e^{+\\bar s^j/\\tau}$. The main text's Eq. 9/10 are right: autograd agrees with them to float "
-        "precision and not with the appendix (pinned by `tests/workbench/test_closed_form_properties.py`; see the "
-        "*appendix* column of the worked example, which uses Eq. 23/24).",
-        icon=":material/report:",
-    )
-    st.caption("The same derivation, with the no-anchor and BCE variants and the group conventions, is in "
+    derivation.render()
+    st.caption("Hover the (?) beside an equation for its symbols; the **Glossary** tab lists them all. The same "
+               "derivation, with the no-anchor and BCE variants and the group conventions, is in "
                "`docs/derivation.md`.")  # fmt: skip
 
 DEFAULT_GROUP = [(0.30, True), (-0.60, True), (0.50, False), (-0.20, False), (0.10, False)]
@@ -104,7 +67,16 @@ with tab_example:
         "REAL's rollout weight are directly comparable. **Drag s̄** and flip the labels."
     )
     c_tau, c_eps, c_n = st.columns(3)
-    tau = c_tau.slider("tau", 0.1, 2.0, DEFAULTS["real"].tau, 0.05, key="learn_tau", bind="query-params")
+    tau = c_tau.slider(
+        "tau",
+        0.1,
+        2.0,
+        DEFAULTS["real"].tau,
+        0.05,
+        key="learn_tau",
+        bind="query-params",
+        help=help_for("tau"),
+    )
     eps = c_eps.slider(
         "GRPO eps", 0.05, 0.5, DEFAULTS["grpo"].eps_low, 0.01, key="learn_eps", bind="query-params"
     )
@@ -116,16 +88,27 @@ with tab_example:
         s0, c0 = DEFAULT_GROUP[k] if k < len(DEFAULT_GROUP) else (0.0, k % 2 == 0)
         with cols[k % per_row]:
             s_vals.append(
-                st.slider(f"s̄ of rollout {k}", -2.0, 2.0, s0, 0.05, key=f"learn_s{k}", bind="query-params")
+                st.slider(
+                    f"s̄ of rollout {k}",
+                    -2.0,
+                    2.0,
+                    s0,
+                    0.05,
+                    key=f"learn_s{k}",
+                    bind="query-params",
+                    help=help_for("s_bar") if k == 0 else None,
+                )
             )
-            labels.append(st.toggle("correct", value=c0, key=f"learn_c{k}", bind="query-params"))
+            labels.append(st.toggle("correct", value=c0, key=f"learn_c{k}", bind="query-params",
+                                    help=help_for("r", "sign") if k == 0 else None))  # fmt: skip
 
     df = group_weights(s_vals, labels, tau=tau, eps_low=eps, eps_high=eps)
     mixed = bool(df["correct"].any() and (~df["correct"]).any())
     if not mixed:
         st.warning(
-            "All rollouts carry the same label: GRPO's advantages are 0 and REAL (authors' convention: groups "
-            "mixing labels only) leaves the group out, so every weight is 0. Flip a label."
+            "All rollouts carry the same label: GRPO's advantages are 0, and REAL (the authors' convention, "
+            "`group_filter = mixed`: groups mixing labels only) leaves the group out of the loss. Every weight "
+            "below is 0, the appendix's included, and C is not used. Flip a label."
         )
     show = pd.DataFrame(
         {
@@ -134,16 +117,21 @@ with tab_example:
             "s̄": df["s_bar"],
             "GRPO A": df["advantage"],
             "GRPO |W|": df["grpo_weight"],
-            "REAL C (C+ or C-)": df["c"],
+            "REAL C (C+ or C-)": df["c"].where(df["used"]),
             "REAL |W| (Eq. 9/10)": df["real_weight"],
             "autograd |dL/ds̄|": df["real_autograd"],
             "appendix Eq. 22-24 as printed": df["appendix_weight"],
         }
     )
+    col_help = {"s̄": help_for("s_bar"), "GRPO A": help_for("A"), "REAL C (C+ or C-)": help_for("C+", "C-"),
+                "REAL |W| (Eq. 9/10)": help_for("W", "sign"), "label": help_for("r")}  # fmt: skip
     st.dataframe(
         show,
         hide_index=True,
-        column_config={c: st.column_config.NumberColumn(format="%.4f") for c in show.columns[2:]},
+        column_config={
+            c: st.column_config.NumberColumn(format="%.4f", help=col_help.get(c)) for c in show.columns[2:]
+        }
+        | {"label": st.column_config.TextColumn(help=col_help["label"])},
     )
     diff = float((df["real_weight"] - df["real_autograd"]).abs().max())
     diff_app = float((df["appendix_weight"] - df["real_autograd"]).abs().max()) if mixed else float("nan")
@@ -174,7 +162,10 @@ with tab_example:
         )
         .properties(height=300, title="GRPO and REAL weights of the same group")
     )
-    st.altair_chart(chart)
+    if mixed:
+        st.altair_chart(chart)
+    else:
+        st.info("No chart: REAL leaves this group out and GRPO's advantages are 0, so every bar would be 0.")
     if mixed:
         pos, neg = df[df["correct"]], df[~df["correct"]]
         hard_pos = pos.loc[pos["s_bar"].idxmin()]
@@ -195,13 +186,176 @@ with tab_example:
                 f"{r['real_weight']:.3f}. REAL clips nothing."
             )
 
+
+def logged_rollout() -> None:
+    """The "A logged rollout" tab: Eq. 9/10 worked out for a rollout of a REAL-family run (or an example group)."""
+    st.markdown(
+        "Eq. 9/10 with the numbers a run logged: pick a rollout of a REAL-family run, and its "
+        f"{abbr('C+')} or {abbr('C-')} and its weight {abbr('W', '|W_k|')} are worked out from its own "
+        f"{abbr('s_bar')}, its label {abbr('r')}, the run's {abbr('tau')} and the {abbr('s_bar')} of the other "
+        "rollouts of its group, then set against the weight the trainer logged. (Hover a symbol for its meaning.)",
+        unsafe_allow_html=True,
+    )
+    _root, cards = runs_root_and_cards()
+    real_runs = {c.name: c for c in cards if c.ok and c.steps and c.method in C_FORMS}
+    example = not real_runs
+    if example:
+        others = sum(c.ok and bool(c.steps) for c in cards)
+        st.info(
+            (f"None of the {others} readable run(s) under the runs root trained a REAL-family method"
+             if others else "No run under the runs root yet")
+            + f" ({', '.join(LABELS[m] for m in C_FORMS)}), so this tab works through an **example group**: the "
+            "worked example's five rollouts, with τ = 0.5. Train one on the **Train** page, or "
+            "`python -m training train --method real --preset tiny --out runs/real-tiny`.",
+            icon=":material/info:",
+        )  # fmt: skip
+        grp = pd.DataFrame({"rollout": np.arange(len(DEFAULT_GROUP)), "s_bar": [s for s, _ in DEFAULT_GROUP],
+                            "reward": [float(c) for _, c in DEFAULT_GROUP]})  # fmt: skip
+        grp["weight"] = np.nan
+        method, hp, logged_w = "real", {"tau": DEFAULTS["real"].tau}, False
+    else:
+        c_run, c_step = st.columns([2, 3])
+        name = url.chooser(
+            c_run.selectbox, "Run", real_runs, key="learn_run",
+            format_func=lambda n: f"{n} ({real_runs[n].label}{', SYNTHETIC' if real_runs[n].synthetic else ''})",
+        )  # fmt: skip
+        card = real_runs[name]
+        steps = card.steps
+        step = (
+            c_step.select_slider(
+                "Step", options=steps, value=steps[-1], key="learn_step", bind="query-params"
+            )
+            if len(steps) > 1
+            else steps[0]
+        )
+        try:
+            rollouts = data.step_rollouts(card, step).rollouts
+        except RunFormatError as e:
+            st.error(f"Step {step} of **{md_escape(card.name)}** cannot be read: {md_literal(e)}",
+                     icon=":material/error:")  # fmt: skip
+            return  # the other tabs still draw
+        # one row per rollout: with several epochs a rollout is logged once per update; take its first update
+        rollouts = rollouts.drop_duplicates("rollout", keep="first")
+        groups = rollouts.groupby("group").agg(
+            n=("rollout", "size"), correct=("reward", lambda r: int((r > 0.5).sum())), used=("used", "any")
+        )
+        g_labels = {int(g): f"group {int(g)} · {r.correct}/{r.n} correct · {'in the loss' if r.used else 'left out'}"
+                    for g, r in groups.iterrows()}  # fmt: skip
+        # open on an informative group: mixing labels, from the step's last mini-batch (where s_t != 0)
+        firsts = rollouts.groupby("group")["minibatch"].first()
+        mixed_groups = sorted(
+            (g for g, r in groups.iterrows() if 0 < r.correct < r.n), key=lambda g: -firsts[g]
+        )
+        c_group, c_roll = st.columns([3, 2])
+        gid = url.chooser(
+            c_group.selectbox, "Prompt group", g_labels, key="learn_group", parse=int, format_func=g_labels.get,
+            index=list(g_labels).index(int(mixed_groups[0])) if mixed_groups else 0,
+        )  # fmt: skip
+        grp = rollouts[rollouts["group"] == gid].sort_values("rollout").reset_index(drop=True)
+        method, hp, logged_w = card.method, run_hparams(card.method, card.config), True
+        if card.synthetic:
+            st.caption(
+                "SYNTHETIC run (workbench.synthetic_run): invented rollouts, weights from the closed form."
+            )
+    r_labels = {
+        int(r.rollout): f"#{int(r.rollout)} {'✓ correct' if r.reward > 0.5 else '✗ wrong'} · s̄ {r.s_bar:+.4f}"
+        for r in grp.itertuples()
+    }
+    rid = url.chooser(
+        (st if example else c_roll).selectbox, "Rollout", r_labels, key="learn_ex_rollout" if example else
+        "learn_rollout", parse=int, format_func=r_labels.get,
+    )  # fmt: skip
+    k = int(np.flatnonzero(grp["rollout"].to_numpy() == rid)[0])
+    correct = (grp["reward"] > 0.5).to_numpy()
+    a = rollout_arithmetic(grp["s_bar"].to_numpy(dtype=float), correct, k, method, hp)
+
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("s̄ of the rollout", f"{a.s_bar:+.4g}", help=help_for("s_bar"))
+    m2.metric("label r", "1 (correct)" if a.positive else "0 (wrong)", help=help_for("r", "sign"))
+    m3.metric("τ (the run's)" if logged_w else "τ", f"{a.tau:g}", help=help_for("tau"))
+    m4.metric("bound 1/τ", f"{1 / a.tau:g}", help=help_for("W"))
+    if not a.used:
+        st.warning(
+            f"Every rollout of this group is {'correct' if a.positive else 'wrong'}: {LABELS[method]} "
+            f"(`group_filter = {hp.get('group_filter', DEFAULTS[method].group_filter)}`) leaves the group out of the "
+            "loss, so W_k = 0 whatever Eq. 9/10 would give. Pick a group that mixes labels.",
+            icon=":material/block:",
+        )
+    st.markdown(f"**1. {'C₊' if a.positive else 'C₋'} of rollout #{rid}: the other "
+                f"{'correct' if a.positive else 'wrong'} rollouts of the group** (Eq. 10)" if method != "real_bce"
+                else f"**1. C of rollout #{rid}** (REAL w/ BCE: C = 1)")  # fmt: skip
+    st.latex(aligned(c_lines(a)), help=help_for("C+" if a.positive else "C-", "s_bar", "tau"))
+    st.markdown(f"**2. The weight** (Eq. 9): a {'correct' if a.positive else 'wrong'} rollout takes the exponent "
+                f"**{'+' if a.positive else '−'}s̄/τ**")  # fmt: skip
+    if a.used:
+        st.latex(aligned(weight_lines(a)), help=help_for("sign", "W"))
+    else:
+        st.latex(r"|\mathcal{W}_k| = 0 \qquad (\mathrm{the\ group\ is\ left\ out\ of\ the\ loss})")
+    st.markdown("**3. Check**")
+    r1, r2, r3 = st.columns(3)
+    r1.metric("W_k worked out above", f"{a.weight_from_terms:.6g}")
+    r2.metric(f"W_k, closed form ({LABELS[method]})", f"{a.weight:.6g}",
+              help="workbench.closed_forms.token_gradient on this group's logged s̄ and labels")  # fmt: skip
+    logged = float(grp["weight"].iloc[k]) if logged_w else float("nan")
+    if logged_w:
+        r3.metric("W_k logged by the trainer", f"{logged:.6g}", help="rollouts.weight of this row of the run")
+        gap = abs(logged - a.weight)
+        ok = gap <= 1e-5 * max(1.0, abs(a.weight))
+        (st.success if ok else st.error)(
+            f"|closed form − logged| = {gap:.1e}"
+            + (" (float32 in the log): the logged weight is Eq. 9/10 of these numbers." if ok else
+               ": the logged weight is not Eq. 9/10 of the logged s̄ (was the run trained with other settings?).")
+        )  # fmt: skip
+    else:
+        r3.metric("W_k logged by the trainer", "–", help="an example group: no run logged it")
+    table = pd.DataFrame(
+        {
+            "rollout": grp["rollout"],
+            "label": np.where(correct, "correct (r = 1)", "wrong (r = 0)"),
+            "s̄": grp["s_bar"],
+            "in C of #" + str(rid): [
+                "k" if i == k else ("C (same class)" if correct[i] == a.positive else
+                                    ("1/M (other class)" if method == "real_no_anchor" else "–"))
+                for i in range(len(grp))
+            ],
+            "logged W": grp["weight"],
+        }
+    )  # fmt: skip
+    st.dataframe(
+        table,
+        hide_index=True,
+        column_config={
+            "s̄": st.column_config.NumberColumn(format="%.5f", help=help_for("s_bar")),
+            "logged W": st.column_config.NumberColumn(format="%.6g", help=help_for("W")),
+            "label": st.column_config.TextColumn(help=help_for("r")),
+        },
+    )
+    if logged_w:
+        st.page_link(
+            "app_pages/inspector.py", label="This rollout's tokens in the inspector", icon=":material/manage_search:",
+            query_params={"insp_run": name, "insp_step": str(step), "insp_group": str(gid), "insp_rollout": str(rid)},
+        )  # fmt: skip
+
+
+with tab_logged:
+    logged_rollout()
+
 with tab_family:
     st.markdown(
         "REAL, its BCE variant and the variant without the anchor logit give every rollout the **same form** of "
         "weight (see `workbench/closed_forms.py`); only $C$ changes:"
     )
     st.latex(
-        r"|W_k| = \frac{1}{\tau}\,\frac{1}{1 + C_k\,e^{\pm\bar s^k/\tau}} = \frac{1}{\tau}\,\sigma\!\big(-(\pm\bar s^k/\tau + \log C_k)\big)"
+        r"|W_k| = \frac{1}{\tau}\,\frac{1}{1 + C_k\,e^{\pm\bar s^k/\tau}} = \frac{1}{\tau}\,"
+        r"\sigma\!\big(-(\pm\bar s^k/\tau + \log C_k)\big), \qquad \pm = \begin{cases} + & r = 1"
+        r"\ (\text{correct})\\ - & r = 0\ (\text{wrong})\end{cases}",
+        help=help_for("sign", "C+", "C-", "tau"),
+    )
+    st.markdown(
+        "**The sign follows the label.** A correct rollout (r = 1) takes $e^{+\\bar s^k/\\tau}$: its weight falls "
+        "as it becomes likelier ($\\bar s^k$ grows) and the gradient raises its log-probs. A wrong rollout (r = 0) "
+        "takes $e^{-\\bar s^k/\\tau}$: its weight grows as it becomes likelier and the gradient lowers its "
+        "log-probs. For a correct rollout $C = C_+$, for a wrong one $C = C_-$."
     )
     st.markdown(
         "| variant | $C_+$ of a correct rollout | $C_-$ of a wrong rollout |\n"
@@ -246,17 +400,42 @@ with tab_methods:
             for i, s in enumerate(grid["s"])
         ]
     )
-    st.altair_chart(
-        alt.Chart(long)
-        .mark_line()
-        .encode(
-            x=alt.X("s:Q", title="log-ratio s (s_t or s_bar)"),
-            y=alt.Y("|W|:Q", scale=alt.Scale(type="symlog"), title="|W| (symlog)"),
-            color=alt.Color(
-                "method:N",
-                scale=alt.Scale(domain=[LABELS[m] for m in METHODS], range=[COLORS[m] for m in METHODS]),
-            ),
-            column=alt.Column("rollout:N", title=None),
+    labels = [LABELS[m] for m in METHODS]
+
+    def _curve(rows: pd.DataFrame, width: float) -> alt.Chart:
+        return (
+            alt.Chart(rows)
+            .mark_line(strokeWidth=width)
+            .encode(
+                x=alt.X("s:Q", title="log-ratio s (s_t or s_bar)"),
+                y=alt.Y("|W|:Q", scale=alt.Scale(type="symlog"), title="|W| (symlog)"),
+                color=alt.Color(
+                    "method:N",
+                    scale=alt.Scale(domain=labels, range=[COLORS[m] for m in METHODS]),
+                    legend=alt.Legend(orient="top", columns=4, labelLimit=0, symbolStrokeWidth=3, title=None),
+                ),
+            )
         )
-        .properties(width=380, height=260)
+
+    st.altair_chart(
+        alt.hconcat(
+            *[
+                stacked_lines(long[long["rollout"] == side], "method", labels, _curve).properties(
+                    width=340, height=260, title=side
+                )
+                for side in ("correct (r = 1)", "wrong (r = 0)")
+            ]
+        )
     )
+    st.caption(OVERLAP_NOTE)
+
+
+with tab_glossary:
+    st.subheader("Glossary")
+    st.markdown(
+        "The symbols of this page. The same definitions appear when you hover a symbol, a column header or a "
+        "(?) icon."
+    )
+    st.markdown("\n".join(f"- **{sym}**: {text}" for key, (sym, text) in GLOSSARY.items() if key != "sign"))
+    st.markdown("**The sign convention**")
+    st.markdown(SIGN_CONVENTION)

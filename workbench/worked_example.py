@@ -10,13 +10,18 @@
 - ``real_autograd``: ``|dL/ds_bar|`` of ``workbench.objectives.real`` by torch autograd (normalise ``sum``, so the
   group's loss is Eq. 8 itself);
 - ``appendix_weight``: the appendix's Eq. 22-24 *as printed* (``1 + C e^{-s_bar/tau}`` for correct rollouts,
-  ``C- = 1 + sum_{j != k} e^{-s_j/tau}`` for wrong ones). It disagrees with autograd: both sign slips are kept
-  here only to show the erratum.
+  ``C- = 1 + sum_{j != k} e^{-s_j/tau}`` for wrong ones), 0 in a group REAL leaves out, as every other weight.
+  It disagrees with autograd: both sign slips are kept here only to show the erratum.
+
+``rollout_arithmetic(s_bar, correct, k, method, hparams)`` spells out Eq. 9/10 for one rollout of a group (the
+terms of its C, the sign of the exponent), for a REAL-family method, with C and W from the closed form.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -75,7 +80,113 @@ def group_weights(
             "c": torch.exp(real.log_c).numpy(),
             "real_weight": real.rollout_weight.numpy(),
             "real_autograd": g.squeeze(1).abs().numpy(),
-            "appendix_weight": appendix_printed_weight(s.squeeze(1).numpy(), pos, tau),
+            # the appendix's form, in the groups REAL keeps (a group of one label is left out: weight 0)
+            "appendix_weight": np.where(
+                real.used.numpy(), appendix_printed_weight(s.squeeze(1).numpy(), pos, tau), 0.0
+            ),
             "used": real.used.numpy(),
         }
+    )
+
+
+# ----------------------------------------------------------------------------------------------- one rollout's Eq. 9/10
+
+# The REAL-family methods whose C the arithmetic below spells out (``workbench.methods.real``'s variants).
+C_FORMS = {"real": "real", "real_bce": "bce", "real_no_anchor": "no_anchor"}
+
+
+@dataclass(frozen=True)
+class RolloutArithmetic:
+    """Eq. 9/10 for rollout ``k`` of one group, term by term (REAL family), for showing the arithmetic.
+
+    ``sign`` is the sign of the exponent in ``e^{sign * s_bar_k / tau}``: +1 for a correct rollout (r = 1), -1 for
+    a wrong one (r = 0). ``same`` holds the other rollouts of k's class as ``(rollout, s_bar, e^{-sign * s_bar /
+    tau})``: the terms of C's sum. ``other`` (REAL w/o anchor only) holds the other class's rollouts as
+    ``(rollout, s_bar, e^{sign * s_bar / tau})``, whose sum M enters C as ``1 / M``. ``anchor`` is the anchor's
+    1 in C (REAL), 0 (w/o anchor), and BCE has ``C = 1`` with no terms. ``c`` and ``weight`` come from the
+    method's closed form (``workbench.closed_forms.token_gradient``), not from these terms; ``c_from_terms``
+    and ``weight_from_terms`` redo the sum shown on screen, and agree with them to float precision.
+    """
+
+    method: str
+    k: int
+    s_bar: float
+    positive: bool
+    tau: float
+    sign: int
+    anchor: float
+    same: list[tuple[int, float, float]]
+    other: list[tuple[int, float, float]]
+    used: bool
+    c: float
+    weight: float
+
+    @property
+    def exp_term(self) -> float:
+        """``e^{sign * s_bar_k / tau}``."""
+        return math.exp(self.sign * self.s_bar / self.tau)
+
+    @property
+    def c_from_terms(self) -> float:
+        if self.method == "real_bce":
+            return 1.0
+        c = self.anchor + sum(t for *_, t in self.same)
+        if self.method == "real_no_anchor":  # 1 / M, M the other class's mass: C = inf without that class
+            c += 1.0 / sum(t for *_, t in self.other) if self.other else math.inf
+        return c
+
+    @property
+    def weight_from_terms(self) -> float:
+        return (1.0 / self.tau) / (1.0 + self.c_from_terms * self.exp_term) if self.used else 0.0
+
+
+def rollout_arithmetic(
+    s_bar: list[float] | np.ndarray,
+    correct: list[bool] | np.ndarray,
+    k: int,
+    method: str = "real",
+    hparams: dict[str, Any] | None = None,
+) -> RolloutArithmetic:
+    """Eq. 9/10 for rollout ``k`` (a position in ``s_bar``) of one group with logged ``s_bar`` and labels, under
+    REAL-family ``method`` with ``hparams`` (tau, group_filter; the rest does not change ``W_k``).
+
+    ``c`` and ``weight`` come from ``token_gradient(method, ...)`` on the group laid out as one token per rollout
+    (``s_t = s_bar``), so they are the closed form the trainer logs; in a group the method leaves out
+    (``group_filter="mixed"`` and one label only) ``used`` is False and the weight is 0.
+    Raises ``ValueError`` for a method outside the REAL family, or ``k`` outside the group."""
+    if method not in C_FORMS:
+        raise ValueError(f"Eq. 9/10 are REAL-family weights; {method!r} is not one of {', '.join(C_FORMS)}")
+    s = np.asarray(s_bar, dtype=float)
+    pos = np.asarray(correct, dtype=bool)
+    if s.size != pos.size or s.size == 0:
+        raise ValueError(f"need one label per rollout, got {s.size} s_bar values and {pos.size} labels")
+    if not 0 <= k < s.size:
+        raise ValueError(f"rollout position {k} is outside the group of {s.size}")
+    hp = {**(hparams or {}), "kl_beta": 0.0}
+    tau = float(hp.get("tau", DEFAULTS[method].tau))
+    grid = torch.tensor(s, dtype=torch.float64).unsqueeze(1)
+    old = torch.full_like(grid, -20.0)
+    bd = token_gradient(
+        method, old + grid, old, torch.ones_like(grid, dtype=torch.bool), torch.tensor(pos, dtype=torch.float64),
+        torch.zeros(s.size, dtype=torch.long), **hp,
+    )  # fmt: skip
+    assert bd.log_c is not None
+    sign = 1 if pos[k] else -1
+    idx = [i for i in range(s.size) if i != k]
+    same = [(i, float(s[i]), math.exp(-sign * s[i] / tau)) for i in idx if pos[i] == pos[k]]
+    other = [(i, float(s[i]), math.exp(sign * s[i] / tau)) for i in idx if pos[i] != pos[k]]
+    form = C_FORMS[method]
+    return RolloutArithmetic(
+        method=method,
+        k=k,
+        s_bar=float(s[k]),
+        positive=bool(pos[k]),
+        tau=tau,
+        sign=sign,
+        anchor=1.0 if form == "real" else 0.0,
+        same=same if form != "bce" else [],
+        other=other if form == "no_anchor" else [],
+        used=bool(bd.used[k]),
+        c=float(torch.exp(bd.log_c[k])),
+        weight=float(bd.rollout_weight[k]),
     )

@@ -203,6 +203,55 @@ def test_page_renders_without_errors(server: str, driver, path: str, title: str)
         problems.append("a traceback is shown")
     assert not problems, f"page {title!r} shows errors (screenshot {shot}): {problems}"
     assert shot.stat().st_size > 10_000, "the screenshot is suspiciously small (blank page?)"
+    _theme_shots(driver, path)
+
+
+# Issue 15: every page at 1400 and 1920 px, light and dark. The app follows the system's theme (no base theme in
+# .streamlit/config.toml); Chromium's prefers-color-scheme is switched by CDP on the loaded page, no reload.
+THEME_WIDTHS = (1400, 1920)
+
+
+def _color_scheme(drv, theme: str) -> None:
+    drv.execute_cdp_cmd(
+        "Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": theme}]}
+    )
+
+
+def _luminance(css_rgb: str) -> float:
+    r, g, b = (int(x) for x in css_rgb[css_rgb.index("(") + 1 : css_rgb.index(")")].split(",")[:3])
+    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
+
+
+# Visible charts drawn wider than their element (a chart cut at the column's edge).
+CHARTS_OVERFLOWING = """
+return Array.from(document.querySelectorAll('[data-testid=stVegaLiteChart]')).filter(e => {
+  const box = e.getBoundingClientRect(), drawn = e.querySelector('canvas, svg');
+  return box.width > 0 && drawn && drawn.getBoundingClientRect().right > box.right + 2;
+}).length;
+"""
+
+
+def _theme_shots(drv, name: str) -> None:
+    """Screenshots NAME-{light,dark}-{1400,1920}.png of the page on screen; the app's background must follow the
+    emulated system theme."""
+    try:
+        for theme in ("light", "dark"):
+            _color_scheme(drv, theme)
+            for width in THEME_WIDTHS:
+                drv.set_window_size(width, 1400)
+                time.sleep(0.4)  # the theme and the charts' new width are drawn
+                drv.save_screenshot(str(SHOTS / f"{name}-{theme}-{width}.png"))
+                assert not drv.execute_script(CHARTS_OVERFLOWING), f"{name}: a chart is cut at {width} px"
+            bg = drv.execute_script(
+                "return getComputedStyle(document.querySelector('.stApp')).backgroundColor"
+            )
+            lum = _luminance(bg)
+            assert (lum < 0.3) if theme == "dark" else (lum > 0.7), (
+                f"{name}: {theme} system theme, background {bg}"
+            )
+    finally:
+        _color_scheme(drv, "light")
+        drv.set_window_size(1440, 2200)
 
 
 # ----------------------------------------------------------------------------------------------- views in URLs
@@ -368,6 +417,50 @@ def test_fig1_downloads_png_pdf_and_csv(server: str, driver, downloads: Path) ->
                 break
         assert target.exists(), f"no {ext} download; got {sorted(p.name for p in downloads.iterdir())}"
         assert target.read_bytes().startswith(magic[ext]), ext
+
+
+LEARN_ROLLOUT = "learn_tab=A+logged+rollout&learn_run=real-s0&learn_step=3&learn_group=2&learn_rollout=14"
+
+
+def test_learn_rollout_link_presentation_mode_and_derivation_pdf(
+    server: str, driver, downloads: Path
+) -> None:
+    """Issue 15: a link (the inspector's) opens Eq. 9/10 worked out for its rollout; ``?present=1`` enlarges the
+    page (dark here, screenshot learn-present-dark.png); the derivation's PDF arrives as a PDF."""
+    from selenium.webdriver.common.by import By
+
+    _color_scheme(driver, "dark")
+    try:
+        driver.get(f"{server}/learn?present=1&{LEARN_ROLLOUT}")
+        _wait_rendered(driver, "Learn")
+        body = driver.find_element(By.TAG_NAME, "body").text
+        assert "of rollout #14" in body and "is Eq. 9/10 of these numbers" in body, body[:1000]
+        text_px = driver.execute_script(
+            "return parseFloat(getComputedStyle(document.querySelector('[data-testid=stMain] [data-testid=stMarkdownContainer] p')).fontSize)"
+        )
+        assert text_px >= 20, text_px  # 16 px outside presentation mode
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(SHOTS / "learn-present-dark.png"))
+        target = downloads / "real_derivation.pdf"
+        button = next(
+            b
+            for b in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stDownloadButton'] button")
+            if "PDF" in b.text
+        )
+        for _attempt in range(2):
+            button.click()
+            deadline = time.time() + 20
+            while not target.exists() and time.time() < deadline:
+                time.sleep(0.3)
+            if target.exists():
+                break
+        assert target.exists() and target.read_bytes().startswith(b"%PDF"), sorted(downloads.iterdir())
+        # the worked example's chart, in large type, still fits its column
+        driver.find_element(By.XPATH, "//*[@role='tab'][contains(., 'Worked example')]").click()
+        time.sleep(2.0)
+        assert not driver.execute_script(CHARTS_OVERFLOWING), "a chart is wider than its column"
+    finally:
+        _color_scheme(driver, "light")
 
 
 # ----------------------------------------------------------------------------------------------- hostile run files
