@@ -163,6 +163,16 @@ def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def _opt_pid(value: Any) -> int | None:
+    """A recorded pid, or None where it cannot be one: ``killpg(0)`` would signal the caller's own process group
+    and ``killpg(1)`` every process the user owns, so a damaged record's 0, 1, negative or huge pid is no pid."""
+    try:
+        pid = int(value)
+    except (TypeError, ValueError):
+        return None
+    return pid if 2 <= pid < 2**31 else None
+
+
 def _read(root: Path | str, name: str) -> Job | None:
     """The record as written, without reaping; None if absent or unreadable. Older records (the app's earlier
     job module: name, pid, command, log, started, stopped, returncode) read as started jobs of the run ``name``."""
@@ -176,11 +186,11 @@ def _read(root: Path | str, name: str) -> Job | None:
             cwd=None if rec.get("cwd") is None else str(rec["cwd"]),
             by=str(rec.get("by", "")),
             queue=None if rec.get("queue") is None else str(rec["queue"]),
-            runner_pid=_opt_int(rec.get("runner_pid")),
+            runner_pid=_opt_pid(rec.get("runner_pid")),
             runner_start=_opt_int(rec.get("runner_start")),
             queued=_opt_float(rec.get("queued")),
             started=_opt_float(rec.get("started")),
-            pid=_opt_int(rec.get("pid")),
+            pid=_opt_pid(rec.get("pid")),
             pid_start=_opt_int(rec.get("pid_start")),
             ended=_opt_float(rec.get("ended")),
             returncode=_opt_int(rec.get("returncode")),
@@ -329,6 +339,8 @@ def job_state(job: Job) -> str:
 
 
 def _signal_group(pgid: int, sig: int) -> None:
+    if pgid < 2:  # 0: our own group; 1: kill(-1), every process we may signal
+        return
     try:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):

@@ -160,3 +160,27 @@ def test_a_ctrl_c_while_a_job_starts_waits_until_it_is_recorded(tmp_path: Path) 
     wait_for(lambda: jobs.job_state(jobs.read_job(root, "mask")) == "finished", 20)
     status = dict(line.split(":\t") for line in jobs.log_tail(job, 100).splitlines() if ":\t" in line)
     assert int(status["SigBlk"], 16) == 0 and int(status["SigIgn"], 16) & (1 << (signal.SIGINT - 1)) == 0
+
+
+def test_a_damaged_records_pid_never_signals_another_process_group(tmp_path: Path) -> None:
+    """``killpg(0)`` is the caller's own group and ``killpg(1)`` every process the user owns: a record whose pid
+    is 0, 1, negative, too large or not a number has no process (it stays listed, and a stop signals nothing)."""
+    root = tmp_path / "runs"
+    (root / ".jobs").mkdir(parents=True)
+    base = {"command": ["x"], "log": "bad.log", "by": "test", "queue": "q", "queued": time.time()}
+    for pid in (0, 1, -5, 2**40, "12x"):
+        (root / ".jobs" / "bad.json").write_text(json.dumps({**base, "name": "bad", "pid": pid}))
+        job = jobs.read_job(root, "bad")
+        assert job is not None and job.pid is None, pid
+        assert jobs.job_state(job) in ("queued", "not started", "cancelled")
+    (root / ".jobs" / "bad.json").write_text(json.dumps({**base, "name": "bad", "pid": 0}))
+    stopper = subprocess.run(  # in a session of its own: without the check it sends SIGTERM to its own group
+        [PY, "-c", f"from workbench import jobs; jobs.stop_jobs(jobs.list_jobs({str(root)!r}), grace=0.2); "
+         "print('survived')"],
+        capture_output=True, text=True, start_new_session=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(jobs.PROJECT_ROOT)},
+    )  # fmt: skip
+    assert stopper.returncode == 0 and stopper.stdout.strip() == "survived", (
+        stopper.returncode,
+        stopper.stderr,
+    )
