@@ -175,14 +175,15 @@ def _opt_pid(value: Any) -> int | None:
 
 def _read(root: Path | str, name: str) -> Job | None:
     """The record as written, without reaping; None if absent or unreadable. Older records (the app's earlier
-    job module: name, pid, command, log, started, stopped, returncode) read as started jobs of the run ``name``."""
+    job module: name, pid, command, log, started, stopped, returncode) read as started jobs of the run ``name``.
+    The job's name is the file's (``NAME.json``), never the one inside: every rewrite goes back to this file."""
     try:
         rec: dict[str, Any] = json.loads(_record_path(root, name).read_text())
         return Job(
-            name=str(rec["name"]),
+            name=name,
             command=[str(c) for c in rec["command"]],
             log=jobs_dir(root) / Path(str(rec["log"])).name,
-            run=str(rec["name"]) if "by" not in rec else None if rec.get("run") is None else str(rec["run"]),
+            run=name if "by" not in rec else None if rec.get("run") is None else str(rec["run"]),
             cwd=None if rec.get("cwd") is None else str(rec["cwd"]),
             by=str(rec.get("by", "")),
             queue=None if rec.get("queue") is None else str(rec["queue"]),

@@ -184,3 +184,24 @@ def test_a_damaged_records_pid_never_signals_another_process_group(tmp_path: Pat
         stopper.returncode,
         stopper.stderr,
     )
+
+
+def test_a_records_name_is_its_file_name_so_a_stop_never_writes_outside_the_jobs_folder(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "runs"
+    (root / ".jobs").mkdir(parents=True)
+    record = {
+        "name": "../../escape",
+        "command": ["x"],
+        "log": "a.log",
+        "by": "t",
+        "queue": "q",
+        "queued": time.time(),
+    }
+    (root / ".jobs" / "a.json").write_text(json.dumps(record))
+    (listed,) = jobs.list_jobs(root)
+    assert listed.name == "a"
+    jobs.stop_jobs([listed], grace=0.2)
+    assert not (tmp_path / "escape.json").exists() and not (tmp_path / "escape.json.tmp").exists()
+    assert jobs.job_state(jobs.read_job(root, "a")) == "cancelled"
