@@ -19,13 +19,13 @@ PROC_LOCKS = Path("/proc/locks")
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this host and has not ended: a zombie child of ours is reaped, and any
-    other zombie (ended, its parent has not collected it yet) is reported dead too."""
+    """Whether process ``pid`` exists on this host and has not ended: a zombie (ended, its parent has not
+    collected it yet) is dead. A child of ours that ended is left for its owner to collect (``WNOWAIT``): reaping
+    it here would lose its exit code (``subprocess.Popen`` then reads 0)."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
+        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
             return False
     except ChildProcessError:
         pass

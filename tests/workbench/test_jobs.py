@@ -205,3 +205,19 @@ def test_a_records_name_is_its_file_name_so_a_stop_never_writes_outside_the_jobs
     jobs.stop_jobs([listed], grace=0.2)
     assert not (tmp_path / "escape.json").exists() and not (tmp_path / "escape.json.tmp").exists()
     assert jobs.job_state(jobs.read_job(root, "a")) == "cancelled"
+
+
+def test_asking_whether_a_dead_queue_runner_lives_keeps_its_exit_code(tmp_path: Path) -> None:
+    """A queued job's state asks whether its runner lives; that runner is the app's child, and the question must
+    not reap it (its Popen then reads exit code 0: a killed runner would show as finished)."""
+    root = tmp_path / "runs"
+    runner = jobs.start_job(root, "queue-q", [PY, "-c", "raise SystemExit(3)"], by="queue runner")
+    jobs.enqueue(root, "waiting", sleeper(0), queue="q")
+    rec = json.loads((root / ".jobs" / "waiting.json").read_text())
+    rec["runner_pid"], rec["runner_start"] = runner.pid, runner.pid_start
+    (root / ".jobs" / "waiting.json").write_text(json.dumps(rec))
+    wait_for(lambda: Path(f"/proc/{runner.pid}/stat").read_text().split(") ")[1][0] == "Z", 20)
+    assert jobs.job_state(jobs.read_job(root, "waiting")) == "not started"
+    assert not pid_alive(runner.pid)
+    ended = jobs.read_job(root, "queue-q")
+    assert ended.returncode == 3 and jobs.job_state(ended) == "failed"
