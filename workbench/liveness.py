@@ -22,7 +22,7 @@ def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` exists on this host and has not ended: a zombie (ended, its parent has not
     collected it yet) is dead. A child of ours that ended is left for its owner to collect (``WNOWAIT``): reaping
     it here would lose its exit code (``subprocess.Popen`` then reads 0)."""
-    if not isinstance(pid, int) or pid <= 0:
+    if not isinstance(pid, int) or not 0 < pid < 2**31:  # beyond a pid_t: no process (os.kill would overflow)
         return False
     try:
         if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
