@@ -57,9 +57,18 @@ INTERRUPTED = "interrupted"  # the run says running, nothing writes it, and nobo
 ENDED = "ended"  # ended, exit code unseen, no readable run state
 UNCLAIMED_S = 60.0  # a queued job that no queue runner has claimed for this long will not start
 
-# Popen objects of the jobs this process started: polled to reap them and record their exit code (a job's exit
-# code is known only to the process that started it).
-_PROCS: dict[int, subprocess.Popen[bytes]] = {}
+# Popen objects of the jobs this process started, with their process start times: polled to reap them and record
+# their exit code (a job's exit code is known only to the process that started it).
+_PROCS: dict[int, tuple[subprocess.Popen[bytes], int | None]] = {}
+
+
+def _own_process(pid: int | None, start: int | None) -> subprocess.Popen[bytes] | None:
+    """The Popen of the process ``pid`` (started at ``start``) if this process started it; None for another
+    process, including a later one that reuses the pid of a job started here."""
+    held = _PROCS.get(pid) if pid is not None else None
+    if held is None or (held[1] is not None and start is not None and held[1] != start):
+        return None
+    return held[0]
 
 
 @dataclass
@@ -94,7 +103,7 @@ class Job:
         """Whether the job's process runs now (its pid, not a later process that reuses it)."""
         if self.pid is None or self.pid <= 0:
             return False
-        proc = _PROCS.get(self.pid)
+        proc = _own_process(self.pid, self.pid_start)
         if proc is not None:
             return proc.poll() is None
         return process_alive(self.pid, self.pid_start)
@@ -204,11 +213,11 @@ def _read(root: Path | str, name: str) -> Job | None:
 
 def _reap(job: Job) -> Job:
     """Record the exit code of a job this process started, once it has ended."""
-    proc = _PROCS.get(job.pid) if job.pid else None
+    proc = _own_process(job.pid, job.pid_start)
     if proc is not None and job.returncode is None and proc.poll() is not None:
         with _locked(job.root):
             now = _read(job.root, job.name)
-            if now is not None and now.pid == job.pid:
+            if now is not None and now.pid == job.pid and now.pid_start == job.pid_start:
                 job = now
                 job.returncode = proc.returncode
                 job.ended = job.ended or time.time()
@@ -270,8 +279,8 @@ def _launch(job: Job) -> None:
             job.command, cwd=job.cwd or PROJECT_ROOT, stdout=fh, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True, env=job_env(),
         )  # fmt: skip
-    _PROCS[proc.pid] = proc
     job.pid, job.pid_start, job.started = proc.pid, process_start(proc.pid), time.time()
+    _PROCS[proc.pid] = (proc, job.pid_start)
     job.ended = job.returncode = job.stopped = None
 
 
@@ -394,9 +403,9 @@ def stop_jobs(jobs: Sequence[Job], grace: float = 10.0) -> list[Job]:
         _signal_group(job.pid, signal.SIGTERM)  # type: ignore[arg-type]  # leftovers of the group (grader workers)
         with _locked(job.root):
             now = _read(job.root, job.name)
-            if now is not None and now.pid == job.pid:
+            if now is not None and now.pid == job.pid and now.pid_start == job.pid_start:
                 now.stopped = now.stopped or time.time()
-                proc = _PROCS.get(job.pid)  # type: ignore[arg-type]
+                proc = _own_process(job.pid, job.pid_start)
                 if proc is not None and proc.poll() is not None:
                     now.returncode, now.ended = proc.returncode, now.ended or time.time()
                 _write(now)

@@ -221,3 +221,18 @@ def test_asking_whether_a_dead_queue_runner_lives_keeps_its_exit_code(tmp_path: 
     assert not pid_alive(runner.pid)
     ended = jobs.read_job(root, "queue-q")
     assert ended.returncode == 3 and jobs.job_state(ended) == "failed"
+
+
+def test_a_job_on_a_reused_pid_never_takes_the_exit_code_of_a_job_this_process_started(
+    tmp_path: Path,
+) -> None:
+    """This process started job A; it ended. Another process's job B now has A's pid (a later process): reading B
+    must not record A's exit code as B's."""
+    root = tmp_path / "runs"
+    a = jobs.start_job(root, "a", [PY, "-c", "pass"])
+    wait_for(lambda: jobs.job_state(jobs.read_job(root, "a")) == "finished", 20)
+    rec = json.loads((root / ".jobs" / "a.json").read_text())
+    b = {**rec, "name": "b", "log": "b.log", "pid_start": a.pid_start + 1, "returncode": None, "ended": None}
+    (root / ".jobs" / "b.json").write_text(json.dumps(b))
+    read = jobs.read_job(root, "b")
+    assert read.returncode is None and jobs.job_state(read) == "ended"  # exit code unseen, no run to read
