@@ -357,6 +357,13 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
+def _pid_taken(job: Job) -> bool:
+    """Whether the job's pid now belongs to a later process (its start time differs). Its process group id is
+    then that process's too: the kernel reuses a pid only once no group of that id is left."""
+    now = process_start(job.pid) if job.pid is not None else None
+    return now is not None and job.pid_start is not None and now != job.pid_start
+
+
 def _wait_gone(jobs: Sequence[Job], seconds: float) -> bool:
     deadline = time.time() + seconds
     while any(j.alive for j in jobs) and time.time() < deadline:
@@ -400,7 +407,10 @@ def stop_jobs(jobs: Sequence[Job], grace: float = 10.0) -> list[Job]:
                     _signal_group(job.pid, signal.SIGKILL)  # type: ignore[arg-type]
             _wait_gone(forced, 5)
     for job in running:
-        _signal_group(job.pid, signal.SIGTERM)  # type: ignore[arg-type]  # leftovers of the group (grader workers)
+        if not _pid_taken(
+            job
+        ):  # leftovers of the job's group (grader workers), never a later process's group
+            _signal_group(job.pid, signal.SIGTERM)  # type: ignore[arg-type]
         with _locked(job.root):
             now = _read(job.root, job.name)
             if now is not None and now.pid == job.pid and now.pid_start == job.pid_start:

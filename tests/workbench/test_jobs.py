@@ -236,3 +236,21 @@ def test_a_job_on_a_reused_pid_never_takes_the_exit_code_of_a_job_this_process_s
     (root / ".jobs" / "b.json").write_text(json.dumps(b))
     read = jobs.read_job(root, "b")
     assert read.returncode is None and jobs.job_state(read) == "ended"  # exit code unseen, no run to read
+
+
+def test_stopping_an_ended_job_never_signals_a_later_process_group_on_its_pid(tmp_path: Path) -> None:
+    """The job's process ended; its pid now leads another process group (a shell's job, say). The stop's
+    sweep of the job's leftover group must leave that group alone."""
+    root = tmp_path / "runs"
+    (root / ".jobs").mkdir(parents=True)
+    other = subprocess.Popen(sleeper(30), start_new_session=True)
+    try:
+        record = {"name": "r", "command": ["x"], "log": "r.log", "by": "t", "started": time.time(),
+                  "pid": other.pid, "pid_start": process_start(other.pid) - 1}  # fmt: skip
+        (root / ".jobs" / "r.json").write_text(json.dumps(record))
+        jobs.stop_jobs([jobs.read_job(root, "r")], grace=0.2)
+        time.sleep(0.3)
+        assert other.poll() is None, "the stop signalled another process group"
+    finally:
+        other.kill()
+        other.wait()
