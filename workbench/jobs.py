@@ -256,14 +256,17 @@ def _active(job: Job) -> bool:
     return job_state(job) in (QUEUED, RUNNING)
 
 
+def _refuse_active(old: Job | None) -> None:
+    if old is not None and _active(old):
+        raise ValueError(f"a job named {old.name!r} is still {job_state(old)} (pid {old.pid}); stop it first")
+
+
 def _new(root: Path | str, name: str, command: Sequence[str], run: str | None, cwd: Path | str | None, by: str,
          queue: str | None, header: str | None) -> Job:  # fmt: skip
     check_run_name(name)  # one harmless file name (UnsafeRunName, a ValueError)
     if run is not None:
         check_run_name(run)
-    old = read_job(root, name)
-    if old is not None and _active(old):
-        raise ValueError(f"a job named {name!r} is still {job_state(old)} (pid {old.pid}); stop it first")
+    _refuse_active(read_job(root, name))
     cmd = [str(c) for c in command]
     return Job(name=name, command=cmd, log=jobs_dir(root) / f"{name}.log", run=run,
                cwd=str(cwd or PROJECT_ROOT), by=by, queue=queue,
@@ -292,6 +295,9 @@ def start_job(root: Path | str, name: str, command: Sequence[str], *, run: str |
     """
     job = _new(root, name, command, run, cwd, by, None, header)
     with _signals_held(), _locked(root):
+        _refuse_active(
+            _read(root, name)
+        )  # again under the lock: another process may have started it meanwhile
         _launch(job)
         _write(job)
     return job
@@ -304,6 +310,7 @@ def enqueue(root: Path | str, name: str, command: Sequence[str], *, queue: str, 
     job = _new(root, name, command, run, cwd, by, queue, header)
     job.queued = time.time()
     with _locked(root):
+        _refuse_active(_read(root, name))  # again under the lock, as in start_job
         _write(job)
     return job
 

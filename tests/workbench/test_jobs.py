@@ -254,3 +254,32 @@ def test_stopping_an_ended_job_never_signals_a_later_process_group_on_its_pid(tm
     finally:
         other.kill()
         other.wait()
+
+
+def test_two_starts_of_one_name_at_once_start_one_job(tmp_path: Path) -> None:
+    """Two app sessions press Start for the same run together: both pass the early check, then start in turn
+    under the lock; the second must be refused there, not start a second trainer on the same run."""
+    import threading
+
+    root = tmp_path / "runs"
+    outcomes: list[object] = []
+
+    def start() -> None:
+        try:
+            outcomes.append(jobs.start_job(root, "same", sleeper(30)))
+        except ValueError as e:
+            outcomes.append(e)
+
+    with jobs._locked(root):  # both threads get past the early check and wait for the lock
+        threads = [threading.Thread(target=start) for _ in range(2)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+    for t in threads:
+        t.join(30)
+    started = [o for o in outcomes if isinstance(o, jobs.Job)]
+    try:
+        assert len(outcomes) == 2 and len(started) == 1, outcomes
+        assert "still running" in str(next(o for o in outcomes if isinstance(o, ValueError)))
+    finally:
+        jobs.stop_jobs(started, grace=4)
