@@ -109,6 +109,11 @@ class Job:
         return process_alive(self.pid, self.pid_start)
 
     @property
+    def waiting(self) -> bool:
+        """Whether the job is queued and still to start: not started, not cancelled, no failed start."""
+        return self.pid is None and self.stopped is None and self.returncode is None
+
+    @property
     def sort_time(self) -> float:
         return float(self.started or self.queued or 0.0)
 
@@ -287,6 +292,19 @@ def _launch(job: Job) -> None:
     job.ended = job.returncode = job.stopped = None
 
 
+FAILED_START = 127  # the exit code of a job whose process could not be started (as a shell's "cannot run")
+
+
+def _record_failed_start(job: Job, error: OSError) -> None:
+    """Record (caller holds the lock) that ``job``'s process could not be started, the reason in its log."""
+    with contextlib.suppress(OSError):
+        with open(job.log, "a") as fh:
+            fh.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} could not start: {error}\n")
+    job.started = job.ended = time.time()
+    job.returncode = FAILED_START
+    _write(job)
+
+
 def start_job(root: Path | str, name: str, command: Sequence[str], *, run: str | None = None,
               cwd: Path | str | None = None, by: str = "", header: str | None = None) -> Job:  # fmt: skip
     """Start ``command`` now as job ``name`` under ``root`` (``run``: the run folder it writes, if any).
@@ -382,7 +400,7 @@ def _cancel(job: Job) -> Job:
     """Cancel a queued job under the lock; returns the record as it is now (started meanwhile: not cancelled)."""
     with _locked(job.root):
         now = _read(job.root, job.name) or job
-        if now.pid is None and now.stopped is None:
+        if now.waiting:
             now.stopped = time.time()
             _write(now)
     return now
@@ -455,7 +473,7 @@ class Queue:
         me, my_start = os.getpid(), process_start(os.getpid())
         with _locked(self.root):  # claim the queue: its queued jobs show "queued" while this process lives
             for job in self.jobs():
-                if job.pid is None and job.stopped is None and job.runner_pid != me:
+                if job.waiting and job.runner_pid != me:
                     job.runner_pid, job.runner_start = me, my_start
                     _write(job)
 
@@ -479,13 +497,20 @@ class Queue:
         for job in self.jobs():
             if len(self._mine) >= self.max_running:
                 break
-            if job.pid is not None or job.stopped is not None:
+            if not job.waiting:
                 continue
             with _signals_held(), _locked(self.root):
                 now = _read(self.root, job.name)
-                if now is None or now.queue != self.name or now.pid is not None or now.stopped is not None:
+                if now is None or now.queue != self.name or not now.waiting:
                     continue  # cancelled or taken meanwhile
-                _launch(now)
+                try:
+                    _launch(now)
+                except (
+                    OSError
+                ) as e:  # no process (fork refused, program missing): the job failed, the queue goes on
+                    _record_failed_start(now, e)
+                    ended.append(now)
+                    continue
                 _write(now)
                 self._mine[now.name] = now
             started.append(now)
@@ -493,7 +518,7 @@ class Queue:
 
     def pending(self) -> list[Job]:
         """Queued jobs still to start (not cancelled)."""
-        return [j for j in self.jobs() if j.pid is None and j.stopped is None]
+        return [j for j in self.jobs() if j.waiting]
 
     def active(self) -> bool:
         """Whether anything is left: a job running or still to start."""
@@ -533,7 +558,7 @@ def spawn_queue_runner(root: Path | str, name: str, max_running: int) -> Job:
     runner = start_job(root, f"queue-{name}", command, by="queue runner")
     with _locked(root):
         for job in list_jobs(root):
-            if job.queue == name and job.pid is None and job.runner_pid is None:
+            if job.queue == name and job.waiting and job.runner_pid is None:
                 job.runner_pid, job.runner_start = runner.pid, runner.pid_start
                 _write(job)
     return runner

@@ -283,3 +283,17 @@ def test_two_starts_of_one_name_at_once_start_one_job(tmp_path: Path) -> None:
         assert "still running" in str(next(o for o in outcomes if isinstance(o, ValueError)))
     finally:
         jobs.stop_jobs(started, grace=4)
+
+
+def test_a_job_whose_process_cannot_start_fails_and_the_queue_goes_on(tmp_path: Path) -> None:
+    """A start refused by the system (program missing, no fork) was an exception out of ``Queue.step``: the
+    queue runner (or the pipeline) died and left the rest of the queue unstarted and its running jobs unwatched."""
+    root = tmp_path / "runs"
+    jobs.enqueue(root, "bad", [str(tmp_path / "no-such-program")], queue="q")
+    jobs.enqueue(root, "good", [PY, "-c", "pass"], queue="q")
+    assert jobs.run_queue(root, "q", max_running=1, poll_s=0.05) == 1  # one failed
+    bad, good = jobs.read_job(root, "bad"), jobs.read_job(root, "good")
+    assert jobs.job_state(bad) == "failed" and bad.returncode == jobs.FAILED_START and bad.pid is None
+    assert "could not start" in jobs.log_tail(bad) and jobs.job_state(good) == "finished"
+    jobs.stop_jobs([bad], grace=0.2)
+    assert jobs.job_state(jobs.read_job(root, "bad")) == "failed"  # a stop does not turn it into "cancelled"
