@@ -78,14 +78,13 @@ def weight_lines(a: RolloutArithmetic) -> list[str]:
     name = "C" if a.method == "real_bce" else ("C_+" if a.positive else "C_-")
     sgn = "+" if a.sign > 0 else "-"
     label = r"r = 1,\ \mathrm{correct}" if a.positive else r"r = 0,\ \mathrm{wrong}"
-    exp_val = a.sign * a.s_bar / a.tau
     return [
         rf"|\mathcal{{W}}_k| &= \frac{{1}}{{\tau}}\,\frac{{1}}{{1 + {name}\,e^{{{sgn}\bar{{s}}^k/\tau}}}}"
         rf"\qquad ({label}:\ \mathrm{{exponent}}\ {sgn}\bar{{s}}^k/\tau)",
         rf"&= \frac{{1}}{{{num(a.tau)}}}\,\frac{{1}}{{1 + {num(a.c_from_terms, 6)}"
         rf"\times {_exp_of(a.sign, a.s_bar, a.tau)}}}",
         rf"&= {num(1 / a.tau)}\times\frac{{1}}{{1 + {num(a.c_from_terms, 6)}"
-        rf"\times {num(math.exp(exp_val), 6)}}} = {num(1 / a.tau)}\times\frac{{1}}{{{num(1 + a.c_from_terms * a.exp_term, 6)}}}"
+        rf"\times {num(a.exp_term, 6)}}} = {num(1 / a.tau)}\times\frac{{1}}{{{num(a.denominator, 6)}}}"
         rf" = {num(a.weight_from_terms, 6)}",
     ]
 
