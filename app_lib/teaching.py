@@ -13,6 +13,8 @@ MAX_TERMS = 6  # terms of a sum written out; a longer sum shows its first and la
 
 def num(x: float, digits: int = 4) -> str:
     """``x`` for a formula: ``digits`` significant digits, no exponent below 1e5, a real minus sign."""
+    if math.isnan(x):
+        return r"\mathrm{NaN}"
     if not math.isfinite(x):
         return r"\infty" if x > 0 else r"-\infty"
     text = f"{x:.{digits}g}" if abs(x) >= 1e-4 or x == 0 else f"{x:.{digits}e}"

@@ -79,3 +79,10 @@ def test_rollout_arithmetic_of_a_far_off_policy_rollout_overflows_to_its_limit(m
         a = rollout_arithmetic(s, labels, k, method, {"tau": 0.5})
         assert a.weight_from_terms == pytest.approx(a.weight, abs=1e-12), (k, a.weight_from_terms, a.weight)
         assert "infty" in aligned(c_lines(a) + weight_lines(a)) or abs(a.s_bar) < 1
+
+
+def test_a_formula_number_that_is_not_a_number_is_never_written_as_minus_infinity() -> None:
+    from app_lib.teaching import num
+
+    assert num(float("nan")) == r"\mathrm{NaN}"
+    assert (num(float("inf")), num(-float("inf")), num(-1.5)) == (r"\infty", r"-\infty", "{-}1.5")
