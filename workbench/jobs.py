@@ -73,7 +73,8 @@ def _own_process(pid: int | None, start: int | None) -> subprocess.Popen[bytes] 
 
 @dataclass
 class Job:
-    """A job's record. ``started`` and ``pid`` are None while it is queued; ``stopped`` is when a stop was asked."""
+    """A job's record. ``started`` and ``pid`` are None while it is queued; ``stopped`` is when a stop was asked (of a job still
+    queued or running)."""
 
     name: str
     command: list[str]
@@ -431,6 +432,7 @@ def stop_jobs(jobs: Sequence[Job], grace: float = 10.0) -> list[Job]:
                 if job.alive:
                     _signal_group(job.pid, signal.SIGKILL)  # type: ignore[arg-type]
             _wait_gone(forced, 5)
+    asked = {id(j) for j in live}  # a job that had ended before the stop keeps its outcome
     for job in running:
         if not _pid_taken(
             job
@@ -439,9 +441,10 @@ def stop_jobs(jobs: Sequence[Job], grace: float = 10.0) -> list[Job]:
         with _locked(job.root):
             now = _read(job.root, job.name)
             if now is not None and now.pid == job.pid and now.pid_start == job.pid_start:
-                now.stopped = now.stopped or time.time()
+                if id(job) in asked:
+                    now.stopped = now.stopped or time.time()
                 proc = _own_process(job.pid, job.pid_start)
-                if proc is not None and proc.poll() is not None:
+                if proc is not None and proc.poll() is not None and now.returncode is None:
                     now.returncode, now.ended = proc.returncode, now.ended or time.time()
                 _write(now)
                 job.stopped, job.returncode, job.ended = now.stopped, now.returncode, now.ended

@@ -297,3 +297,14 @@ def test_a_job_whose_process_cannot_start_fails_and_the_queue_goes_on(tmp_path: 
     assert "could not start" in jobs.log_tail(bad) and jobs.job_state(good) == "finished"
     jobs.stop_jobs([bad], grace=0.2)
     assert jobs.job_state(jobs.read_job(root, "bad")) == "failed"  # a stop does not turn it into "cancelled"
+
+
+def test_a_stop_that_comes_after_the_job_ended_keeps_its_outcome(tmp_path: Path) -> None:
+    """'Stop all' pressed on a page drawn while the job still ran: the job has failed meanwhile, and the stop must
+    not relabel that failure 'stopped'."""
+    root = tmp_path / "runs"
+    job = jobs.start_job(root, "crash", [PY, "-c", "raise SystemExit(1)"])
+    wait_for(lambda: jobs.job_state(jobs.read_job(root, "crash")) == "failed", 20)
+    jobs.stop_jobs([job], grace=0.2)
+    after = jobs.read_job(root, "crash")
+    assert jobs.job_state(after) == "failed" and after.stopped is None
