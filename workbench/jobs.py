@@ -73,8 +73,8 @@ def _own_process(pid: int | None, start: int | None) -> subprocess.Popen[bytes] 
 
 @dataclass
 class Job:
-    """A job's record. ``started`` and ``pid`` are None while it is queued; ``stopped`` is when a stop was asked (of a job still
-    queued or running)."""
+    """A job's record. ``started`` and ``pid`` are None while it is queued; ``stopped`` is when a stop was asked
+    (of a job still queued or running)."""
 
     name: str
     command: list[str]
