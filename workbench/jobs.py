@@ -15,7 +15,8 @@ The folder is hidden, so run listings never take it for a run (``workbench.runs_
 Queues: ``enqueue`` records a job without starting it; a ``Queue`` starts its queue's jobs in the order queued, at
 most ``max_running`` at a time, inside the caller (the pipeline) or as a detached ``python -m workbench.jobs
 run-queue ROOT QUEUE --max-running K`` (``spawn_queue_runner``, the app). A queued job that is stopped is
-cancelled and never starts (records change under one lock, ``ROOT/.jobs/.lock``).
+cancelled and never starts (records change under one lock, ``ROOT/.jobs/.lock``); one whose process cannot be
+started (program missing, fork refused) is ``failed`` with exit code 127 and the queue goes on.
 
 Stopping (``stop_jobs``): SIGINT to each job (the trainer marks its run ``stopped`` and closes its workers), then
 SIGTERM, then SIGKILL to the whole process group, each after half the grace period.
