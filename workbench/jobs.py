@@ -175,8 +175,14 @@ def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def _opt_float(value: Any) -> float | None:
-    return None if value is None else float(value)
+def _opt_time(value: Any) -> float | None:
+    """A recorded time (seconds since the epoch), or None where no clock can show it (NaN, infinite, negative,
+    beyond the year 5000, not a number): a damaged record must not make ``time.localtime`` raise."""
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        return None
+    return t if 0.0 <= t < 1e11 else None  # NaN fails both comparisons
 
 
 def _opt_pid(value: Any) -> int | None:
@@ -205,13 +211,13 @@ def _read(root: Path | str, name: str) -> Job | None:
             queue=None if rec.get("queue") is None else str(rec["queue"]),
             runner_pid=_opt_pid(rec.get("runner_pid")),
             runner_start=_opt_int(rec.get("runner_start")),
-            queued=_opt_float(rec.get("queued")),
-            started=_opt_float(rec.get("started")),
+            queued=_opt_time(rec.get("queued")),
+            started=_opt_time(rec.get("started")),
             pid=_opt_pid(rec.get("pid")),
             pid_start=_opt_int(rec.get("pid_start")),
-            ended=_opt_float(rec.get("ended")),
+            ended=_opt_time(rec.get("ended")),
             returncode=_opt_int(rec.get("returncode")),
-            stopped=_opt_float(rec.get("stopped")),
+            stopped=_opt_time(rec.get("stopped")),
             header=str(rec.get("header", "")),
         )
     except (OSError, ValueError, KeyError, TypeError):

@@ -308,3 +308,17 @@ def test_a_stop_that_comes_after_the_job_ended_keeps_its_outcome(tmp_path: Path)
     jobs.stop_jobs([job], grace=0.2)
     after = jobs.read_job(root, "crash")
     assert jobs.job_state(after) == "failed" and after.stopped is None
+
+
+def test_a_damaged_records_times_that_no_clock_can_show_are_no_times(tmp_path: Path) -> None:
+    """NaN, infinite or far-off times in a record made the Train page's time.localtime raise: they read as None."""
+    root = tmp_path / "runs"
+    (root / ".jobs").mkdir(parents=True)
+    for bad in (float("nan"), float("inf"), 1e20, -5.0, "soon"):
+        record = {"name": "t", "command": ["x"], "log": "t.log", "by": "t", "queued": bad, "started": bad,
+                  "ended": bad, "stopped": bad}  # fmt: skip
+        (root / ".jobs" / "t.json").write_text(json.dumps(record))
+        job = jobs.read_job(root, "t")
+        assert job is not None, bad
+        assert (job.queued, job.started, job.ended, job.stopped) == (None, None, None, None), bad
+        time.localtime(job.sort_time)  # what the Train page shows
