@@ -25,7 +25,12 @@ def pid_alive(pid: int) -> bool:
     if not isinstance(pid, int) or not 0 < pid < 2**31:  # beyond a pid_t: no process (os.kill would overflow)
         return False
     try:
-        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+        if hasattr(os, "waitid"):
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return False
+        elif (
+            os.waitpid(pid, os.WNOHANG)[0] == pid
+        ):  # no waitid (macOS): a zombie child cannot be told otherwise
             return False
     except ChildProcessError:
         pass
