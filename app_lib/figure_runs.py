@@ -173,12 +173,16 @@ def _settings(figure: str, running: jobs.Job | None) -> dict[str, Any]:
     if running is not None:
         cmd = running.command
 
-        def value(flag: str) -> str | None:
-            return cmd[cmd.index(flag) + 1] if flag in cmd else None
+        def value(flag: str) -> str | None:  # a damaged record may lack the value: then None
+            at = cmd.index(flag) + 1 if flag in cmd else len(cmd)
+            return cmd[at] if at < len(cmd) else None
 
-        steps = value("--steps")
-        return {"preset": value("--preset") or "tiny", "seeds": int(value("--seeds") or 1),
-                "steps": int(steps) if steps else None, "at_once": int(value("--jobs") or 1)}  # fmt: skip
+        def integer(flag: str) -> int | None:
+            text = value(flag)
+            return int(text) if text is not None and text.isdigit() and int(text) > 0 else None
+
+        return {"preset": value("--preset") or "tiny", "seeds": integer("--seeds") or 1,
+                "steps": integer("--steps"), "at_once": integer("--jobs") or 1}  # fmt: skip
     default = cli_defaults()
     a, b, c, d = st.columns(4)
     preset = a.selectbox(

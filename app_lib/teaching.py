@@ -13,6 +13,8 @@ MAX_TERMS = 6  # terms of a sum written out; a longer sum shows its first and la
 
 def num(x: float, digits: int = 4) -> str:
     """``x`` for a formula: ``digits`` significant digits, no exponent below 1e5, a real minus sign."""
+    if math.isnan(x):
+        return r"\mathrm{NaN}"
     if not math.isfinite(x):
         return r"\infty" if x > 0 else r"-\infty"
     text = f"{x:.{digits}g}" if abs(x) >= 1e-4 or x == 0 else f"{x:.{digits}e}"
@@ -78,14 +80,13 @@ def weight_lines(a: RolloutArithmetic) -> list[str]:
     name = "C" if a.method == "real_bce" else ("C_+" if a.positive else "C_-")
     sgn = "+" if a.sign > 0 else "-"
     label = r"r = 1,\ \mathrm{correct}" if a.positive else r"r = 0,\ \mathrm{wrong}"
-    exp_val = a.sign * a.s_bar / a.tau
     return [
         rf"|\mathcal{{W}}_k| &= \frac{{1}}{{\tau}}\,\frac{{1}}{{1 + {name}\,e^{{{sgn}\bar{{s}}^k/\tau}}}}"
         rf"\qquad ({label}:\ \mathrm{{exponent}}\ {sgn}\bar{{s}}^k/\tau)",
         rf"&= \frac{{1}}{{{num(a.tau)}}}\,\frac{{1}}{{1 + {num(a.c_from_terms, 6)}"
         rf"\times {_exp_of(a.sign, a.s_bar, a.tau)}}}",
         rf"&= {num(1 / a.tau)}\times\frac{{1}}{{1 + {num(a.c_from_terms, 6)}"
-        rf"\times {num(math.exp(exp_val), 6)}}} = {num(1 / a.tau)}\times\frac{{1}}{{{num(1 + a.c_from_terms * a.exp_term, 6)}}}"
+        rf"\times {num(a.exp_term, 6)}}} = {num(1 / a.tau)}\times\frac{{1}}{{{num(a.denominator, 6)}}}"
         rf" = {num(a.weight_from_terms, 6)}",
     ]
 

@@ -15,7 +15,8 @@ The folder is hidden, so run listings never take it for a run (``workbench.runs_
 Queues: ``enqueue`` records a job without starting it; a ``Queue`` starts its queue's jobs in the order queued, at
 most ``max_running`` at a time, inside the caller (the pipeline) or as a detached ``python -m workbench.jobs
 run-queue ROOT QUEUE --max-running K`` (``spawn_queue_runner``, the app). A queued job that is stopped is
-cancelled and never starts (records change under one lock, ``ROOT/.jobs/.lock``).
+cancelled and never starts (records change under one lock, ``ROOT/.jobs/.lock``); one whose process cannot be
+started (program missing, fork refused) is ``failed`` with exit code 127 and the queue goes on.
 
 Stopping (``stop_jobs``): SIGINT to each job (the trainer marks its run ``stopped`` and closes its workers), then
 SIGTERM, then SIGKILL to the whole process group, each after half the grace period.
@@ -57,14 +58,24 @@ INTERRUPTED = "interrupted"  # the run says running, nothing writes it, and nobo
 ENDED = "ended"  # ended, exit code unseen, no readable run state
 UNCLAIMED_S = 60.0  # a queued job that no queue runner has claimed for this long will not start
 
-# Popen objects of the jobs this process started: polled to reap them and record their exit code (a job's exit
-# code is known only to the process that started it).
-_PROCS: dict[int, subprocess.Popen[bytes]] = {}
+# Popen objects of the jobs this process started, with their process start times: polled to reap them and record
+# their exit code (a job's exit code is known only to the process that started it).
+_PROCS: dict[int, tuple[subprocess.Popen[bytes], int | None]] = {}
+
+
+def _own_process(pid: int | None, start: int | None) -> subprocess.Popen[bytes] | None:
+    """The Popen of the process ``pid`` (started at ``start``) if this process started it; None for another
+    process, including a later one that reuses the pid of a job started here."""
+    held = _PROCS.get(pid) if pid is not None else None
+    if held is None or (held[1] is not None and start is not None and held[1] != start):
+        return None
+    return held[0]
 
 
 @dataclass
 class Job:
-    """A job's record. ``started`` and ``pid`` are None while it is queued; ``stopped`` is when a stop was asked."""
+    """A job's record. ``started`` and ``pid`` are None while it is queued; ``stopped`` is when a stop was asked
+    (of a job still queued or running)."""
 
     name: str
     command: list[str]
@@ -94,10 +105,15 @@ class Job:
         """Whether the job's process runs now (its pid, not a later process that reuses it)."""
         if self.pid is None or self.pid <= 0:
             return False
-        proc = _PROCS.get(self.pid)
+        proc = _own_process(self.pid, self.pid_start)
         if proc is not None:
             return proc.poll() is None
         return process_alive(self.pid, self.pid_start)
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the job is queued and still to start: not started, not cancelled, no failed start."""
+        return self.pid is None and self.stopped is None and self.returncode is None
 
     @property
     def sort_time(self) -> float:
@@ -159,32 +175,49 @@ def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def _opt_float(value: Any) -> float | None:
-    return None if value is None else float(value)
+def _opt_time(value: Any) -> float | None:
+    """A recorded time (seconds since the epoch), or None where no clock can show it (NaN, infinite, negative,
+    beyond the year 5000, not a number): a damaged record must not make ``time.localtime`` raise."""
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        return None
+    return t if 0.0 <= t < 1e11 else None  # NaN fails both comparisons
+
+
+def _opt_pid(value: Any) -> int | None:
+    """A recorded pid, or None where it cannot be one: ``killpg(0)`` would signal the caller's own process group
+    and ``killpg(1)`` every process the user owns, so a damaged record's 0, 1, negative or huge pid is no pid."""
+    try:
+        pid = int(value)
+    except (TypeError, ValueError):
+        return None
+    return pid if 2 <= pid < 2**31 else None
 
 
 def _read(root: Path | str, name: str) -> Job | None:
     """The record as written, without reaping; None if absent or unreadable. Older records (the app's earlier
-    job module: name, pid, command, log, started, stopped, returncode) read as started jobs of the run ``name``."""
+    job module: name, pid, command, log, started, stopped, returncode) read as started jobs of the run ``name``.
+    The job's name is the file's (``NAME.json``), never the one inside: every rewrite goes back to this file."""
     try:
         rec: dict[str, Any] = json.loads(_record_path(root, name).read_text())
         return Job(
-            name=str(rec["name"]),
+            name=name,
             command=[str(c) for c in rec["command"]],
             log=jobs_dir(root) / Path(str(rec["log"])).name,
-            run=str(rec["name"]) if "by" not in rec else None if rec.get("run") is None else str(rec["run"]),
+            run=name if "by" not in rec else None if rec.get("run") is None else str(rec["run"]),
             cwd=None if rec.get("cwd") is None else str(rec["cwd"]),
             by=str(rec.get("by", "")),
             queue=None if rec.get("queue") is None else str(rec["queue"]),
-            runner_pid=_opt_int(rec.get("runner_pid")),
+            runner_pid=_opt_pid(rec.get("runner_pid")),
             runner_start=_opt_int(rec.get("runner_start")),
-            queued=_opt_float(rec.get("queued")),
-            started=_opt_float(rec.get("started")),
-            pid=_opt_int(rec.get("pid")),
+            queued=_opt_time(rec.get("queued")),
+            started=_opt_time(rec.get("started")),
+            pid=_opt_pid(rec.get("pid")),
             pid_start=_opt_int(rec.get("pid_start")),
-            ended=_opt_float(rec.get("ended")),
+            ended=_opt_time(rec.get("ended")),
             returncode=_opt_int(rec.get("returncode")),
-            stopped=_opt_float(rec.get("stopped")),
+            stopped=_opt_time(rec.get("stopped")),
             header=str(rec.get("header", "")),
         )
     except (OSError, ValueError, KeyError, TypeError):
@@ -193,11 +226,11 @@ def _read(root: Path | str, name: str) -> Job | None:
 
 def _reap(job: Job) -> Job:
     """Record the exit code of a job this process started, once it has ended."""
-    proc = _PROCS.get(job.pid) if job.pid else None
+    proc = _own_process(job.pid, job.pid_start)
     if proc is not None and job.returncode is None and proc.poll() is not None:
         with _locked(job.root):
             now = _read(job.root, job.name)
-            if now is not None and now.pid == job.pid:
+            if now is not None and now.pid == job.pid and now.pid_start == job.pid_start:
                 job = now
                 job.returncode = proc.returncode
                 job.ended = job.ended or time.time()
@@ -236,14 +269,17 @@ def _active(job: Job) -> bool:
     return job_state(job) in (QUEUED, RUNNING)
 
 
+def _refuse_active(old: Job | None) -> None:
+    if old is not None and _active(old):
+        raise ValueError(f"a job named {old.name!r} is still {job_state(old)} (pid {old.pid}); stop it first")
+
+
 def _new(root: Path | str, name: str, command: Sequence[str], run: str | None, cwd: Path | str | None, by: str,
          queue: str | None, header: str | None) -> Job:  # fmt: skip
     check_run_name(name)  # one harmless file name (UnsafeRunName, a ValueError)
     if run is not None:
         check_run_name(run)
-    old = read_job(root, name)
-    if old is not None and _active(old):
-        raise ValueError(f"a job named {name!r} is still {job_state(old)} (pid {old.pid}); stop it first")
+    _refuse_active(read_job(root, name))
     cmd = [str(c) for c in command]
     return Job(name=name, command=cmd, log=jobs_dir(root) / f"{name}.log", run=run,
                cwd=str(cwd or PROJECT_ROOT), by=by, queue=queue,
@@ -259,9 +295,22 @@ def _launch(job: Job) -> None:
             job.command, cwd=job.cwd or PROJECT_ROOT, stdout=fh, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True, env=job_env(),
         )  # fmt: skip
-    _PROCS[proc.pid] = proc
     job.pid, job.pid_start, job.started = proc.pid, process_start(proc.pid), time.time()
+    _PROCS[proc.pid] = (proc, job.pid_start)
     job.ended = job.returncode = job.stopped = None
+
+
+FAILED_START = 127  # the exit code of a job whose process could not be started (as a shell's "cannot run")
+
+
+def _record_failed_start(job: Job, error: OSError) -> None:
+    """Record (caller holds the lock) that ``job``'s process could not be started, the reason in its log."""
+    with contextlib.suppress(OSError):
+        with open(job.log, "a") as fh:
+            fh.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} could not start: {error}\n")
+    job.started = job.ended = time.time()
+    job.returncode = FAILED_START
+    _write(job)
 
 
 def start_job(root: Path | str, name: str, command: Sequence[str], *, run: str | None = None,
@@ -272,6 +321,9 @@ def start_job(root: Path | str, name: str, command: Sequence[str], *, run: str |
     """
     job = _new(root, name, command, run, cwd, by, None, header)
     with _signals_held(), _locked(root):
+        _refuse_active(
+            _read(root, name)
+        )  # again under the lock: another process may have started it meanwhile
         _launch(job)
         _write(job)
     return job
@@ -284,6 +336,7 @@ def enqueue(root: Path | str, name: str, command: Sequence[str], *, queue: str, 
     job = _new(root, name, command, run, cwd, by, queue, header)
     job.queued = time.time()
     with _locked(root):
+        _refuse_active(_read(root, name))  # again under the lock, as in start_job
         _write(job)
     return job
 
@@ -329,10 +382,19 @@ def job_state(job: Job) -> str:
 
 
 def _signal_group(pgid: int, sig: int) -> None:
+    if pgid < 2:  # 0: our own group; 1: kill(-1), every process we may signal
+        return
     try:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _pid_taken(job: Job) -> bool:
+    """Whether the job's pid now belongs to a later process (its start time differs). Its process group id is
+    then that process's too: the kernel reuses a pid only once no group of that id is left."""
+    now = process_start(job.pid) if job.pid is not None else None
+    return now is not None and job.pid_start is not None and now != job.pid_start
 
 
 def _wait_gone(jobs: Sequence[Job], seconds: float) -> bool:
@@ -346,7 +408,7 @@ def _cancel(job: Job) -> Job:
     """Cancel a queued job under the lock; returns the record as it is now (started meanwhile: not cancelled)."""
     with _locked(job.root):
         now = _read(job.root, job.name) or job
-        if now.pid is None and now.stopped is None:
+        if now.waiting:
             now.stopped = time.time()
             _write(now)
     return now
@@ -377,14 +439,19 @@ def stop_jobs(jobs: Sequence[Job], grace: float = 10.0) -> list[Job]:
                 if job.alive:
                     _signal_group(job.pid, signal.SIGKILL)  # type: ignore[arg-type]
             _wait_gone(forced, 5)
+    asked = {id(j) for j in live}  # a job that had ended before the stop keeps its outcome
     for job in running:
-        _signal_group(job.pid, signal.SIGTERM)  # type: ignore[arg-type]  # leftovers of the group (grader workers)
+        if not _pid_taken(
+            job
+        ):  # leftovers of the job's group (grader workers), never a later process's group
+            _signal_group(job.pid, signal.SIGTERM)  # type: ignore[arg-type]
         with _locked(job.root):
             now = _read(job.root, job.name)
-            if now is not None and now.pid == job.pid:
-                now.stopped = now.stopped or time.time()
-                proc = _PROCS.get(job.pid)  # type: ignore[arg-type]
-                if proc is not None and proc.poll() is not None:
+            if now is not None and now.pid == job.pid and now.pid_start == job.pid_start:
+                if id(job) in asked:
+                    now.stopped = now.stopped or time.time()
+                proc = _own_process(job.pid, job.pid_start)
+                if proc is not None and proc.poll() is not None and now.returncode is None:
                     now.returncode, now.ended = proc.returncode, now.ended or time.time()
                 _write(now)
                 job.stopped, job.returncode, job.ended = now.stopped, now.returncode, now.ended
@@ -416,7 +483,7 @@ class Queue:
         me, my_start = os.getpid(), process_start(os.getpid())
         with _locked(self.root):  # claim the queue: its queued jobs show "queued" while this process lives
             for job in self.jobs():
-                if job.pid is None and job.stopped is None and job.runner_pid != me:
+                if job.waiting and job.runner_pid != me:
                     job.runner_pid, job.runner_start = me, my_start
                     _write(job)
 
@@ -440,13 +507,20 @@ class Queue:
         for job in self.jobs():
             if len(self._mine) >= self.max_running:
                 break
-            if job.pid is not None or job.stopped is not None:
+            if not job.waiting:
                 continue
             with _signals_held(), _locked(self.root):
                 now = _read(self.root, job.name)
-                if now is None or now.queue != self.name or now.pid is not None or now.stopped is not None:
+                if now is None or now.queue != self.name or not now.waiting:
                     continue  # cancelled or taken meanwhile
-                _launch(now)
+                try:
+                    _launch(now)
+                except (
+                    OSError
+                ) as e:  # no process (fork refused, program missing): the job failed, the queue goes on
+                    _record_failed_start(now, e)
+                    ended.append(now)
+                    continue
                 _write(now)
                 self._mine[now.name] = now
             started.append(now)
@@ -454,7 +528,7 @@ class Queue:
 
     def pending(self) -> list[Job]:
         """Queued jobs still to start (not cancelled)."""
-        return [j for j in self.jobs() if j.pid is None and j.stopped is None]
+        return [j for j in self.jobs() if j.waiting]
 
     def active(self) -> bool:
         """Whether anything is left: a job running or still to start."""
@@ -494,7 +568,7 @@ def spawn_queue_runner(root: Path | str, name: str, max_running: int) -> Job:
     runner = start_job(root, f"queue-{name}", command, by="queue runner")
     with _locked(root):
         for job in list_jobs(root):
-            if job.queue == name and job.pid is None and job.runner_pid is None:
+            if job.queue == name and job.waiting and job.runner_pid is None:
                 job.runner_pid, job.runner_start = runner.pid, runner.pid_start
                 _write(job)
     return runner

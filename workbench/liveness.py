@@ -19,13 +19,18 @@ PROC_LOCKS = Path("/proc/locks")
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this host and has not ended: a zombie child of ours is reaped, and any
-    other zombie (ended, its parent has not collected it yet) is reported dead too."""
-    if not isinstance(pid, int) or pid <= 0:
+    """Whether process ``pid`` exists on this host and has not ended: a zombie (ended, its parent has not
+    collected it yet) is dead. A child of ours that ended is left for its owner to collect (``WNOWAIT``): reaping
+    it here would lose its exit code (``subprocess.Popen`` then reads 0)."""
+    if not isinstance(pid, int) or not 0 < pid < 2**31:  # beyond a pid_t: no process (os.kill would overflow)
         return False
     try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
+        if hasattr(os, "waitid"):
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return False
+        elif (
+            os.waitpid(pid, os.WNOHANG)[0] == pid
+        ):  # no waitid (macOS): a zombie child cannot be told otherwise
             return False
     except ChildProcessError:
         pass

@@ -105,7 +105,8 @@ class RolloutArithmetic:
     ``(rollout, s_bar, e^{sign * s_bar / tau})``, whose sum M enters C as ``1 / M``. ``anchor`` is the anchor's
     1 in C (REAL), 0 (w/o anchor), and BCE has ``C = 1`` with no terms. ``c`` and ``weight`` come from the
     method's closed form (``workbench.closed_forms.token_gradient``), not from these terms; ``c_from_terms``
-    and ``weight_from_terms`` redo the sum shown on screen, and agree with them to float precision.
+    and ``weight_from_terms`` redo the sum shown on screen (in logs: a term beyond float range shows as infinite and
+    enters with its limit), and agree with them to float precision.
     """
 
     method: str
@@ -123,21 +124,48 @@ class RolloutArithmetic:
 
     @property
     def exp_term(self) -> float:
-        """``e^{sign * s_bar_k / tau}``."""
-        return math.exp(self.sign * self.s_bar / self.tau)
+        """``e^{sign * s_bar_k / tau}`` (``inf`` beyond float range)."""
+        return _exp(self.sign * self.s_bar / self.tau)
+
+    @property
+    def log_c_from_terms(self) -> float:
+        """``log C`` from the terms shown, summed in logs (a term may be too large for a float)."""
+        if self.method == "real_bce":
+            return 0.0
+        same = [-self.sign * s / self.tau for _, s, _ in self.same]
+        if self.method == "real_no_anchor":  # 1 / M, M the other class's mass: C = inf without that class
+            if not self.other:
+                return math.inf
+            inv_m = -_logsumexp([self.sign * s / self.tau for _, s, _ in self.other])
+            return _logsumexp([*same, inv_m])
+        return _logsumexp([math.log(self.anchor), *same])  # the anchor's 1 is e^0
 
     @property
     def c_from_terms(self) -> float:
-        if self.method == "real_bce":
-            return 1.0
-        c = self.anchor + sum(t for *_, t in self.same)
-        if self.method == "real_no_anchor":  # 1 / M, M the other class's mass: C = inf without that class
-            c += 1.0 / sum(t for *_, t in self.other) if self.other else math.inf
-        return c
+        return _exp(self.log_c_from_terms)
+
+    @property
+    def log_denominator(self) -> float:
+        """``log(1 + C e^{sign * s_bar_k / tau})``."""
+        return float(np.logaddexp(0.0, self.log_c_from_terms + self.sign * self.s_bar / self.tau))
+
+    @property
+    def denominator(self) -> float:
+        """``1 + C e^{sign * s_bar_k / tau}`` (``inf`` beyond float range)."""
+        return _exp(self.log_denominator)
 
     @property
     def weight_from_terms(self) -> float:
-        return (1.0 / self.tau) / (1.0 + self.c_from_terms * self.exp_term) if self.used else 0.0
+        return (1.0 / self.tau) * math.exp(-self.log_denominator) if self.used else 0.0
+
+
+def _exp(x: float) -> float:
+    """``e^x``, ``inf`` where that exceeds a float (``math.exp`` raises instead)."""
+    return math.exp(x) if x < 709.0 else math.inf
+
+
+def _logsumexp(xs: list[float]) -> float:
+    return float(np.logaddexp.reduce(np.asarray(xs, dtype=float))) if xs else -math.inf
 
 
 def rollout_arithmetic(
@@ -173,8 +201,8 @@ def rollout_arithmetic(
     assert bd.log_c is not None
     sign = 1 if pos[k] else -1
     idx = [i for i in range(s.size) if i != k]
-    same = [(i, float(s[i]), math.exp(-sign * s[i] / tau)) for i in idx if pos[i] == pos[k]]
-    other = [(i, float(s[i]), math.exp(sign * s[i] / tau)) for i in idx if pos[i] != pos[k]]
+    same = [(i, float(s[i]), _exp(-sign * s[i] / tau)) for i in idx if pos[i] == pos[k]]
+    other = [(i, float(s[i]), _exp(sign * s[i] / tau)) for i in idx if pos[i] != pos[k]]
     form = C_FORMS[method]
     return RolloutArithmetic(
         method=method,

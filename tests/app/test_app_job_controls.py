@@ -124,3 +124,18 @@ def test_the_paper_figures_page_trains_a_figures_missing_runs(
     states = _states(root)
     assert states["paper-figures-fig2"] == "stopped", states
     assert not {s for n, s in states.items() if n != "paper-figures-fig2"} & {"running", "queued"}, states
+
+
+@pytest.mark.parametrize(
+    "tail", [["--seeds"], ["--seeds", "three", "--jobs", "x"], ["--steps", "", "--preset"]]
+)
+def test_a_damaged_pipeline_record_gives_the_default_settings_not_a_crash(tail: list[str]) -> None:
+    """The page reads a running pipeline's settings back from its recorded command; a damaged record (a flag
+    without its value, a value that is no number) gives the defaults instead of an exception on the page."""
+    from app_lib.figure_runs import _settings
+    from workbench.jobs import Job
+
+    job = Job(name="paper-figures-fig2", command=[sys.executable, "-m", "training", "paper-figures", *tail],
+              log=Path("/nonexistent/.jobs/x.log"))  # fmt: skip
+    got = _settings("fig2", job)
+    assert got["preset"] == "tiny" and got["seeds"] == 1 and got["steps"] is None and got["at_once"] == 1

@@ -58,3 +58,10 @@ def test_unreadable_lock_table_means_unknown(tmp_path: Path) -> None:
     assert lock_held(tmp_path / "missing", proc_locks=Path("/proc/locks")) is None
     # the lock file alone, with no holder, is not a live run (the pid is ours and alive)
     assert run_is_live(tmp_path, {"state": "running", "pid": os.getpid()}) is False
+
+
+def test_a_damaged_status_pid_is_no_live_process(tmp_path: Path) -> None:
+    """A pid no process can have (a damaged status.json) is not alive, rather than an OverflowError in the reader."""
+    for pid in (2**40, -(2**40), 0, -1):
+        assert not pid_alive(pid)
+        assert not run_is_live(tmp_path, {"state": "running", "pid": pid})  # no lock file: the pid decides

@@ -66,3 +66,23 @@ def test_rollout_arithmetic_by_hand() -> None:
         rollout_arithmetic(S_BAR, LABELS, 0, "grpo")
     with pytest.raises(ValueError, match="outside the group"):
         rollout_arithmetic(S_BAR, LABELS, 5)
+
+
+@pytest.mark.parametrize("method", ["real", "real_no_anchor", "real_bce"])
+def test_rollout_arithmetic_of_a_far_off_policy_rollout_overflows_to_its_limit(method: str) -> None:
+    """|s_bar| / tau beyond ~710 (a stale rollout, a small tau): e^{...} is infinite, not an OverflowError that
+    stops the Learn page; the worked weight is its limit and agrees with the closed form (computed in logs)."""
+    from app_lib.teaching import aligned, c_lines, weight_lines
+
+    s, labels = [400.0, 0.1, -400.0, 0.2], [True, True, False, False]
+    for k in range(len(s)):
+        a = rollout_arithmetic(s, labels, k, method, {"tau": 0.5})
+        assert a.weight_from_terms == pytest.approx(a.weight, abs=1e-12), (k, a.weight_from_terms, a.weight)
+        assert "infty" in aligned(c_lines(a) + weight_lines(a)) or abs(a.s_bar) < 1
+
+
+def test_a_formula_number_that_is_not_a_number_is_never_written_as_minus_infinity() -> None:
+    from app_lib.teaching import num
+
+    assert num(float("nan")) == r"\mathrm{NaN}"
+    assert (num(float("inf")), num(-float("inf")), num(-1.5)) == (r"\infty", r"-\infty", "{-}1.5")

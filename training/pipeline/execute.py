@@ -146,7 +146,7 @@ def run_jobs(
             for job in ended:
                 name, rc = job.name, job.returncode if job.returncode is not None else -1
                 tracker.set_steps(name, logged_steps(todo[name].run.out), now)
-                took = now - started_at[name]
+                took = now - started_at.get(name, now)  # a job whose process could not start never started
                 if rc == 0:
                     tracker.set_state(name, DONE)
                     console.say(f"done   {name} in {fmt_duration(took)}")
