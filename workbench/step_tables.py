@@ -285,13 +285,15 @@ def _token_table(step: int, tokens: Mapping[str, np.ndarray], token_text: TokenT
     out.setdefault("entropy", np.zeros(m))
     out["entropy"] = np.nan_to_num(np.asarray(out["entropy"]), nan=0.0)
     ids = np.asarray(out["token_id"], dtype=np.int64)
-    if token_text is None or not m or (ids < 0).any():
-        out["token"] = np.full(m, "", dtype=object)
-    elif isinstance(token_text, np.ndarray):
-        out["token"] = token_text[ids]
-    else:
-        texts = list(token_text(ids))
-        if len(texts) != m:
-            raise ValueError(f"the token texts are {len(texts)} for {m} tokens")
-        out["token"] = texts
+    text = np.full(m, "", dtype=object)
+    known = ids >= 0  # an unknown id (-1) keeps an empty text; the others are looked up
+    if token_text is not None and known.any():
+        if isinstance(token_text, np.ndarray):
+            text[known] = token_text[ids[known]]
+        else:
+            looked_up = list(token_text(ids[known]))
+            if len(looked_up) != int(known.sum()):
+                raise ValueError(f"the token texts are {len(looked_up)} for {int(known.sum())} tokens")
+            text[known] = looked_up
+    out["token"] = text
     return out

@@ -108,6 +108,18 @@ def test_unused_rollouts_get_a_row_and_token_texts_come_from_the_ids():
         assert (rol["weight"].iloc[4:] == 0).all() and rol["advantage"].iloc[4:].isna().all()
         tok = t.tokens.to_pydict()
         assert tok["token"] == [f"<{i}>" for i in tok["token_id"]]
+    # an unknown id (-1) keeps an empty text; every other token is still looked up
+    part = UpdateRecord(
+        only[0].rollouts,
+        {
+            **only[0].tokens,
+            "token_id": np.where(
+                np.arange(len(only[0].tokens["rollout"])) == 0, -1, only[0].tokens["token_id"]
+            ),
+        },
+    )
+    tok = build_step(1, _facts(rewards, ids, mask), [part], SCALARS, token_text=vocab).tokens.to_pydict()
+    assert tok["token"][0] == "" and tok["token"][1:] == [f"<{i}>" for i in tok["token_id"][1:]]
     called = []
     t = build_step(
         1, _facts(rewards, ids, mask), only, SCALARS, token_text=lambda x: called.append(1) or ["x"] * len(x)
