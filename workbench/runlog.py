@@ -21,6 +21,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -454,6 +455,11 @@ def read_table_file(path: Path, table: str, columns: list[str] | None = None) ->
     return tbl
 
 
+def _read_columns(path: Path, columns: list[str]) -> pa.Table:
+    with pq.ParquetFile(path) as pf:
+        return pf.read(columns=columns)
+
+
 def _read_uniform(files: list[Path], table: str, columns: list[str] | None) -> pa.Table | None:
     """The files' ``columns`` as one table when every file reads, all have the same schema, and that schema and
     the concatenated values pass ``read_table_file``'s checks; else None (the caller reads file by file, which
@@ -463,10 +469,9 @@ def _read_uniform(files: list[Path], table: str, columns: list[str] | None) -> p
         return None
     needed = list(columns if columns is not None else SCHEMAS[table].names)
     try:
-        parts = []
-        for f in files:
-            with pq.ParquetFile(f) as pf:
-                parts.append(pf.read(columns=needed))
+        # Parquet decoding releases the GIL: the files are read a few at a time (threads of this call only)
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1, len(files))) as pool:
+            parts = list(pool.map(lambda f: _read_columns(f, needed), files))
         schema = parts[0].schema
         if any(not t.schema.equals(schema) for t in parts[1:]) or schema.names != needed:
             return None
