@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
+import streamlit as st
 
 from app_lib.ui import ema_smooth
 from workbench.figures.common import METHOD_COLORS
@@ -75,6 +76,14 @@ def chart_csv(table: pd.DataFrame) -> bytes:
     if "label" in table:
         table["label"] = table["label"].astype(str)
     return table.to_csv(index=False, float_format=CSV_FLOAT).encode()
+
+
+def csv_button(table: pd.DataFrame, file_name: str, key: str) -> None:
+    """A small "CSV" download of ``table`` (``chart_csv``) under a chart; a click does not rerun the page."""
+    st.download_button(
+        "CSV", chart_csv(table), file_name, "text/csv", key=key, icon=":material/download:", on_click="ignore",
+        help="the numbers this chart draws",
+    )  # fmt: skip
 
 
 def x_title(x: str) -> str:

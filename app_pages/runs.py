@@ -17,8 +17,8 @@ from app_lib.run_charts import (
     AGGREGATES,
     X_LABELS,
     band_spec,
-    chart_csv,
     chart_data,
+    csv_button,
     seeds_spec,
     variant_colors,
 )
@@ -225,10 +225,7 @@ def _dynamics(
             else:
                 spec = seeds_spec(d, x, *style, rule_x=rule, y_title=key, log_y=log_y)
             st.vega_lite_chart(d, spec)
-            st.download_button(
-                "CSV", chart_csv(d), f"runs_{key}_{aggregate}_{x}.csv", "text/csv", key=f"runs_csv_{key}",
-                icon=":material/download:", on_click="ignore", help="the numbers this chart draws",
-            )  # fmt: skip
+            csv_button(d, f"runs_{key}_{aggregate}_{x}.csv", f"runs_csv_{key}")
     if smoothing:
         st.caption(f"Curves smoothed (EMA weight {smoothing:g}, debiased); the table above holds raw values.")
     if left_out:
@@ -259,6 +256,7 @@ def _allocation(shown: list[RunCard], step: int) -> None:
                 st.caption("no value yet (needs steps with more than one mini-batch)")
                 continue
             st.altair_chart(line_chart(d, "step", key, "run", rule_x=step, y_title=key, scales=scales))
+            csv_button(d, f"runs_allocation_{key}.csv", f"runs_csv_{key}")
 
 
 def _c_plus_minus(shown: list[RunCard], step: int) -> None:
@@ -318,6 +316,7 @@ def _c_plus_minus(shown: list[RunCard], step: int) -> None:
         st.altair_chart(
             line_chart(d, "step", "C", "series", rule_x=step, y_title="C (median)", scales=c_scales)
         )
+        csv_button(d, f"runs_c_over_steps_k{k}.csv", "runs_csv_c_steps")
     with right:
         d = ps[ps["step"] == step]
         label = f"at step {step}"
@@ -335,6 +334,7 @@ def _c_plus_minus(shown: list[RunCard], step: int) -> None:
                 x_title="correct rollouts in the group",
             )
         )
+        csv_button(d, f"runs_c_by_composition_step{step}.csv", "runs_csv_c_composition")
 
 
 if live:

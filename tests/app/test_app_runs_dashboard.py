@@ -158,6 +158,15 @@ def test_every_chart_has_its_csv_download(seeds_root: Path, monkeypatch: pytest.
         "n_seeds",
     ]
     assert table["step"].dtype.kind == "i" and table["n_seeds"].dtype.kind == "i"
+    # the other tabs' charts have theirs too
+    at.session_state["runs_tab"] = "Gradient allocation"
+    at.run()
+    assert {"runs_csv_top_token_share", "runs_csv_corr_rollout_wrong"} <= {
+        b.key for b in at.get("download_button")
+    }
+    at.session_state["runs_tab"] = "C+ and C-"
+    at.run()
+    assert {"runs_csv_c_steps", "runs_csv_c_composition"} <= {b.key for b in at.get("download_button")}
 
 
 def test_every_page_has_the_copy_link_element(seeds_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
