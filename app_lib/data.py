@@ -229,17 +229,21 @@ def _variant(run_dir: str, sig: int) -> VariantInfo:
     from workbench.stats import seed_of, variant_of
 
     run = open_run(run_dir)
-    v = variant_of(run)
     try:
         seed: int | None = seed_of(run)
     except RunFormatError:
         seed = None
+    try:
+        v = variant_of(run)
+    except (RunFormatError, ValueError, TypeError):  # no or foreign hparams: the run is a variant of its own
+        label = LABELS.get(run.method, run.method)
+        return VariantInfo(f"{run.method}[{run.name}]", f"{label} ({run.name})", run.method, False, seed)
     return VariantInfo(v.key, v.label, v.method, not v.overrides, seed)
 
 
 def variant(card: RunCard) -> VariantInfo:
-    """The card's run's variant and seed (cached until ``run.json`` changes); ``RunFormatError`` when its
-    hyper-parameters cannot be read."""
+    """The card's run's variant and seed (cached until ``run.json`` changes); a run whose hyper-parameters are
+    missing or not its method's is a variant of its own, named after the run."""
     assert card.path is not None
     return _variant(str(card.path), _mtime(card.path / "run.json"))
 

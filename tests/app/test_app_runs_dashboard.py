@@ -218,3 +218,19 @@ def test_seed_mean_keeps_steps_every_seed_logged() -> None:
     assert agg[agg["label"] == "B"]["mean"].tolist() == [5.0]
     with pytest.raises(ValueError, match="x='epoch'"):
         seed_mean(curves, "value", {"A": 2}, x="epoch")
+
+
+def test_a_run_without_hparams_is_a_variant_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run whose run.json lacks ``config.hparams`` (a foreign writer) is still drawn, in both modes."""
+    root = tmp_path / "runs"
+    for name, method in (("real-s0", "real"), ("odd", "real")):
+        write_synthetic_run(root / name, method=method, steps=3, prompts=2, group_size=4, mean_len=8)
+    meta = json.loads((root / "odd" / "run.json").read_text())
+    del meta["config"]["hparams"]
+    (root / "odd" / "run.json").write_text(json.dumps(meta))
+    at = open_runs(root, monkeypatch, {"runs_agg": "mean"})
+    assert not at.error, [e.value for e in at.error]
+    labels = set(chart_frames(at)["reward_mean"]["label"])
+    assert labels == {"REAL", "REAL (odd)"}, labels
