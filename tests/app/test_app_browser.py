@@ -517,5 +517,8 @@ def test_inspector_shows_hostile_prompts_and_tokens_as_text(hostile_server: str,
         time.sleep(0.5)
     _wait_rendered(driver, "Rollout inspector")
     _assert_inert(driver, "inspector-prompts", [PAYLOADS["image"] + " " + PAYLOADS["iframe"]])
-    tokens = driver.find_element(By.CSS_SELECTOR, "[data-testid='stHtml']").text
+    htmls = driver.find_elements(By.CSS_SELECTOR, "[data-testid='stHtml']")
+    tokens = next(
+        e.text for e in htmls if "real-copy-link" not in e.get_attribute("innerHTML")
+    )  # not the sidebar's
     assert PAYLOADS["form"] in tokens and PAYLOADS["div"] in tokens, tokens[:500]
