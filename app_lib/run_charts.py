@@ -95,7 +95,13 @@ def x_title(x: str) -> str:
 
 
 def _legend(n: int) -> dict[str, Any]:
-    return {"orient": "top", "labelLimit": 0, "symbolStrokeWidth": 2.5, "columns": 2 if n > 4 else 0}
+    return {
+        "orient": "top",
+        "labelLimit": 0,
+        "symbolStrokeWidth": 2.5,
+        "symbolOpacity": 1,
+        "columns": 2 if n > 4 else 0,
+    }
 
 
 def _x(x: str) -> dict[str, Any]:

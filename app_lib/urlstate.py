@@ -93,7 +93,7 @@ COPY_LINK_HTML = """
   <button type="button" title="Put the address of this view (page, runs, step, every setting) on the clipboard"
     style="font:inherit;font-size:0.85rem;color:inherit;background:transparent;cursor:pointer;
            border:1px solid rgba(128,128,128,0.55);border-radius:6px;padding:0.2rem 0.6rem">
-    &#128279; Copy link to this view</button>
+    Copy link to this view</button>
   <input type="text" readonly aria-label="link to this view" class="real-copy-url"
     style="display:none;width:100%;margin-top:0.35rem;font-size:0.75rem;color:inherit;background:transparent;
            border:1px solid rgba(128,128,128,0.55);border-radius:4px;padding:0.15rem 0.3rem">

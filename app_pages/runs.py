@@ -86,7 +86,8 @@ live = any(by_name[n].live for n in names)
 
 def _dynamics_controls() -> tuple[float, bool, str, str, str]:
     """Smoothing, log scale, x axis, each seed or the mean, and the band: all kept in the URL."""
-    c_s, c_x, c_a, c_b, c_l = st.columns([3, 3, 3, 2, 2])
+    c_x, c_a, c_b = st.columns([3, 3, 2])
+    c_s, c_l = st.columns([3, 1])
     smoothing = c_s.slider(
         "Smoothing (TensorBoard's EMA weight; 0: raw)", 0.0, 0.95, 0.0, 0.05, key="runs_smooth",
         bind="query-params",
