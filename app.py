@@ -69,6 +69,7 @@ with st.sidebar:
         st.page_link(
             "app_pages/runs.py", label="No runs yet: train the tiny demo run", icon=":material/play_arrow:"
         )
+    url.copy_link()
     st.caption(f"REAL workbench · *Rewards as Labels* · {len(METHODS)} methods: {', '.join(LABELS.values())}")
     presentation_toggle()
     # runs started elsewhere appear without a reload; run pages also follow each new step

@@ -95,6 +95,21 @@ def read_card(root: Path, name: str) -> RunCard:
         path = resolve_run_dir(root, name)
     except UnsafeRunName as e:
         return RunCard(name, None, error=str(e))
+    return _read_card(name, str(path), card_signature(path))
+
+
+def card_signature(path: Path) -> tuple[int, ...]:
+    """Changes when what a card shows may change: the run folder's entries (a file or link added, removed or
+    replaced: every run file is written by an atomic rename), ``run.json``, ``status.json`` and the complete
+    steps (the metrics folder). Four ``stat`` calls, no file read."""
+    return tuple(_mtime(p) for p in (path, path / "run.json", path / "status.json", path / "metrics"))
+
+
+@st.cache_data(max_entries=4096, show_spinner=False)
+def _read_card(name: str, run_dir: str, sig: tuple[int, ...]) -> RunCard:
+    """``read_card`` past the name check, cached until ``card_signature`` changes (the app reads every card of
+    the root on each rerun: the sidebar's count and the run pages)."""
+    path = Path(run_dir)
     card = RunCard(name, path)
     try:
         for table in TABLES:
@@ -195,6 +210,42 @@ def metrics(card: RunCard) -> pd.DataFrame:
     """All complete steps' metrics of a run (cached until a step lands)."""
     assert card.path is not None
     return _metrics(str(card.path), _mtime(card.path / "metrics"))
+
+
+@dataclass(frozen=True)
+class VariantInfo:
+    """The variant a run belongs to (``workbench.stats.variant_of``: method + hyper-parameters that differ from
+    the method's defaults) and its seed, as the figures group runs."""
+
+    key: str
+    label: str
+    method: str
+    default: bool  # the method at its default hyper-parameters
+    seed: int | None
+
+
+@st.cache_data(max_entries=1024, show_spinner=False)
+def _variant(run_dir: str, sig: int) -> VariantInfo:
+    from workbench.stats import seed_of, variant_of
+
+    run = open_run(run_dir)
+    try:
+        seed: int | None = seed_of(run)
+    except RunFormatError:
+        seed = None
+    try:
+        v = variant_of(run)
+    except (RunFormatError, ValueError, TypeError):  # no or foreign hparams: the run is a variant of its own
+        label = LABELS.get(run.method, run.method)
+        return VariantInfo(f"{run.method}[{run.name}]", f"{label} ({run.name})", run.method, False, seed)
+    return VariantInfo(v.key, v.label, v.method, not v.overrides, seed)
+
+
+def variant(card: RunCard) -> VariantInfo:
+    """The card's run's variant and seed (cached until ``run.json`` changes); a run whose hyper-parameters are
+    missing or not its method's is a variant of its own, named after the run."""
+    assert card.path is not None
+    return _variant(str(card.path), _mtime(card.path / "run.json"))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

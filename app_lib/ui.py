@@ -259,14 +259,20 @@ def fmt_range(lo: float, hi: float, digits: int = 4) -> str:
 DASHES = [[1, 0], [6, 3], [2, 2], [8, 3, 2, 3], [1, 3]]
 
 
-def series_scales(series: Sequence[str], methods: Sequence[str]) -> tuple[alt.Scale, alt.Scale]:
-    """Colour each series by its method (the figures' colours) and tell apart series of one method by dashes."""
+def series_style(methods: Sequence[str]) -> tuple[list[str], list[list[int]]]:
+    """A colour and a dash pattern per series of ``methods`` (each series' method): the method's colour (as in
+    the figures), and dashes that tell apart series of one method."""
     seen: dict[str, int] = {}
     dashes = []
     for m in methods:
         dashes.append(DASHES[seen.get(m, 0) % len(DASHES)])
         seen[m] = seen.get(m, 0) + 1
-    colors = [METHOD_COLORS.get(m, "#555") for m in methods]
+    return [METHOD_COLORS.get(m, "#555") for m in methods], dashes
+
+
+def series_scales(series: Sequence[str], methods: Sequence[str]) -> tuple[alt.Scale, alt.Scale]:
+    """Colour each series by its method (the figures' colours) and tell apart series of one method by dashes."""
+    colors, dashes = series_style(methods)
     return alt.Scale(domain=list(series), range=colors), alt.Scale(domain=list(series), range=dashes)
 
 
@@ -282,14 +288,16 @@ def line_chart(
     scales: tuple[alt.Scale, alt.Scale] | None = None,
     x_title: str | None = None,
     log_y: bool = False,
+    x_format: str = "d",
 ) -> alt.LayerChart:
     """A small multi-series line chart with tooltips and an optional vertical rule (the selected step);
-    ``log_y``: a symlog y axis (logarithmic away from 0, linear near it, so zeros stay drawable).
+    ``log_y``: a symlog y axis (logarithmic away from 0, linear near it, so zeros stay drawable); ``x_format``:
+    the x axis's d3 number format (``d``: whole numbers, e.g. steps).
 
     No chart title: pages put a heading above it (a Vega title gets clipped in narrow columns)."""
     y_scale = alt.Scale(type="symlog", constant=1e-3) if log_y else alt.Scale(zero=False)
     enc = {
-        "x": alt.X(f"{x}:Q", title=x_title or x, axis=alt.Axis(format="d", tickMinStep=1)),
+        "x": alt.X(f"{x}:Q", title=x_title or x, axis=alt.Axis(format=x_format, tickMinStep=1 if x_format == "d" else alt.Undefined)),
         "y": alt.Y(f"{y}:Q", title=y_title or y, scale=y_scale),
         "color": alt.Color(
             f"{color}:N", title=None, scale=scales[0] if scales else alt.Scale(scheme="tableau10"),

@@ -84,3 +84,47 @@ def chooser(
         st.query_params[key] = [str(v) for v in value] if many else str(value)
     st.session_state[_WRITTEN] = set(st.session_state.get(_WRITTEN, ())) | {key}
     return value
+
+
+# The address bar always holds the view (every choice is in the query string), so the link is read in the browser
+# at the moment of the click: a server-side copy would miss a value the browser changed since the last run.
+COPY_LINK_HTML = """
+<div class="real-copy-link" style="margin:0.25rem 0 0.5rem 0">
+  <button type="button" title="Put the address of this view (page, runs, step, every setting) on the clipboard"
+    style="font:inherit;font-size:0.85rem;color:inherit;background:transparent;cursor:pointer;
+           border:1px solid rgba(128,128,128,0.55);border-radius:6px;padding:0.2rem 0.6rem">
+    Copy link to this view</button>
+  <input type="text" readonly aria-label="link to this view" class="real-copy-url"
+    style="display:none;width:100%;margin-top:0.35rem;font-size:0.75rem;color:inherit;background:transparent;
+           border:1px solid rgba(128,128,128,0.55);border-radius:4px;padding:0.15rem 0.3rem">
+  <div class="real-copy-note" style="font-size:0.75rem;opacity:0.75;margin-top:0.2rem"></div>
+</div>
+<script>
+for (const box of document.querySelectorAll(".real-copy-link:not([data-bound])")) {
+  box.dataset.bound = "1";
+  const button = box.querySelector("button");
+  const field = box.querySelector("input");
+  const note = box.querySelector(".real-copy-note");
+  button.addEventListener("click", async () => {
+    const href = window.location.href;
+    field.value = href;
+    field.style.display = "block";
+    field.focus();
+    field.select();
+    try {
+      await navigator.clipboard.writeText(href);
+      note.textContent = "Copied. The address bar holds the same link.";
+    } catch (err) {
+      note.textContent = "Selected: press Ctrl+C (Cmd+C) to copy it.";
+    }
+  });
+}
+</script>
+"""
+
+
+def copy_link() -> None:
+    """A "Copy link to this view" button: a click puts the page's current address (path and query string) on the
+    clipboard and shows it, selected, for copying by hand where the browser allows no clipboard access (a page
+    served over plain http from another machine)."""
+    st.html(COPY_LINK_HTML, unsafe_allow_javascript=True)

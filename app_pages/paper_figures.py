@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -164,12 +165,26 @@ def _run_figure_data(cli: str, dirs: tuple[str, ...], sigs: tuple[int, ...], par
     return RUN_FIGURES[cli].data(list(dirs), params)
 
 
+@st.cache_resource(max_entries=8, show_spinner="Drawing…")
+def _run_figure_drawn(
+    cli: str, dirs: tuple[str, ...], sigs: tuple[int, ...], params_key: str, _params: object
+) -> tuple[Figure, threading.Lock]:
+    """The figure, built once for its PNG and its PDF (a build places legends with full redraws: seconds for
+    Fig. 2), closed to pyplot, with the lock its saves take (sessions share it)."""
+    import matplotlib.pyplot as plt
+
+    fig = RUN_FIGURES[cli].build(_run_figure_data(cli, dirs, sigs, _params), _params)
+    plt.close(fig)  # a closed figure still saves
+    return fig, threading.Lock()
+
+
 @st.cache_data(max_entries=64, show_spinner="Drawing…")
 def _run_figure_bytes(
     cli: str, dirs: tuple[str, ...], sigs: tuple[int, ...], params_key: str, _params: object, fmt: str
 ) -> bytes:
-    fig = RUN_FIGURES[cli]
-    return _save(fig.build(_run_figure_data(cli, dirs, sigs, _params), _params), fmt)
+    fig, lock = _run_figure_drawn(cli, dirs, sigs, params_key, _params)
+    with lock:
+        return _save(fig, fmt)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -393,30 +393,90 @@ def test_a_run_started_elsewhere_appears_without_a_reload(live_server: str, live
 By_TAG = "tag name"
 
 
-def test_fig1_downloads_png_pdf_and_csv(server: str, driver, downloads: Path) -> None:
+def _run_figures() -> dict:
+    from workbench.figures.registry import RUN_FIGURES
+
+    return RUN_FIGURES
+
+
+@pytest.fixture(scope="module")
+def figures_server(suite_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app over every variant the run figures need (tests.app.conftest.suite_root)."""
+    with _streamlit(suite_root, tmp_path_factory) as base:
+        yield base
+
+
+DOWNLOAD_S = 5.0  # issue 15: every download of every figure arrives within 5 s warm
+FIGURE_STEMS = {"fig1": "fig1_gradient_magnitude", **{k: f.name for k, f in _run_figures().items()}}
+
+
+def _check_file(path: Path) -> None:
+    import pandas as pd
+
+    data = path.read_bytes()
+    if path.suffix == ".png":
+        assert data.startswith(b"\x89PNG\r\n\x1a\n"), path.name
+    elif path.suffix == ".pdf":
+        assert data.startswith(b"%PDF-") and b"%%EOF" in data[-1024:], path.name
+    else:
+        table = pd.read_csv(path)
+        assert len(table) > 0 and len(table.columns) > 1, path.name
+
+
+@pytest.mark.parametrize("figure", list(FIGURE_STEMS))
+def test_every_download_of_every_figure_arrives_within_5_s(
+    figures_server: str, driver, tmp_path: Path, figure: str
+) -> None:
+    """Issue 15: on the Paper figures page, each figure's PNG, PDF and CSV buttons each deliver a valid file
+    (PNG and PDF by their signatures, the CSV parsed) within 5 s of the click, the figure being drawn (warm)."""
     from selenium.webdriver.common.by import By
 
-    driver.get(f"{server}/figures")
-    _wait_rendered(driver, "Paper figures")
-    labels = [
-        b.text.split()[-1]
-        for b in driver.find_elements(By.CSS_SELECTOR, "[data-testid='stDownloadButton'] button")
-    ]
-    assert labels == ["PNG", "PDF", "CSV"]
-    magic = {"png": b"\x89PNG", "pdf": b"%PDF", "csv": b"s,grpo_pos"}
-    for i, ext in enumerate(magic):  # one at a time, each checked before the next click
-        target = downloads / f"fig1_gradient_magnitude.{ext}"
+    driver.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)}
+    )
+    driver.get(f"{figures_server}/figures?fig_pick={figure}")
+    _wait_rendered(driver, "Paper figures", timeout=180)
+    body = driver.find_element(By.TAG_NAME, "body").text
+    assert "Not enough runs" not in body, body[:500]
+    buttons = driver.find_elements(By.CSS_SELECTOR, "[data-testid='stDownloadButton'] button")
+    assert [b.text.split()[-1] for b in buttons] == ["PNG", "PDF", "CSV"]
+    took = {}
+    for i, ext in enumerate(("png", "pdf", "csv")):  # one at a time, each checked before the next click
+        target = tmp_path / f"{FIGURE_STEMS[figure]}.{ext}"
         for _attempt in range(3):  # a click on a page still drawing is lost: click again
-            time.sleep(1.0)
-            _wait_rendered(driver, "Paper figures")
+            _wait_rendered(driver, "Paper figures", timeout=60)
+            t0 = time.time()
             driver.find_elements(By.CSS_SELECTOR, "[data-testid='stDownloadButton'] button")[i].click()
-            deadline = time.time() + 20
-            while not target.exists() and time.time() < deadline:
-                time.sleep(0.3)
+            while not target.exists() and time.time() - t0 < 3 * DOWNLOAD_S:
+                time.sleep(0.1)
             if target.exists():
+                took[ext] = time.time() - t0
                 break
-        assert target.exists(), f"no {ext} download; got {sorted(p.name for p in downloads.iterdir())}"
-        assert target.read_bytes().startswith(magic[ext]), ext
+        assert target.exists(), f"no {ext} download; got {sorted(p.name for p in tmp_path.iterdir())}"
+        _check_file(target)
+    print(f"{figure}: " + ", ".join(f"{k} {v:.1f} s" for k, v in took.items()))
+    slow = {k: round(v, 1) for k, v in took.items() if v > DOWNLOAD_S}
+    assert not slow, f"{figure}: downloads slower than {DOWNLOAD_S:g} s: {slow}"
+
+
+def test_copy_link_holds_the_views_address(server: str, driver) -> None:
+    """The sidebar's "Copy link to this view" shows (and copies) the address bar: page and query string."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{server}/runs?runs_pick=real-s0&runs_agg=mean&runs_x=tokens")
+    _wait_rendered(driver, "Runs")
+    box = driver.find_element(By.CSS_SELECTOR, ".real-copy-link")
+    box.find_element(By.TAG_NAME, "button").click()
+    field = box.find_element(By.CSS_SELECTOR, "input.real-copy-url")
+    deadline = time.time() + 5
+    while not field.get_attribute("value") and time.time() < deadline:
+        time.sleep(0.1)
+    link = field.get_attribute("value")
+    assert link == driver.current_url and "/runs?" in link and "runs_x=tokens" in link, (
+        link,
+        driver.current_url,
+    )
+    assert box.find_element(By.CSS_SELECTOR, ".real-copy-note").text  # copied, or how to copy by hand
 
 
 LEARN_ROLLOUT = "learn_tab=A+logged+rollout&learn_run=real-s0&learn_step=3&learn_group=2&learn_rollout=14"
@@ -550,5 +610,8 @@ def test_inspector_shows_hostile_prompts_and_tokens_as_text(hostile_server: str,
         time.sleep(0.5)
     _wait_rendered(driver, "Rollout inspector")
     _assert_inert(driver, "inspector-prompts", [PAYLOADS["image"] + " " + PAYLOADS["iframe"]])
-    tokens = driver.find_element(By.CSS_SELECTOR, "[data-testid='stHtml']").text
+    htmls = driver.find_elements(By.CSS_SELECTOR, "[data-testid='stHtml']")
+    tokens = next(
+        e.text for e in htmls if "real-copy-link" not in e.get_attribute("innerHTML")
+    )  # not the sidebar's
     assert PAYLOADS["form"] in tokens and PAYLOADS["div"] in tokens, tokens[:500]

@@ -35,6 +35,8 @@ def charts(at: AppTest) -> list[tuple[dict, list[pd.DataFrame]]]:
     out = []
     for el in at.get("vega_lite_chart"):
         frames = [pa.ipc.open_stream(ds.data.data).read_all().to_pandas() for ds in el.proto.datasets]
+        if el.proto.data.data:  # a chart given its data with the spec (st.vega_lite_chart(data, spec))
+            frames.append(pa.ipc.open_stream(el.proto.data.data).read_all().to_pandas())
         out.append((json.loads(el.proto.spec), frames))
     return out
 
@@ -58,14 +60,12 @@ def test_pass1_chart_starts_at_the_logged_step_0_and_the_table_names_runs_left_o
 ) -> None:
     at = open_page(uneven_root, monkeypatch, "runs")
     pass1 = [
-        frames
-        for spec, frames in charts(at)
-        if "val_pass1" in json.dumps(spec) and any("val_pass1" in f for f in frames)
+        f for _, frames in charts(at) for f in frames if "metric" in f and (f["metric"] == "val_pass1").all()
     ]
     assert pass1, "no Pass@1 chart"
-    df = next(f for f in pass1[0] if "val_pass1" in f)
+    df = pass1[0]
     first = df[df["run"] == "long"].sort_values("step").iloc[0]
-    assert first["step"] == 0 and first["val_pass1"] == pytest.approx(0.123)
+    assert first["step"] == 0 and first["value"] == pytest.approx(0.123)
 
     assert at.select_slider(key="runs_step").value == 6
     left_out = [c.value for c in at.caption if c.value.startswith("Not in this table")]
@@ -134,22 +134,30 @@ def test_runs_charts_smooth_and_take_a_log_scale(good_root: Path, monkeypatch: p
     at = open_page(good_root, monkeypatch, "runs")
 
     def reward_chart() -> tuple[dict, pd.DataFrame]:
-        spec, frames = next((s, f) for s, f in charts(at) if any("reward_mean" in x for x in f))
-        return spec, next(x for x in frames if "reward_mean" in x)
+        spec, frames = next((s, f) for s, f in charts(at) if any(is_reward(x) for x in f))
+        return spec, next(x for x in frames if is_reward(x))
 
     _, raw = reward_chart()
     at.slider(key="runs_smooth").set_value(0.6).run()
     assert not at.exception
     _, smoothed = reward_chart()
-    expected = ema_from(raw, 0.6)
-    got = smoothed.sort_values(["run", "step"])["reward_mean"].to_numpy()
+    expected = ema_from(raw.rename(columns={"value": "reward_mean"}), 0.6)
+    got = smoothed.sort_values(["run", "step"])["value"].to_numpy()
+    assert got == pytest.approx(expected) and not (got == raw.sort_values(["run", "step"])["value"]).all()
+    # the raw values stay in the chart's data (and its CSV) next to the drawn ones
     assert (
-        got == pytest.approx(expected) and not (got == raw.sort_values(["run", "step"])["reward_mean"]).all()
+        smoothed.sort_values(["run", "step"])["value_raw"].tolist()
+        == raw.sort_values(["run", "step"])["value"].tolist()
     )
     assert any("smoothed (EMA weight 0.6" in c.value for c in at.caption)
     at.toggle(key="runs_log").set_value(True).run()
     spec, _ = reward_chart()
     assert '"symlog"' in json.dumps(spec)
+
+
+def is_reward(frame: pd.DataFrame) -> bool:
+    """The Runs page's reward chart data (one row per run and step, column ``metric``)."""
+    return "metric" in frame and (frame["metric"] == "reward_mean").all() and "value" in frame
 
 
 def ema_from(df: pd.DataFrame, w: float) -> list[float]:

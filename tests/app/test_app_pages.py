@@ -140,6 +140,9 @@ def test_runs_page_compares_and_follows_the_step(good_root: Path, monkeypatch: p
 
     at.select_slider(key="runs_step").set_value(3).run()
     assert "At step 3" in [h.value for h in at.subheader]
+    assert "Median C by group composition" not in texts(at)  # only the open tab (Dynamics) is computed
+    at.session_state["runs_tab"] = "C+ and C-"  # a click on the tab (AppTest has no tab clicks)
+    at.run()
     assert "Median C by group composition, at step 3" in texts(at) or "all steps pooled" in texts(at)
     reward = open_run(good_root / "real-s0").metrics().set_index("step").loc[3, "reward_mean"]
     assert at.dataframe[0].value.loc["real-s0", "reward_mean"] == pytest.approx(reward)
@@ -148,6 +151,8 @@ def test_runs_page_compares_and_follows_the_step(good_root: Path, monkeypatch: p
     assert list(at.dataframe[0].value.index) == ["grpo-s0"]
     # a GRPO run: C+/C- are REAL's recomputed on its logged s_bar (workbench.stats.real_weights)
     assert "Median C by group composition" in texts(at)
+    at.session_state["runs_tab"] = "Gradient allocation"
+    at.run()
     assert any("top 1% of tokens" in m.value for m in at.markdown)
 
 

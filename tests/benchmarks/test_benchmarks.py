@@ -27,7 +27,7 @@ KEYS = {
     "logging": {"logging", "tiny_run"},
     "objectives": {"objectives"},
     "stats": {"stats_time", "stats_memory"},
-    "app": {"app", "app_inspector_memory"},
+    "app": {"app", "app_inspector_memory", "app_runs_page_cold", "app_runs_page_warm", "app_downloads"},
     "pipeline": {"pipeline", "pipeline_estimate"},
 }
 
