@@ -64,7 +64,7 @@ from training.model import (
     response_logprobs,
 )
 from training.rewards import Grader
-from training.rollout import RolloutBackend, TransformersBackend, VLLMBackend, check_backend
+from training.rollout import Generations, RolloutBackend, TransformersBackend, VLLMBackend, check_backend
 from training.seeding import SAMPLE, SHUFFLE, VALIDATE, derive_seed, prompt_indices, rng
 from training.steplog import RolloutFacts, UpdateRecord, rollout_columns, token_columns
 from training.task import Problem, encode_prompt, make_splits
@@ -423,7 +423,10 @@ class Trainer:
             )
             backend.sync_weights(self.model)
             return backend
-        return TransformersBackend(self.model, tok.pad_token_id, tok.eos_token_id, dtype=self.cfg.dtype)
+        return TransformersBackend(
+            self.model, tok.pad_token_id, tok.eos_token_id, dtype=self.cfg.dtype,
+            logprobs=self.cfg.sampler_logprobs and not stochastic_in_training(self.model),
+        )  # fmt: skip
 
     def encode(self, problem: Problem) -> list[int]:
         key = (problem.source, problem.id)
@@ -549,7 +552,7 @@ class Trainer:
         t = time.perf_counter()
         data = StepData(problems, prompt_ids, gens.responses, texts, torch.empty(0), group, [], [], None)
         try:
-            self._old_logprobs(data, layouts[0], sampler)
+            self._old_logprobs(data, layouts[0], sampler, gens)
         except BaseException:
             futures.wait([grading])  # never leave the grader busy behind an error
             raise
@@ -684,21 +687,34 @@ class Trainer:
             sb.input_ids[sl], sb.attention_mask[sl], sb.response_ids[sl], sb.response_mask[sl]
         )
 
-    def _old_logprobs(self, data: StepData, layout: list[np.ndarray], sampler: torch.nn.Module) -> None:
+    def _old_logprobs(
+        self, data: StepData, layout: list[np.ndarray], sampler: torch.nn.Module, gens: Generations
+    ) -> None:
         """Old log-probs and entropies (and reference log-probs) under ``sampler``, the policy that sampled,
         computed in the first epoch's mini-batch layout and chunks, so that on-policy the first update
         recomputes exactly these numbers (s_t = 0).
 
         The first mini-batch is left to the first update when ``reuse_first_forward`` holds: its forward runs
         with the very weights that sampled, so its log-probs (detached) are the old ones, and this pass would
-        compute the same numbers again (one forward in ``n_minibatches`` saved)."""
+        compute the same numbers again (one forward in ``n_minibatches`` saved). The other mini-batches' come
+        from the sampling pass itself when the back end computed them (``--sampler-logprobs``: the sampler's
+        logits, the scorer's formulas; equal to the scorer's to float rounding), and then only the reference
+        log-probs (a KL term) need a forward here."""
         n = len(data.responses)
         data.old_logp = [None] * n  # type: ignore[list-item]
         data.entropy = [None] * n  # type: ignore[list-item]
         data.ref_logp = [None] * n if self.ref is not None else None  # type: ignore[list-item]
+        from_sampler = gens.logp is not None and gens.entropy is not None
+        if from_sampler:
+            data.old_logp, data.entropy = list(gens.logp), list(gens.entropy)  # type: ignore[arg-type]
+            if self.ref is None:
+                return
         for rows in layout[1:] if self._reuse_first else layout:
             sb = self._scoring_batch(data, rows)
             for sl in self._chunks(len(rows)):
+                if from_sampler:
+                    self._store_ref(data, rows[sl], self._slice(sb, sl))
+                    continue
                 with torch.no_grad(), self.compute():
                     lp, en = response_logprobs(
                         sampler, self._slice(sb, sl), self.cfg.temperature, with_entropy=True,
@@ -709,18 +725,22 @@ class Trainer:
     def _store_old(self, data: StepData, rows: np.ndarray, sb: ScoringBatch, lp: Tensor, en: Tensor) -> None:
         """Keep rows ``rows``' old log-probs ``lp`` and entropies ``en`` (``[len(rows), T]``, detached) and
         compute their reference log-probs (when a KL term is on) on the same scoring batch ``sb``."""
-        rl = None
-        if self.ref is not None:
-            with torch.no_grad(), self.compute():
-                rl = response_logprobs(
-                    self.ref, sb, self.cfg.temperature, chunk_tokens=self.cfg.logit_chunk_tokens
-                )[0]
         for j, r in enumerate(rows):
             length = len(data.responses[r])
             data.old_logp[r] = lp[j, :length].float().cpu()
             data.entropy[r] = en[j, :length].float().cpu()
-            if rl is not None:
-                data.ref_logp[r] = rl[j, :length].float().cpu()  # type: ignore[index]
+        self._store_ref(data, rows, sb)
+
+    def _store_ref(self, data: StepData, rows: np.ndarray, sb: ScoringBatch) -> None:
+        """Rows ``rows``' reference log-probs on the scoring batch ``sb`` (nothing without a reference model)."""
+        if self.ref is None:
+            return
+        with torch.no_grad(), self.compute():
+            rl = response_logprobs(
+                self.ref, sb, self.cfg.temperature, chunk_tokens=self.cfg.logit_chunk_tokens
+            )[0]
+        for j, r in enumerate(rows):
+            data.ref_logp[r] = rl[j, : len(data.responses[r])].float().cpu()  # type: ignore[index]
 
     def _update(self, data: StepData, rows: np.ndarray, update: int, epoch: int) -> tuple[UpdateRecord, dict]:
         """One optimizer step on the mini-batch ``rows``; returns its log record and metrics."""
