@@ -48,6 +48,28 @@ def planned_runs(runs_root: Path) -> int:
     return int(found.group(1))
 
 
+STUDY_COMMAND = ["-m", "training", "study", "offpolicy"]  # its default: 3 lags x 7 variants x 5 seeds
+TINY_STEPS = 100  # the steps of the run the per-run seconds were measured on (the tiny preset's)
+
+
+def planned_study(runs_root: Path) -> tuple[int, int]:
+    """(runs, steps per run) of the off-policy study's default plan (from its ``--dry-run``)."""
+    proc = subprocess.run([sys.executable, *STUDY_COMMAND, "--dry-run", "--runs-root", str(runs_root)], cwd=ROOT,
+                          capture_output=True, text=True)  # fmt: skip
+    found = re.search(r"=\s*(\d+)\s+runs of (\d+) steps", proc.stdout + proc.stderr)
+    if proc.returncode != 0 or not found:
+        raise RuntimeError(
+            f"could not read the study's plan from --dry-run:\n{(proc.stdout + proc.stderr)[-2000:]}"
+        )
+    return int(found.group(1)), int(found.group(2))
+
+
+def plan_estimate(runs: int, steps: int, setup_s: float, per_step_s: float, jobs: int) -> float:
+    """Wall seconds of ``runs`` runs of ``steps`` steps, ``jobs`` at once: runs x (setup + steps x seconds per
+    step) / jobs (no figures, no queueing losses)."""
+    return runs * (setup_s + steps * per_step_s) / jobs
+
+
 def _time(ev: dict) -> datetime.datetime:
     return datetime.datetime.fromisoformat(ev["time"])
 
@@ -132,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="measured seconds of one tiny run (setup + 100 steps): for the estimate")  # fmt: skip
     ap.add_argument("--per-run-cpu-seconds", type=float, default=None,
                     help="CPU seconds of one tiny run (trainer + grader workers, + setup): the idle-machine estimate")  # fmt: skip
+    ap.add_argument("--setup-seconds", type=float, default=0.0,
+                    help="the setup part of --per-run-seconds (scaled apart from the steps for the study)")  # fmt: skip
     ap.add_argument("--run", action="store_true", help="run the whole pipeline now into --runs-root")
     ap.add_argument("--runs-root", type=Path, default=ROOT / "cache" / "bench_pipeline" / "runs",
                     help="where --run trains (default: cache/bench_pipeline/runs; must not hold other runs)")  # fmt: skip
@@ -188,8 +212,42 @@ def main(argv: list[str] | None = None) -> int:
                                   round(est, 1), "s", TARGET_S, "lower", ours=ours, baseline="-",
                                   sizes=f"{sizes}; {f['runs']} runs", load=(load0, load1()), status="estimate",
                                   **extra))  # fmt: skip
+    if args.per_run_seconds is not None:
+        records += plan_estimates(args, load0, have_pipeline_estimate=any(
+            r["key"] == "pipeline_estimate" for r in records))  # fmt: skip
     write_results(args.json, records)
     return 0
+
+
+def plan_estimates(args: argparse.Namespace, load0: float, have_pipeline_estimate: bool) -> list[dict]:
+    """Dry-run estimates of the wall time of the paper-figures pipeline (when its log gave none) and of the
+    off-policy study's default plan: the plan's runs (``--dry-run``) x one run of this code (setup + steps x the
+    measured seconds per step of the tiny preset) / one job per core; figures and reports not included."""
+    import tempfile
+
+    jobs = os.cpu_count() or 1
+    setup = args.setup_seconds
+    per_step = (args.per_run_seconds - setup) / TINY_STEPS
+    out = []
+    how = (f"DRY-RUN ESTIMATE: runs from --dry-run x (setup {setup:.0f} s + steps x {per_step:.2f} s/step, one tiny "
+           f"run of this code measured in this suite at its load) / {jobs} parallel jobs; figures not included")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="bench_plans_") as tmp:
+        if not have_pipeline_estimate:
+            runs = planned_runs(Path(tmp) / "pipeline")
+            est = plan_estimate(runs, TINY_STEPS, setup, per_step, jobs)
+            out.append(result("pipeline_estimate", "full figure pipeline at this code's per-run time (estimate)",
+                              round(est, 1), "s", TARGET_S, "lower", ours=f"{est / 60:.1f} min; {how}", baseline="-",
+                              sizes=f"paper-figures --preset tiny --seeds 3: {runs} runs x {TINY_STEPS} steps",
+                              load=(load0, load1()), status="estimate"))  # fmt: skip
+            print(f"bench_pipeline: pipeline estimate {est / 60:.1f} min ({runs} runs)")
+        runs, steps = planned_study(Path(tmp) / "study")
+        est = plan_estimate(runs, steps, setup, per_step, jobs)
+        out.append(result("study_estimate", "off-policy study, default plan, wall time (estimate)", round(est, 1),
+                          "s", TARGET_S, "lower", ours=f"{est / 60:.1f} min; {how}", baseline="-",
+                          sizes=f"study offpolicy (default lags, variants, seeds): {runs} runs x {steps} steps",
+                          load=(load0, load1()), status="estimate"))  # fmt: skip
+        print(f"bench_pipeline: off-policy study estimate {est / 60:.1f} min ({runs} runs x {steps} steps)")
+    return out
 
 
 if __name__ == "__main__":
