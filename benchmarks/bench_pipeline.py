@@ -222,31 +222,39 @@ def main(argv: list[str] | None = None) -> int:
 def plan_estimates(args: argparse.Namespace, load0: float, have_pipeline_estimate: bool) -> list[dict]:
     """Dry-run estimates of the wall time of the paper-figures pipeline (when its log gave none) and of the
     off-policy study's default plan: the plan's runs (``--dry-run``) x one run of this code (setup + steps x the
-    measured seconds per step of the tiny preset) / one job per core; figures and reports not included."""
+    measured seconds per step of the tiny preset) / one job per core; figures and reports not included. With
+    ``--per-run-cpu-seconds`` the value is the idle-machine estimate (a run's CPU seconds for its wall time: on
+    a loaded machine the wall time measures the other jobs too), and the wall-time estimate is given beside it."""
     import tempfile
 
     jobs = os.cpu_count() or 1
     setup = args.setup_seconds
     per_step = (args.per_run_seconds - setup) / TINY_STEPS
+    cpu_step = None if args.per_run_cpu_seconds is None else (args.per_run_cpu_seconds - setup) / TINY_STEPS
+    basis = (f"one tiny run of this code measured in this suite: setup {setup:.0f} s + {per_step:.2f} s/step wall"
+             + (f", {cpu_step:.2f} CPU s/step" if cpu_step is not None else ""))  # fmt: skip
+
+    def estimate(key: str, label: str, runs: int, steps: int, sizes: str) -> dict:
+        wall = plan_estimate(runs, steps, setup, per_step, jobs)
+        idle = None if cpu_step is None else plan_estimate(runs, steps, setup, cpu_step, jobs)
+        value = wall if idle is None else idle
+        ours = (f"DRY-RUN ESTIMATE, {'idle machine (CPU seconds)' if idle is not None else 'wall time'}: "
+                f"{value / 60:.1f} min = {runs} runs (--dry-run) x (setup + {steps} steps) / {jobs} parallel jobs; "
+                f"{basis}; at this suite's load (wall): {wall / 60:.1f} min; figures not included")  # fmt: skip
+        print(f"bench_pipeline: {label}: {ours}")
+        return result(key, label, round(value, 1), "s", TARGET_S, "lower", ours=ours, baseline="-", sizes=sizes,
+                      load=(load0, load1()), status="estimate", wall_estimate_s=round(wall, 1))  # fmt: skip
+
     out = []
-    how = (f"DRY-RUN ESTIMATE: runs from --dry-run x (setup {setup:.0f} s + steps x {per_step:.2f} s/step, one tiny "
-           f"run of this code measured in this suite at its load) / {jobs} parallel jobs; figures not included")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench_plans_") as tmp:
         if not have_pipeline_estimate:
             runs = planned_runs(Path(tmp) / "pipeline")
-            est = plan_estimate(runs, TINY_STEPS, setup, per_step, jobs)
-            out.append(result("pipeline_estimate", "full figure pipeline at this code's per-run time (estimate)",
-                              round(est, 1), "s", TARGET_S, "lower", ours=f"{est / 60:.1f} min; {how}", baseline="-",
-                              sizes=f"paper-figures --preset tiny --seeds 3: {runs} runs x {TINY_STEPS} steps",
-                              load=(load0, load1()), status="estimate"))  # fmt: skip
-            print(f"bench_pipeline: pipeline estimate {est / 60:.1f} min ({runs} runs)")
+            out.append(estimate("pipeline_estimate", "full figure pipeline at this code's per-run time (estimate)",
+                                runs, TINY_STEPS, f"paper-figures --preset tiny --seeds 3: {runs} runs x {TINY_STEPS} "
+                                "steps"))  # fmt: skip
         runs, steps = planned_study(Path(tmp) / "study")
-        est = plan_estimate(runs, steps, setup, per_step, jobs)
-        out.append(result("study_estimate", "off-policy study, default plan, wall time (estimate)", round(est, 1),
-                          "s", TARGET_S, "lower", ours=f"{est / 60:.1f} min; {how}", baseline="-",
-                          sizes=f"study offpolicy (default lags, variants, seeds): {runs} runs x {steps} steps",
-                          load=(load0, load1()), status="estimate"))  # fmt: skip
-        print(f"bench_pipeline: off-policy study estimate {est / 60:.1f} min ({runs} runs x {steps} steps)")
+        out.append(estimate("study_estimate", "off-policy study, default plan, wall time (estimate)", runs, steps,
+                            f"study offpolicy (default lags, variants, seeds): {runs} runs x {steps} steps"))  # fmt: skip
     return out
 
 

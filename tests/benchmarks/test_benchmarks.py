@@ -107,6 +107,11 @@ def test_study_and_pipeline_wall_times_are_estimated_from_their_dry_runs(tmp_pat
         33 * 65 / jobs, abs=0.1
     )  # 11 variants x 3 seeds
     assert all(got[k]["status"] == "estimate" and "DRY-RUN" in got[k]["ours"] for k in got if k != "pipeline")
+    # with CPU seconds (3 s/step here): the idle-machine estimate is the value, the wall one beside it
+    assert bench_pipeline_main([*argv, "--per-run-cpu-seconds", "305", "--json", str(out)]) == 0
+    got = {r["key"]: r for r in json.loads(out.read_text())["results"]}
+    assert got["study_estimate"]["value"] == pytest.approx(runs * (5 + steps * 3.0) / jobs, abs=0.1)
+    assert got["study_estimate"]["wall_estimate_s"] == pytest.approx(runs * (5 + steps * 0.6) / jobs, abs=0.1)
 
 
 def test_quick_suite_prints_one_table_with_every_item(tmp_path):
