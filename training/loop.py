@@ -6,7 +6,7 @@ Per step k (1-based):
 2. draw ``group_size`` rollouts per prompt from the current ("old") policy at the sampling temperature, through
    the rollout back end, seeded by (seed, k);
 3. grade them with math-verify in worker processes (binary rewards; a timeout or crash scores 0 and is counted),
-   which work while this process does step 4 (it does not need the rewards);
+   which work while this process does step 4 and the first update's forward (they do not need the rewards);
 4. split the prompts (shuffled, seeded by (seed, k, epoch)) into mini-batches that keep each prompt's rollouts
    together, and compute, per mini-batch and without gradient, the old log-probs and entropies (and the
    reference log-probs when a KL term to the reference is on) -- all at the sampling temperature. The first
@@ -537,8 +537,8 @@ class Trainer:
         t = time.perf_counter()
         texts = self.tokenizer.batch_decode([r.tolist() for r in gens.responses], skip_special_tokens=True)
         answers = [problems[i // cfg.group_size].gold for i in range(len(texts))]
-        # The grader works in its own processes: it grades while this one computes the old log-probs (4), which
-        # do not need the rewards. time_grade is decoding plus the wait for the grader after that pass.
+        # The grader works in its own processes: it grades while this one computes the old log-probs (4) and the
+        # first update's forward, which do not need the rewards. time_grade is decoding plus the wait after them.
         grading = self._grading.submit(
             self.grader.grade, texts, answers, timeout=cfg.grader_timeout, config=self.grader_config
         )
@@ -557,17 +557,24 @@ class Trainer:
             futures.wait([grading])  # never leave the grader busy behind an error
             raise
         times["time_logp"] = time.perf_counter() - t
-        t = time.perf_counter()
-        report = grading.result()
-        times["time_grade"] = t_decode + time.perf_counter() - t
-        if report.timeouts or report.errors:
-            bad = [i for i, s in enumerate(report.status) if s != "ok"]
-            self.writer.event(
-                "grader", step=step, timeouts=report.timeouts, errors=report.errors,
-                rollouts=bad[:20], details=[report.details[i] for i in bad[:5]],
-            )  # fmt: skip
-        rewards = torch.tensor(report.rewards, dtype=torch.float32)
-        data.rewards = rewards
+        graded: dict[str, Any] = {}
+
+        def await_rewards() -> None:
+            """Wait for the grader, once: the first update calls this after its forward, which does not need
+            the rewards either (time_grade is decoding plus this wait)."""
+            if graded:
+                return
+            t_wait = time.perf_counter()
+            report = graded["report"] = grading.result()
+            graded["wait"] = time.perf_counter() - t_wait
+            times["time_grade"] = t_decode + graded["wait"]
+            if report.timeouts or report.errors:
+                bad = [i for i, s in enumerate(report.status) if s != "ok"]
+                self.writer.event(
+                    "grader", step=step, timeouts=report.timeouts, errors=report.errors,
+                    rollouts=bad[:20], details=[report.details[i] for i in bad[:5]],
+                )  # fmt: skip
+            data.rewards = torch.tensor(report.rewards, dtype=torch.float32)
 
         # 5: updates
         t = time.perf_counter()
@@ -576,15 +583,21 @@ class Trainer:
             g["lr"] = lr
         records: list[UpdateRecord] = []
         update_metrics: list[dict[str, float]] = []
-        for epoch, layout in enumerate(layouts):
-            for k, rows in enumerate(layout):
-                rec, m = self._update(data, rows, epoch * len(layout) + k, epoch)
-                records.append(rec)
-                update_metrics.append(m)
+        try:
+            for epoch, layout in enumerate(layouts):
+                for k, rows in enumerate(layout):
+                    rec, m = self._update(data, rows, epoch * len(layout) + k, epoch, await_rewards)
+                    records.append(rec)
+                    update_metrics.append(m)
+            await_rewards()
+        except BaseException:
+            futures.wait([grading])  # never leave the grader busy behind an error
+            raise
+        report, rewards = graded["report"], data.rewards
         self.backend.sync_weights(self.model)
         if self.behaviour is not None:
             self.behaviour.record(step, self.model)
-        times["time_update"] = time.perf_counter() - t
+        times["time_update"] = time.perf_counter() - t - graded["wait"]
 
         # 6: validation
         val: dict[str, float] = {"val_pass1": math.nan, "val_pass_at_k": math.nan}
@@ -742,15 +755,17 @@ class Trainer:
         for j, r in enumerate(rows):
             data.ref_logp[r] = rl[j, : len(data.responses[r])].float().cpu()  # type: ignore[index]
 
-    def _update(self, data: StepData, rows: np.ndarray, update: int, epoch: int) -> tuple[UpdateRecord, dict]:
-        """One optimizer step on the mini-batch ``rows``; returns its log record and metrics."""
+    def _update(
+        self, data: StepData, rows: np.ndarray, update: int, epoch: int, await_rewards: Callable[[], None]
+    ) -> tuple[UpdateRecord, dict]:
+        """One optimizer step on the mini-batch ``rows``; returns its log record and metrics. The rewards are
+        read after the forward (``await_rewards`` first: the grader may still be at work)."""
         cfg = self.cfg
         sb = self._scoring_batch(data, rows)
         width = sb.response_width
         first = (
             self._reuse_first and update == 0
         )  # the sampling weights: this forward gives the old log-probs
-        rewards = data.rewards[rows].to(self.device)
         groups = data.group[rows].to(self.device)
         hp = _asdict(self.hp)
         self.model.train()
@@ -772,6 +787,8 @@ class Trainer:
             if first:
                 self._store_old(data, rows, sb, logp.detach(), en)
             old, ent, ref = inputs()
+            await_rewards()
+            rewards = data.rewards[rows].to(self.device)
             result = self.objective(logp, old, sb.response_mask, rewards, groups, ref_logp=ref, **hp)
             result.loss.backward()
         else:
@@ -791,6 +808,8 @@ class Trainer:
                     self._store_old(data, rows[sl], self._slice(sb, sl), lp, en)
                 parts.append(lp)
             old, ent, ref = inputs()
+            await_rewards()
+            rewards = data.rewards[rows].to(self.device)
             leaf = torch.cat(parts).requires_grad_(True)
             result = self.objective(leaf, old, sb.response_mask, rewards, groups, ref_logp=ref, **hp)
             result.loss.backward()
