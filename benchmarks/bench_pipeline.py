@@ -48,6 +48,28 @@ def planned_runs(runs_root: Path) -> int:
     return int(found.group(1))
 
 
+STUDY_COMMAND = ["-m", "training", "study", "offpolicy"]  # its default: 3 lags x 7 variants x 5 seeds
+TINY_STEPS = 100  # the steps of the run the per-run seconds were measured on (the tiny preset's)
+
+
+def planned_study(runs_root: Path) -> tuple[int, int]:
+    """(runs, steps per run) of the off-policy study's default plan (from its ``--dry-run``)."""
+    proc = subprocess.run([sys.executable, *STUDY_COMMAND, "--dry-run", "--runs-root", str(runs_root)], cwd=ROOT,
+                          capture_output=True, text=True)  # fmt: skip
+    found = re.search(r"=\s*(\d+)\s+runs of (\d+) steps", proc.stdout + proc.stderr)
+    if proc.returncode != 0 or not found:
+        raise RuntimeError(
+            f"could not read the study's plan from --dry-run:\n{(proc.stdout + proc.stderr)[-2000:]}"
+        )
+    return int(found.group(1)), int(found.group(2))
+
+
+def plan_estimate(runs: int, steps: int, setup_s: float, per_step_s: float, jobs: int) -> float:
+    """Wall seconds of ``runs`` runs of ``steps`` steps, ``jobs`` at once: runs x (setup + steps x seconds per
+    step) / jobs (no figures, no queueing losses)."""
+    return runs * (setup_s + steps * per_step_s) / jobs
+
+
 def _time(ev: dict) -> datetime.datetime:
     return datetime.datetime.fromisoformat(ev["time"])
 
@@ -132,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="measured seconds of one tiny run (setup + 100 steps): for the estimate")  # fmt: skip
     ap.add_argument("--per-run-cpu-seconds", type=float, default=None,
                     help="CPU seconds of one tiny run (trainer + grader workers, + setup): the idle-machine estimate")  # fmt: skip
+    ap.add_argument("--setup-seconds", type=float, default=0.0,
+                    help="the setup part of --per-run-seconds (scaled apart from the steps for the study)")  # fmt: skip
     ap.add_argument("--run", action="store_true", help="run the whole pipeline now into --runs-root")
     ap.add_argument("--runs-root", type=Path, default=ROOT / "cache" / "bench_pipeline" / "runs",
                     help="where --run trains (default: cache/bench_pipeline/runs; must not hold other runs)")  # fmt: skip
@@ -188,8 +212,50 @@ def main(argv: list[str] | None = None) -> int:
                                   round(est, 1), "s", TARGET_S, "lower", ours=ours, baseline="-",
                                   sizes=f"{sizes}; {f['runs']} runs", load=(load0, load1()), status="estimate",
                                   **extra))  # fmt: skip
+    if args.per_run_seconds is not None:
+        records += plan_estimates(args, load0, have_pipeline_estimate=any(
+            r["key"] == "pipeline_estimate" for r in records))  # fmt: skip
     write_results(args.json, records)
     return 0
+
+
+def plan_estimates(args: argparse.Namespace, load0: float, have_pipeline_estimate: bool) -> list[dict]:
+    """Dry-run estimates of the wall time of the paper-figures pipeline (when its log gave none) and of the
+    off-policy study's default plan: the plan's runs (``--dry-run``) x one run of this code (setup + steps x the
+    measured seconds per step of the tiny preset) / one job per core; figures and reports not included. With
+    ``--per-run-cpu-seconds`` the value is the idle-machine estimate (a run's CPU seconds for its wall time: on
+    a loaded machine the wall time measures the other jobs too), and the wall-time estimate is given beside it."""
+    import tempfile
+
+    jobs = os.cpu_count() or 1
+    setup = args.setup_seconds
+    per_step = (args.per_run_seconds - setup) / TINY_STEPS
+    cpu_step = None if args.per_run_cpu_seconds is None else (args.per_run_cpu_seconds - setup) / TINY_STEPS
+    basis = (f"one tiny run of this code measured in this suite: setup {setup:.0f} s + {per_step:.2f} s/step wall"
+             + (f", {cpu_step:.2f} CPU s/step" if cpu_step is not None else ""))  # fmt: skip
+
+    def estimate(key: str, label: str, runs: int, steps: int, sizes: str) -> dict:
+        wall = plan_estimate(runs, steps, setup, per_step, jobs)
+        idle = None if cpu_step is None else plan_estimate(runs, steps, setup, cpu_step, jobs)
+        value = wall if idle is None else idle
+        ours = (f"DRY-RUN ESTIMATE, {'idle machine (CPU seconds)' if idle is not None else 'wall time'}: "
+                f"{value / 60:.1f} min = {runs} runs (--dry-run) x (setup + {steps} steps) / {jobs} parallel jobs; "
+                f"{basis}; at this suite's load (wall): {wall / 60:.1f} min; figures not included")  # fmt: skip
+        print(f"bench_pipeline: {label}: {ours}")
+        return result(key, label, round(value, 1), "s", TARGET_S, "lower", ours=ours, baseline="-", sizes=sizes,
+                      load=(load0, load1()), status="estimate", wall_estimate_s=round(wall, 1))  # fmt: skip
+
+    out = []
+    with tempfile.TemporaryDirectory(prefix="bench_plans_") as tmp:
+        if not have_pipeline_estimate:
+            runs = planned_runs(Path(tmp) / "pipeline")
+            out.append(estimate("pipeline_estimate", "full figure pipeline at this code's per-run time (estimate)",
+                                runs, TINY_STEPS, f"paper-figures --preset tiny --seeds 3: {runs} runs x {TINY_STEPS} "
+                                "steps"))  # fmt: skip
+        runs, steps = planned_study(Path(tmp) / "study")
+        out.append(estimate("study_estimate", "off-policy study, default plan, wall time (estimate)", runs, steps,
+                            f"study offpolicy (default lags, variants, seeds): {runs} runs x {steps} steps"))  # fmt: skip
+    return out
 
 
 if __name__ == "__main__":

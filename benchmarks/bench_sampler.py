@@ -8,7 +8,7 @@ training prompts x ``--group-size``), same ``max_new_tokens`` and temperature, p
 (``generate(do_sample=True, top_k=0, top_p=1.0)``). Each round times one call of every contender with the same
 seed, in a rotating order so that load drifts hit each alike; round 0 is a warm-up. Tokens are the responses'
 tokens up to and including EOS. Reported: tokens/s (wall) of each, their ratio (target: the default back end
-at 2x ``generate`` or better), and the same ratio in process CPU time (less sensitive to other jobs). The
+at 2.5x ``generate`` or better), and the same ratio in process CPU time (less sensitive to other jobs). The
 generic per-token loop (``TransformersBackend(lean=False)``, the fallback for other architectures) is timed too,
 and checked to draw the same tokens as the default for every seed.
 """
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import ROOT, load1, machine, result, tiny_policy, write_results
 
-TARGET = 2.0
+TARGET = 2.5
 
 
 def main(argv: list[str] | None = None) -> int:

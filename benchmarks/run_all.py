@@ -14,7 +14,7 @@ average, and writes ``results.json``, ``table.md`` and each item's output to ``-
 
 | item | measures | baseline (same run) | target |
 | --- | --- | --- | --- |
-| sampler | rollout tokens/s of the default back end, tiny model | ``transformers`` ``generate``, same model/batch/lengths/T | >= 2x |
+| sampler | rollout tokens/s of the default back end, tiny model | ``transformers`` ``generate``, same model/batch/lengths/T | >= 2.5x |
 | rl_step | seconds per RL step at equal work (and CPU seconds) | TRL ``GRPOTrainer`` (``.venv-trl``, a subprocess) | <= 0.5x |
 | logging | logging's share of an RL step, full per-token logs | the step itself | <= 5% |
 | objectives | each objective's forward+backward | ``grpo``'s, interleaved rounds | <= 1.2x |
@@ -24,6 +24,7 @@ average, and writes ``results.json``, ``table.md`` and each item's output to ``-
 | app_downloads | slowest Paper figures download (PNG, PDF, CSV), warm | - | 5 s |
 | pipeline | wall time of ``paper-figures --preset tiny --seeds 3`` | - (read from the pipeline's own log, not rerun) | < 1 h |
 | pipeline_estimate | the same at this code's per-run time (logging item) | - (runs x seconds per run / cores) | < 1 h |
+| study_estimate | wall time of ``study offpolicy``'s default plan (dry-run runs x this code's per-run time) | - | < 1 h |
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def fmt_value(r: dict) -> str:
         return f"{v:.2f}%"
     if unit.startswith("x"):
         return f"{v:.2f}x"
-    if r["key"].startswith("pipeline"):
+    if r["key"].startswith(("pipeline", "study")):
         return f"{v / 60:.1f} min"
     return f"{v:.2f} {unit}"
 
@@ -109,7 +110,7 @@ def fmt_value(r: dict) -> str:
 def fmt_target(r: dict) -> str:
     sign = ">=" if r["better"] == "higher" else "<="
     t = r["target"]
-    if r["key"].startswith("pipeline"):
+    if r["key"].startswith(("pipeline", "study")):
         return f"< {t / 60:.0f} min"
     unit = r["unit"]
     if unit == "%":
@@ -177,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                 cmd += ["--record", str(args.pipeline_record)]
             tiny = next((r for r in records if r["key"] == "tiny_run"), None)
             if tiny is not None:  # one run alone: its setup + 100 steps (measured by the logging item)
-                cmd += ["--per-run-seconds", str(tiny["value"] + tiny.get("setup_s", 0.0))]
+                cmd += ["--per-run-seconds", str(tiny["value"] + tiny.get("setup_s", 0.0)),
+                        "--setup-seconds", str(tiny.get("setup_s", 0.0))]  # fmt: skip
                 if "cpu_s" in tiny:
                     cmd += ["--per-run-cpu-seconds", str(tiny["cpu_s"] + tiny.get("setup_s", 0.0))]
         print(f"[{item}] {' '.join(cmd[1:])}", flush=True)

@@ -78,6 +78,12 @@ class TrainSettings:
     gradient_checkpointing: bool = _f(
         False, "recompute each decoder layer's activations in the backward pass (saves memory)", "model"
     )
+    sampler_logprobs: bool = _f(
+        True,
+        "take the old log-probs and entropies from the sampling pass (transformers back end, float32, no "
+        "dropout) instead of a second forward: equal to float rounding, one forward per mini-batch less",
+        "model",
+    )
     logit_chunk_tokens: int = _f(
         0,
         "compute log-probs and entropies over about N response tokens at a time, so a long response never "

@@ -294,20 +294,29 @@ def sample_lean(
     pad_id: int,
     eos_id: int,
     compact_fraction: float,
+    scores: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``(out [rows, max_new_tokens], lengths [rows], finished [rows])`` on the model's device; rollout ``r``
     answers prompt ``r // n``; ``out`` holds ``pad_id`` after each response (see the module docstring).
-    The returned tensors are ordinary ones (the decoding itself runs under ``torch.inference_mode``)."""
+    The returned tensors are ordinary ones (the decoding itself runs under ``torch.inference_mode``).
+
+    ``scores = (logp, entropy)``, two float32 ``[rows, max_new_tokens]`` tensors on the model's device, also
+    receive each sampled token's ``log_softmax(z / T)`` and the entropy of ``softmax(z / T)`` at its position,
+    by the scorer's formulas (``training.model.response_logprobs``) on the decoder's logits; 0 after each
+    response. The sampled tokens are the same with or without them."""
     device = next(model.parameters()).device
     total = len(prompts) * n
     out = torch.full((total, max_new_tokens), pad_id, dtype=torch.long, device=device)
     with torch.inference_mode():
-        steps = _decode(model, prompts, n, out, temperature, seed, pad_id, eos_id, compact_fraction)
+        steps = _decode(model, prompts, n, out, temperature, seed, pad_id, eos_id, compact_fraction, scores)
     with torch.no_grad():
         is_eos = out[:, :steps] == eos_id
         finished = is_eos.any(1)
         lengths = torch.where(finished, is_eos.int().argmax(1) + 1, steps)
-        out.masked_fill_(torch.arange(max_new_tokens, device=device) >= lengths.unsqueeze(1), pad_id)
+        after = torch.arange(max_new_tokens, device=device) >= lengths.unsqueeze(1)
+        out.masked_fill_(after, pad_id)
+        for score in scores or ():
+            score.masked_fill_(after, 0.0)
     return out, lengths, finished
 
 
@@ -321,9 +330,10 @@ def _decode(
     pad_id: int,
     eos_id: int,
     compact_fraction: float,
+    scores: tuple[Tensor, Tensor] | None = None,
 ) -> int:
-    """Write each row's tokens into ``out`` (rows that ended keep writing past their EOS until dropped);
-    returns the number of steps taken."""
+    """Write each row's tokens into ``out`` (rows that ended keep writing past their EOS until dropped), and
+    their log-probs and entropies into ``scores`` if given; returns the number of steps taken."""
     device = out.device
     max_new_tokens = out.shape[1]
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -345,9 +355,15 @@ def _decode(
     inv_t = 1.0 / temperature
     for t in range(max_new_tokens):
         probs = torch.softmax(logits.float() * inv_t, dim=-1)
+        if scores is not None:  # the scorer's formulas (training.model._token_logp, _entropy)
+            z = logits.float() / temperature
+            lse = torch.logsumexp(z, dim=-1)
+            scores[1][rows, t] = lse - (torch.softmax(z, dim=-1) * z).sum(-1)
         noise = torch.empty_like(probs).exponential_(generator=gen)
         tok = torch.argmax(probs.div_(noise), dim=-1)
         out[rows, t] = tok
+        if scores is not None:
+            scores[0][rows, t] = z.gather(-1, tok.unsqueeze(-1)).squeeze(-1) - lse
         alive &= tok != eos_id
         n_alive = int(alive.sum())
         if n_alive == 0 or t == max_new_tokens - 1:

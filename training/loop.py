@@ -6,7 +6,7 @@ Per step k (1-based):
 2. draw ``group_size`` rollouts per prompt from the current ("old") policy at the sampling temperature, through
    the rollout back end, seeded by (seed, k);
 3. grade them with math-verify in worker processes (binary rewards; a timeout or crash scores 0 and is counted),
-   which work while this process does step 4 (it does not need the rewards);
+   which work while this process does step 4 and the first update's forward (they do not need the rewards);
 4. split the prompts (shuffled, seeded by (seed, k, epoch)) into mini-batches that keep each prompt's rollouts
    together, and compute, per mini-batch and without gradient, the old log-probs and entropies (and the
    reference log-probs when a KL term to the reference is on) -- all at the sampling temperature. The first
@@ -64,7 +64,7 @@ from training.model import (
     response_logprobs,
 )
 from training.rewards import Grader
-from training.rollout import RolloutBackend, TransformersBackend, VLLMBackend, check_backend
+from training.rollout import Generations, RolloutBackend, TransformersBackend, VLLMBackend, check_backend
 from training.seeding import SAMPLE, SHUFFLE, VALIDATE, derive_seed, prompt_indices, rng
 from training.task import Problem, encode_prompt, make_splits
 from training.tokenizer import build_tokenizer, token_texts
@@ -422,7 +422,10 @@ class Trainer:
             )
             backend.sync_weights(self.model)
             return backend
-        return TransformersBackend(self.model, tok.pad_token_id, tok.eos_token_id, dtype=self.cfg.dtype)
+        return TransformersBackend(
+            self.model, tok.pad_token_id, tok.eos_token_id, dtype=self.cfg.dtype,
+            logprobs=self.cfg.sampler_logprobs and not stochastic_in_training(self.model),
+        )  # fmt: skip
 
     def encode(self, problem: Problem) -> list[int]:
         key = (problem.source, problem.id)
@@ -533,8 +536,8 @@ class Trainer:
         t = time.perf_counter()
         texts = self.tokenizer.batch_decode([r.tolist() for r in gens.responses], skip_special_tokens=True)
         answers = [problems[i // cfg.group_size].gold for i in range(len(texts))]
-        # The grader works in its own processes: it grades while this one computes the old log-probs (4), which
-        # do not need the rewards. time_grade is decoding plus the wait for the grader after that pass.
+        # The grader works in its own processes: it grades while this one computes the old log-probs (4) and the
+        # first update's forward, which do not need the rewards. time_grade is decoding plus the wait after them.
         grading = self._grading.submit(
             self.grader.grade, texts, answers, timeout=cfg.grader_timeout, config=self.grader_config
         )
@@ -548,22 +551,29 @@ class Trainer:
         t = time.perf_counter()
         data = StepData(problems, prompt_ids, gens.responses, texts, torch.empty(0), group, [], [], None)
         try:
-            self._old_logprobs(data, layouts[0], sampler)
+            self._old_logprobs(data, layouts[0], sampler, gens)
         except BaseException:
             futures.wait([grading])  # never leave the grader busy behind an error
             raise
         times["time_logp"] = time.perf_counter() - t
-        t = time.perf_counter()
-        report = grading.result()
-        times["time_grade"] = t_decode + time.perf_counter() - t
-        if report.timeouts or report.errors:
-            bad = [i for i, s in enumerate(report.status) if s != "ok"]
-            self.writer.event(
-                "grader", step=step, timeouts=report.timeouts, errors=report.errors,
-                rollouts=bad[:20], details=[report.details[i] for i in bad[:5]],
-            )  # fmt: skip
-        rewards = torch.tensor(report.rewards, dtype=torch.float32)
-        data.rewards = rewards
+        graded: dict[str, Any] = {}
+
+        def await_rewards() -> None:
+            """Wait for the grader, once: the first update calls this after its forward, which does not need
+            the rewards either (time_grade is decoding plus this wait)."""
+            if graded:
+                return
+            t_wait = time.perf_counter()
+            report = graded["report"] = grading.result()
+            graded["wait"] = time.perf_counter() - t_wait
+            times["time_grade"] = t_decode + graded["wait"]
+            if report.timeouts or report.errors:
+                bad = [i for i, s in enumerate(report.status) if s != "ok"]
+                self.writer.event(
+                    "grader", step=step, timeouts=report.timeouts, errors=report.errors,
+                    rollouts=bad[:20], details=[report.details[i] for i in bad[:5]],
+                )  # fmt: skip
+            data.rewards = torch.tensor(report.rewards, dtype=torch.float32)
 
         # 5: updates
         t = time.perf_counter()
@@ -572,15 +582,21 @@ class Trainer:
             g["lr"] = lr
         records: list[UpdateRecord] = []
         update_metrics: list[dict[str, float]] = []
-        for epoch, layout in enumerate(layouts):
-            for k, rows in enumerate(layout):
-                rec, m = self._update(data, rows, epoch * len(layout) + k, epoch)
-                records.append(rec)
-                update_metrics.append(m)
+        try:
+            for epoch, layout in enumerate(layouts):
+                for k, rows in enumerate(layout):
+                    rec, m = self._update(data, rows, epoch * len(layout) + k, epoch, await_rewards)
+                    records.append(rec)
+                    update_metrics.append(m)
+            await_rewards()
+        except BaseException:
+            futures.wait([grading])  # never leave the grader busy behind an error
+            raise
+        report = graded["report"]
         self.backend.sync_weights(self.model)
         if self.behaviour is not None:
             self.behaviour.record(step, self.model)
-        times["time_update"] = time.perf_counter() - t
+        times["time_update"] = time.perf_counter() - t - graded["wait"]
 
         # 6: validation
         val: dict[str, float] = {"val_pass1": math.nan, "val_pass_at_k": math.nan}
@@ -682,21 +698,34 @@ class Trainer:
             sb.input_ids[sl], sb.attention_mask[sl], sb.response_ids[sl], sb.response_mask[sl]
         )
 
-    def _old_logprobs(self, data: StepData, layout: list[np.ndarray], sampler: torch.nn.Module) -> None:
+    def _old_logprobs(
+        self, data: StepData, layout: list[np.ndarray], sampler: torch.nn.Module, gens: Generations
+    ) -> None:
         """Old log-probs and entropies (and reference log-probs) under ``sampler``, the policy that sampled,
         computed in the first epoch's mini-batch layout and chunks, so that on-policy the first update
         recomputes exactly these numbers (s_t = 0).
 
         The first mini-batch is left to the first update when ``reuse_first_forward`` holds: its forward runs
         with the very weights that sampled, so its log-probs (detached) are the old ones, and this pass would
-        compute the same numbers again (one forward in ``n_minibatches`` saved)."""
+        compute the same numbers again (one forward in ``n_minibatches`` saved). The other mini-batches' come
+        from the sampling pass itself when the back end computed them (``--sampler-logprobs``: the sampler's
+        logits, the scorer's formulas; equal to the scorer's to float rounding), and then only the reference
+        log-probs (a KL term) need a forward here."""
         n = len(data.responses)
         data.old_logp = [None] * n  # type: ignore[list-item]
         data.entropy = [None] * n  # type: ignore[list-item]
         data.ref_logp = [None] * n if self.ref is not None else None  # type: ignore[list-item]
+        from_sampler = gens.logp is not None and gens.entropy is not None
+        if from_sampler:
+            data.old_logp, data.entropy = list(gens.logp), list(gens.entropy)  # type: ignore[arg-type]
+            if self.ref is None:
+                return
         for rows in layout[1:] if self._reuse_first else layout:
             sb = self._scoring_batch(data, rows)
             for sl in self._chunks(len(rows)):
+                if from_sampler:
+                    self._store_ref(data, rows[sl], self._slice(sb, sl))
+                    continue
                 with torch.no_grad(), self.compute():
                     lp, en = response_logprobs(
                         sampler, self._slice(sb, sl), self.cfg.temperature, with_entropy=True,
@@ -707,28 +736,34 @@ class Trainer:
     def _store_old(self, data: StepData, rows: np.ndarray, sb: ScoringBatch, lp: Tensor, en: Tensor) -> None:
         """Keep rows ``rows``' old log-probs ``lp`` and entropies ``en`` (``[len(rows), T]``, detached) and
         compute their reference log-probs (when a KL term is on) on the same scoring batch ``sb``."""
-        rl = None
-        if self.ref is not None:
-            with torch.no_grad(), self.compute():
-                rl = response_logprobs(
-                    self.ref, sb, self.cfg.temperature, chunk_tokens=self.cfg.logit_chunk_tokens
-                )[0]
         for j, r in enumerate(rows):
             length = len(data.responses[r])
             data.old_logp[r] = lp[j, :length].float().cpu()
             data.entropy[r] = en[j, :length].float().cpu()
-            if rl is not None:
-                data.ref_logp[r] = rl[j, :length].float().cpu()  # type: ignore[index]
+        self._store_ref(data, rows, sb)
 
-    def _update(self, data: StepData, rows: np.ndarray, update: int, epoch: int) -> tuple[UpdateRecord, dict]:
-        """One optimizer step on the mini-batch ``rows``; returns its log record and metrics."""
+    def _store_ref(self, data: StepData, rows: np.ndarray, sb: ScoringBatch) -> None:
+        """Rows ``rows``' reference log-probs on the scoring batch ``sb`` (nothing without a reference model)."""
+        if self.ref is None:
+            return
+        with torch.no_grad(), self.compute():
+            rl = response_logprobs(
+                self.ref, sb, self.cfg.temperature, chunk_tokens=self.cfg.logit_chunk_tokens
+            )[0]
+        for j, r in enumerate(rows):
+            data.ref_logp[r] = rl[j, : len(data.responses[r])].float().cpu()  # type: ignore[index]
+
+    def _update(
+        self, data: StepData, rows: np.ndarray, update: int, epoch: int, await_rewards: Callable[[], None]
+    ) -> tuple[UpdateRecord, dict]:
+        """One optimizer step on the mini-batch ``rows``; returns its log record and metrics. The rewards are
+        read after the forward (``await_rewards`` first: the grader may still be at work)."""
         cfg = self.cfg
         sb = self._scoring_batch(data, rows)
         width = sb.response_width
         first = (
             self._reuse_first and update == 0
         )  # the sampling weights: this forward gives the old log-probs
-        rewards = data.rewards[rows].to(self.device)
         groups = data.group[rows].to(self.device)
         hp = _asdict(self.hp)
         self.model.train()
@@ -750,6 +785,8 @@ class Trainer:
             if first:
                 self._store_old(data, rows, sb, logp.detach(), en)
             old, ent, ref = inputs()
+            await_rewards()
+            rewards = data.rewards[rows].to(self.device)
             result = self.objective(logp, old, sb.response_mask, rewards, groups, ref_logp=ref, **hp)
             result.loss.backward()
         else:
@@ -769,6 +806,8 @@ class Trainer:
                     self._store_old(data, rows[sl], self._slice(sb, sl), lp, en)
                 parts.append(lp)
             old, ent, ref = inputs()
+            await_rewards()
+            rewards = data.rewards[rows].to(self.device)
             leaf = torch.cat(parts).requires_grad_(True)
             result = self.objective(leaf, old, sb.response_mask, rewards, groups, ref_logp=ref, **hp)
             result.loss.backward()

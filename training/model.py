@@ -295,6 +295,87 @@ def _chunk_logp(head: torch.nn.Module, temperature: float, h: Tensor, targets: T
     return _token_logp(head(h), targets, temperature)[0]
 
 
+SHARE_PROMPTS = True  # False: every row runs its prompt through the decoder (the tests compare both)
+
+
+def _can_share_prompts(model: PreTrainedModel) -> bool:
+    """Whether the decoder can take its prompts' keys and values from a cache computed once per distinct prompt
+    (``_decoder_hidden``): a chunkable model without sliding windows whose decoder takes a cache argument, and
+    no activation checkpointing with gradient (which turns the cache off)."""
+    cfg = model.config
+    if not SHARE_PROMPTS or not chunkable(model):
+        return False
+    if getattr(cfg, "sliding_window", None) and getattr(cfg, "use_sliding_window", True):
+        return False
+    if any(t != "full_attention" for t in (getattr(cfg, "layer_types", None) or ["full_attention"])):
+        return False
+    if torch.is_grad_enabled() and _checkpointing(model):
+        return False
+    return _cache_arg(type(model.get_decoder())) is not None
+
+
+@functools.cache
+def _cache_arg(cls: type) -> str | None:
+    """The name of ``cls.forward``'s key/value cache argument (it depends on the transformers version)."""
+    params = inspect.signature(cls.forward).parameters
+    return next((name for name in ("cache", "past_key_values") if name in params), None)
+
+
+def _checkpointing(model: PreTrainedModel) -> bool:
+    """Whether activation checkpointing is on (the attribute's name depends on the transformers version)."""
+    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
+        if hasattr(type(model), name):
+            return bool(getattr(model, name))
+    return False
+
+
+def _distinct_prompts(batch: ScoringBatch) -> tuple[Tensor, Tensor, Tensor] | None:
+    """``(prompt ids [U, P], their attention mask [U, P], each row's prompt [B])`` over the distinct prompts of
+    ``batch``, or ``None`` when no two rows share a prompt."""
+    p = batch.input_ids.shape[1] - batch.response_width
+    if p == 0:
+        return None
+    key = torch.cat([batch.input_ids[:, :p], batch.attention_mask[:, :p].long()], 1)
+    distinct, inverse = torch.unique(key, dim=0, return_inverse=True)
+    if len(distinct) == len(key):
+        return None
+    return distinct[:, :p], distinct[:, p:], inverse
+
+
+def _decoder_hidden(model: PreTrainedModel, batch: ScoringBatch) -> Tensor:
+    """The decoder's output ``[B, T, H]`` at the positions whose next token is a response token (the last
+    prompt column and all response columns but the last, which predicts nothing and is not computed).
+
+    Rollouts that share a prompt (a group's G rollouts) share its keys and values: each distinct prompt runs
+    through the decoder once, and its cache, indexed by row, is the past of the responses' forward. The same
+    function of the weights as the forward over whole rows (causal attention: a prompt position sees only the
+    prompt), so values and gradients agree with it to float rounding (``tests/training/test_prompt_sharing.py``);
+    the gradient reaches the prompt's parameters through the indexed cache."""
+    decoder = model.get_decoder()
+    t_width = batch.response_width
+    shared = _distinct_prompts(batch) if _can_share_prompts(model) else None
+    ids, mask = batch.input_ids[:, :-1], batch.attention_mask[:, :-1]
+    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    if shared is None:
+        out = decoder(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False)
+        return out.last_hidden_state[:, -t_width:]
+    p_ids, p_mask, row_prompt = shared
+    p_positions = (p_mask.cumsum(-1) - 1).clamp(min=0)
+    prompt = decoder(input_ids=p_ids, attention_mask=p_mask, position_ids=p_positions, use_cache=True)
+    last = prompt.last_hidden_state[row_prompt, -1:]  # predicts each response's first token
+    if t_width == 1:
+        return last
+    cache = getattr(prompt, "cache", None)
+    cache = prompt.past_key_values if cache is None else cache
+    cache.batch_select_indices(row_prompt)  # [U, ...] -> [B, ...] by indexing: differentiable
+    p = p_ids.shape[1]
+    rest = decoder(
+        input_ids=ids[:, p:], attention_mask=mask, position_ids=positions[:, p:], use_cache=True,
+        **{_cache_arg(type(decoder)): cache},
+    ).last_hidden_state  # fmt: skip
+    return torch.cat([last, rest], 1)
+
+
 def response_logprobs(
     model: PreTrainedModel,
     batch: ScoringBatch,
@@ -310,6 +391,10 @@ def response_logprobs(
     of the same distribution, ``H_t = LSE(z/T) - sum_v p_v z_v/T``. Values on padding are 0. Computed in float32
     whatever the model's dtype.
 
+    Rows that share a prompt compute its keys and values once (``_decoder_hidden``), for models whose logits are
+    the output head applied to the decoder's output (``chunkable``); the others run ``model(...)`` over whole
+    rows.
+
     ``chunk_tokens > 0`` bounds memory: the decoder runs once, then the output head, the float32 log-softmax and
     the entropy take about ``chunk_tokens`` response positions (rows x columns) at a time, and with gradient each
     chunk is recomputed in the backward pass (activation checkpointing) instead of keeping its logits. So an
@@ -318,10 +403,11 @@ def response_logprobs(
     whose logits are not the head applied to the decoder's output (``chunkable``) use the unchunked path.
     """
     t_width = batch.response_width
-    if chunk_tokens <= 0 or not chunkable(model):
-        logits = forward_logits(model, batch.input_ids, batch.attention_mask, keep_last=t_width + 1)[
-            :, :t_width
-        ]
+    zero_like = None
+    if not chunkable(model):
+        logits = forward_logits(
+            model, batch.input_ids[:, :-1], batch.attention_mask[:, :-1], keep_last=t_width
+        )
         logp, z = _token_logp(logits, batch.response_ids, temperature)
         zero_like = torch.zeros((), dtype=logp.dtype, device=logp.device)
         logp = torch.where(batch.response_mask, logp, zero_like)
@@ -331,20 +417,14 @@ def response_logprobs(
                 entropy = torch.where(batch.response_mask, _entropy(z), zero_like)
         return logp, entropy
 
-    positions = (batch.attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    hidden = model.get_decoder()(
-        input_ids=batch.input_ids,
-        attention_mask=batch.attention_mask,
-        position_ids=positions,
-        use_cache=False,
-    ).last_hidden_state[:, -(t_width + 1) : -1]
+    hidden = _decoder_hidden(model, batch)
     head = model.get_output_embeddings()
     rows = hidden.shape[0]
-    cols = max(1, chunk_tokens // max(rows, 1))
+    cols = t_width if chunk_tokens <= 0 else max(1, chunk_tokens // max(rows, 1))
     logps, entropies = [], []
     for c in range(0, t_width, cols):
         h, targets = hidden[:, c : c + cols], batch.response_ids[:, c : c + cols]
-        if torch.is_grad_enabled() and h.requires_grad:
+        if chunk_tokens > 0 and torch.is_grad_enabled() and h.requires_grad:
             logps.append(
                 torch.utils.checkpoint.checkpoint(
                     _chunk_logp, head, temperature, h, targets, use_reentrant=False
@@ -357,7 +437,8 @@ def response_logprobs(
             lp, z = _token_logp(head(h), targets, temperature)
             logps.append(lp)
             if with_entropy:
-                entropies.append(_entropy(z))
+                with torch.no_grad():
+                    entropies.append(_entropy(z))
             del z
     logp = torch.cat(logps, dim=1)
     zero_like = torch.zeros((), dtype=logp.dtype, device=logp.device)

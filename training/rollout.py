@@ -12,6 +12,8 @@ updates (before validation and the next step's sampling, the only times the back
   ``p = softmax(z / T)`` and reproducible for a given seed. Llama-family models (the embedded tiny model
   included) at float32 decode through ``training.fast_sampler`` (the same draws, ~1.5x the generic loop's
   tokens/s on CPU); others, bfloat16 autocast, or ``lean=False`` use the model's own per-token ``forward``.
+  With ``logprobs=True`` the lean path also returns each sampled token's log-prob and the entropy at its
+  position (``Generations.logp``, ``.entropy``), which the trainer takes as the old log-probs.
 - ``vllm`` (optional extra ``real-workbench[vllm]``, GPU): a vLLM engine in the trainer's process on the same GPU
   (TRL's "colocate" mode), imported only when chosen. ``sync_weights`` pushes the policy's weights into the
   engine's model (``load_weights``) and clears its prefix cache; with sleep mode the engine frees its GPU memory
@@ -52,6 +54,10 @@ class Generations:
     n: int
     responses: list[Tensor]  # each [len_r] long (cpu)
     finished: Tensor  # [len(prompts) * n] bool
+    # each token's log_softmax(z / T) and the entropy there, from the sampling pass itself (see
+    # TransformersBackend's ``logprobs``); None when the back end did not compute them
+    logp: list[Tensor] | None = None  # each [len_r] float32 (cpu)
+    entropy: list[Tensor] | None = None
 
     @property
     def n_rollouts(self) -> int:
@@ -91,6 +97,7 @@ class TransformersBackend:
         compact_fraction: float = 0.25,
         lean: bool = True,
         dtype: str = "float32",
+        logprobs: bool = False,
     ):
         self.model = model
         self.pad_id = pad_id
@@ -98,6 +105,8 @@ class TransformersBackend:
         self.compact_fraction = compact_fraction
         self.lean = lean  # use training.fast_sampler where it supports the model (float32 only)
         self.dtype = dtype  # compute precision: "bfloat16" samples under bf16 autocast
+        # the lean decoder also returns each sampled token's log-prob and entropy (Generations.logp, .entropy)
+        self.logprobs = logprobs
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         self.model = model  # samples from the policy module itself: nothing to copy
@@ -133,13 +142,23 @@ class TransformersBackend:
         max_new_tokens: int,
         seed: int,
     ) -> Generations:
+        scores = None
+        if self.logprobs:
+            device = next(model.parameters()).device
+            shape = (len(prompts) * n, max_new_tokens)
+            scores = (torch.zeros(shape, device=device), torch.zeros(shape, device=device))
         out, lengths, finished = sample_lean(
             model, prompts, n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
-            pad_id=self.pad_id, eos_id=self.eos_id, compact_fraction=self.compact_fraction,
+            pad_id=self.pad_id, eos_id=self.eos_id, compact_fraction=self.compact_fraction, scores=scores,
         )  # fmt: skip
         out, lengths = out.cpu(), lengths.cpu()
         responses = [out[r, : lengths[r]] for r in range(len(out))]
-        return Generations([list(p) for p in prompts], n, responses, finished.cpu())
+        gens = Generations([list(p) for p in prompts], n, responses, finished.cpu())
+        if scores is not None:
+            logp, entropy = scores[0].cpu(), scores[1].cpu()
+            gens.logp = [logp[r, : lengths[r]] for r in range(len(out))]
+            gens.entropy = [entropy[r, : lengths[r]] for r in range(len(out))]
+        return gens
 
     def _generate(
         self,

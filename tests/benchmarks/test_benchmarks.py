@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.bench_pipeline import full_pipeline
+from benchmarks.bench_pipeline import full_pipeline, plan_estimate, planned_study
+from benchmarks.bench_pipeline import main as bench_pipeline_main
 from benchmarks.run_all import ITEMS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,7 +29,7 @@ KEYS = {
     "objectives": {"objectives"},
     "stats": {"stats_time", "stats_memory"},
     "app": {"app", "app_inspector_memory", "app_runs_page_cold", "app_runs_page_warm", "app_downloads"},
-    "pipeline": {"pipeline", "pipeline_estimate"},
+    "pipeline": {"pipeline", "pipeline_estimate", "study_estimate"},
 }
 
 
@@ -84,6 +85,33 @@ def test_pipeline_record_unfinished_is_not_a_measurement(tmp_path):
     # a failed run: not a complete pipeline either
     path.write_text(path.read_text().replace('"rc": 0', '"rc": 1', 1) + "\n".join(lines[-2:]) + "\n")
     assert full_pipeline(path) is None
+
+
+def test_study_and_pipeline_wall_times_are_estimated_from_their_dry_runs(tmp_path):
+    from training.study.plan import DEFAULT_LAGS, DEFAULT_VARIANTS, STUDY_SETTINGS
+
+    runs, steps = planned_study(tmp_path / "study")
+    assert (runs, steps) == (len(DEFAULT_LAGS) * len(DEFAULT_VARIANTS) * 5, STUDY_SETTINGS["steps"])
+    assert plan_estimate(10, 40, 5.0, 0.5, 2) == pytest.approx(10 * (5.0 + 40 * 0.5) / 2)
+    out = tmp_path / "r.json"
+    # no pipeline log: the pipeline is estimated from its dry run too; one tiny run = 5 s setup + 100 x 0.6 s
+    argv = ["--record", str(tmp_path / "none.jsonl"), "--per-run-seconds", "65", "--setup-seconds", "5"]
+    assert bench_pipeline_main([*argv, "--json", str(out)]) == 0
+    got = {r["key"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(got) == {"pipeline", "pipeline_estimate", "study_estimate"} and math.isnan(
+        got["pipeline"]["value"]
+    )
+    jobs = os.cpu_count() or 1
+    assert got["study_estimate"]["value"] == pytest.approx(runs * (5 + steps * 0.6) / jobs, abs=0.1)
+    assert got["pipeline_estimate"]["value"] == pytest.approx(
+        33 * 65 / jobs, abs=0.1
+    )  # 11 variants x 3 seeds
+    assert all(got[k]["status"] == "estimate" and "DRY-RUN" in got[k]["ours"] for k in got if k != "pipeline")
+    # with CPU seconds (3 s/step here): the idle-machine estimate is the value, the wall one beside it
+    assert bench_pipeline_main([*argv, "--per-run-cpu-seconds", "305", "--json", str(out)]) == 0
+    got = {r["key"]: r for r in json.loads(out.read_text())["results"]}
+    assert got["study_estimate"]["value"] == pytest.approx(runs * (5 + steps * 3.0) / jobs, abs=0.1)
+    assert got["study_estimate"]["wall_estimate_s"] == pytest.approx(runs * (5 + steps * 0.6) / jobs, abs=0.1)
 
 
 def test_quick_suite_prints_one_table_with_every_item(tmp_path):

@@ -202,3 +202,27 @@ def test_bfloat16_model_decodes_close_to_its_forward(qwen):
     got, _ = lean_logits(model16, prompts, 2, tokens)
     assert got.dtype == torch.bfloat16
     torch.testing.assert_close(got.float(), want, atol=0.05, rtol=0.02)
+
+
+@pytest.mark.parametrize("fixture", ["qwen", "llama_gqa"])
+def test_log_probs_and_entropies_from_the_sampling_pass_equal_the_scorers(fixture, request):
+    """``TransformersBackend(logprobs=True)``: the same tokens as without, and each token's log-prob and entropy
+    as the trainer's scorer computes them (what the trainer then takes as the old log-probs)."""
+    model, prompts = request.getfixturevalue(fixture)
+    n, temperature = 3, 0.7
+    kw = {"temperature": temperature, "max_new_tokens": 12, "seed": 11}
+    plain = TransformersBackend(model, PAD, EOS).generate(prompts, n, **kw)
+    gens = TransformersBackend(model, PAD, EOS, logprobs=True).generate(prompts, n, **kw)
+    assert plain.logp is None and gens.logp is not None
+    assert [r.tolist() for r in gens.responses] == [r.tolist() for r in plain.responses]
+    assert len({len(r) for r in gens.responses}) > 1  # rows ended at different steps
+    rows = [prompts[r // n] for r in range(gens.n_rollouts)]
+    sb = make_scoring_batch(rows, gens.responses, PAD, torch.device("cpu"))
+    with torch.no_grad():
+        want_lp, want_ent = response_logprobs(model, sb, temperature, with_entropy=True)
+    for r, (lp, ent) in enumerate(zip(gens.logp, gens.entropy, strict=True)):
+        n_tok = len(gens.responses[r])
+        assert lp.shape == ent.shape == (n_tok,) and lp.dtype == torch.float32
+        torch.testing.assert_close(lp, want_lp[r, :n_tok], atol=2e-5, rtol=1e-5)
+        torch.testing.assert_close(ent, want_ent[r, :n_tok], atol=2e-5, rtol=1e-5)
+    assert all((lp < 0).all() for lp in gens.logp)  # T < 1 on random weights: no token is certain

@@ -67,7 +67,7 @@ def test_chunks_bound_the_logits_held_at_once():
         assert len(seen) >= 2 * -(-width // 2)  # every chunk recomputed in the backward pass
         seen.clear()
         response_logprobs(model, batch, 0.6)
-        assert max(seen) >= rows * (width + 1) * vocab  # the unchunked path holds them all
+        assert max(seen) >= rows * width * vocab  # the unchunked path holds them all
     finally:
         hook.remove()
 
