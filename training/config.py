@@ -661,7 +661,8 @@ def check_logged_config(saved: dict[str, Any]) -> dict[str, Any]:
 
     Raises ``ConfigError`` naming the key when a ``RESUME_REQUIRED`` setting is missing (a resumed run must never
     train with another method, objective, learning rate or data than it started with) or when a value has the
-    wrong type (``group_size: 8.0``, ``temperature: null``). Unknown keys are left to ``TrainConfig.from_dict``."""
+    wrong type (``group_size: 8.0``, ``temperature: null``). Unknown keys are left to ``TrainConfig.from_dict``.
+    A missing setting gets its documented default, or its value in ``BEFORE_THEY_EXISTED``."""
     hints = typing.get_type_hints(TrainConfig)
     known = {f.name: f for f in fields(TrainConfig) if f.metadata.get("cli") is not False}
     missing = sorted(k for k in known if k not in saved)
@@ -678,7 +679,12 @@ def check_logged_config(saved: dict[str, Any]) -> dict[str, Any]:
                 f"run.json's config has {key}: {value!r}, which is not a valid {known[key].type} (fix the key in "
                 "run.json, or start a new run)"
             )
-    return {k: known[k].default for k in missing}
+    return {k: BEFORE_THEY_EXISTED.get(k, known[k].default) for k in missing}
+
+
+# Settings whose default is not what a run logged before they existed did: a run.json without them resumes with the
+# behaviour it started with (the old log-probs came from a second scoring forward before --sampler-logprobs).
+BEFORE_THEY_EXISTED: dict[str, Any] = {"sampler_logprobs": False}
 
 
 def config_diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

@@ -50,6 +50,13 @@ def test_other_missing_settings_get_their_documented_defaults():
     assert check_logged_config(_logged(tau=0.1, lr=1)) == {}  # an int lr is a valid float
 
 
+def test_a_run_logged_before_sampler_logprobs_resumes_with_its_second_scoring_forward():
+    """Its default is on, but a run.json without it was made with the scorer's old log-probs: it keeps them, so
+    the resumed steps compute their old log-probs as the first ones did."""
+    assert build_config("tiny", {}).sampler_logprobs is True
+    assert check_logged_config(_logged(sampler_logprobs=KeyError)) == {"sampler_logprobs": False}
+
+
 def test_resume_refuses_a_run_json_without_method_and_fills_a_newer_setting(ws_cache, tmp_path, capsys):
     out = tmp_path / "run"
     settings = {**SMALL, "steps": 1, "val_every": 0, "cache_dir": str(ws_cache)}
