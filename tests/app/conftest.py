@@ -107,7 +107,7 @@ def make_hostile_root(root: Path) -> Path:
       payloads;
     - ``BAD_DIR_PAYLOAD``: an unreadable folder (run.json not JSON) whose name and error are payloads;
     - ``STEP_DIR_PAYLOAD``: a valid run whose last step lacks its tokens file (the Inspector's error names it);
-    - a Train-page job record (``.jobs/hostile.json``) whose run name and command hold payloads.
+    - a job record (``.jobs/hostile.json``) whose starter and command hold payloads.
     """
     root.mkdir(parents=True, exist_ok=True)
     kw = {"steps": 2, "prompts": 2, "group_size": 4, "minibatches": 2, "mean_len": 8}
@@ -143,9 +143,11 @@ def make_hostile_root(root: Path) -> Path:
     (root / BAD_DIR_PAYLOAD).mkdir()
     (root / BAD_DIR_PAYLOAD / "run.json").write_text("{not json")
 
-    # a job record of the Train page (runs root's .jobs/) whose run name is a payload; pid 0: not alive
+    # a job record (runs root's .jobs/) whose starter ("by", shown on the Train page) and command hold the payloads
+    # (a record's own "name" is not read: a job is named by its file); pid 0: no process
     (root / ".jobs").mkdir()
-    job = {"name": ALL_PAYLOADS, "pid": 0, "command": ["python", "-m", "training", PAYLOADS["image"]],
+    job = {"name": ALL_PAYLOADS, "by": ALL_PAYLOADS, "run": None, "pid": 0,
+           "command": ["python", "-m", "training", "--out", ALL_PAYLOADS],
            "log": "hostile.log", "started": 0.0, "stopped": None, "returncode": 1}  # fmt: skip
     (root / ".jobs" / "hostile.json").write_text(json.dumps(job))
     return root

@@ -347,10 +347,12 @@ class NaNAtStep(Trainer):
 
         def poison(module, args, output):
             if module.training and self._step == self.bad_step:
-                output.logits = output.logits + math.nan
+                return output + math.nan
             return output
 
-        self.model.register_forward_hook(poison)
+        # on the output head: the scorer runs the decoder and the head itself (prompt sharing, logit chunks), not
+        # always model(...), so a hook on the whole model would not see every update's logits
+        self.model.get_output_embeddings().register_forward_hook(poison)
 
 
 def test_a_nan_from_the_model_stops_the_run_cleanly_and_resume_goes_on(grader, tmp_path):
