@@ -423,17 +423,34 @@ def _check_file(path: Path) -> None:
         assert len(table) > 0 and len(table.columns) > 1, path.name
 
 
-@pytest.mark.parametrize("figure", list(FIGURE_STEMS))
+# Fig. 1 (closed forms), Fig. 2 (the slowest PDF) and C+/C- (the one that once never arrived) run by default; the
+# other run figures take the same code path and ~13 s each, so they run with -m slow (the suite's time budget).
+DEFAULT_DOWNLOAD_FIGURES = ("fig1", "fig2", "c-dynamics")
+
+
+@pytest.mark.parametrize(
+    "figure",
+    [f if f in DEFAULT_DOWNLOAD_FIGURES else pytest.param(f, marks=pytest.mark.slow) for f in FIGURE_STEMS],
+)
 def test_every_download_of_every_figure_arrives_within_5_s(
-    figures_server: str, driver, tmp_path: Path, figure: str
+    figures_server: str, driver, downloads: Path, tmp_path: Path, figure: str
 ) -> None:
     """Issue 15: on the Paper figures page, each figure's PNG, PDF and CSV buttons each deliver a valid file
     (PNG and PDF by their signatures, the CSV parsed) within 5 s of the click, the figure being drawn (warm)."""
-    from selenium.webdriver.common.by import By
-
     driver.execute_cdp_cmd(
         "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)}
     )
+    try:
+        _downloads_of(figures_server, driver, tmp_path, figure)
+    finally:  # the browser is shared: give the other tests their download folder back
+        driver.execute_cdp_cmd(
+            "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+        )
+
+
+def _downloads_of(figures_server: str, driver, tmp_path: Path, figure: str) -> None:
+    from selenium.webdriver.common.by import By
+
     driver.get(f"{figures_server}/figures?fig_pick={figure}")
     _wait_rendered(driver, "Paper figures", timeout=180)
     body = driver.find_element(By.TAG_NAME, "body").text
@@ -501,6 +518,10 @@ def test_learn_rollout_link_presentation_mode_and_derivation_pdf(
         assert text_px >= 20, text_px  # 16 px outside presentation mode
         SHOTS.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(SHOTS / "learn-present-dark.png"))
+        # downloads go to this test's folder (another test may have pointed the browser elsewhere)
+        driver.execute_cdp_cmd(
+            "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+        )
         target = downloads / "real_derivation.pdf"
         button = next(
             b
