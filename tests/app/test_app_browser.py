@@ -310,7 +310,7 @@ ALL_METHODS = "&".join(
 )
 
 
-@pytest.mark.parametrize("width", [1400, 1920])
+@pytest.mark.parametrize("width", [1400, pytest.param(1920, marks=pytest.mark.slow)])
 def test_charts_are_legible(server: str, driver, width: int) -> None:
     """Issue 15: with six methods the curves' legends name every method in full (labels are not cut: no
     length limit, three per row) and the inspector's per-token chart has a plot of usable height (was 70 px).
@@ -423,9 +423,9 @@ def _check_file(path: Path) -> None:
         assert len(table) > 0 and len(table.columns) > 1, path.name
 
 
-# Fig. 1 (closed forms), Fig. 2 (the slowest PDF) and C+/C- (the one that once never arrived) run by default; the
-# other run figures take the same code path and ~13 s each, so they run with -m slow (the suite's time budget).
-DEFAULT_DOWNLOAD_FIGURES = ("fig1", "fig2", "c-dynamics")
+# Fig. 1 (closed forms) and C+/C- (the one that once never arrived) run by default; the other run figures take the
+# same code path and ~13 s each, so they run with -m slow (the suite's time budget).
+DEFAULT_DOWNLOAD_FIGURES = ("fig1", "c-dynamics")
 
 
 @pytest.mark.parametrize(

@@ -87,6 +87,7 @@ def test_pipeline_record_unfinished_is_not_a_measurement(tmp_path):
     assert full_pipeline(path) is None
 
 
+@pytest.mark.slow  # 27 s of dry-run subprocesses; the quick suite's test already checks both rows are written
 def test_study_and_pipeline_wall_times_are_estimated_from_their_dry_runs(tmp_path):
     from training.study.plan import DEFAULT_LAGS, DEFAULT_VARIANTS, STUDY_SETTINGS
 
