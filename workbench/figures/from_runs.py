@@ -110,7 +110,8 @@ def regime_caption(selected: Sequence[Selected]) -> str:
         return format(lo, fmt) if format(lo, fmt) == format(hi, fmt) else f"{lo:{fmt}}-{hi:{fmt}}"
 
     text = (
-        f"Regime (logged per step, over its updates; ranges over runs): |s̄|/τ > 1 for {span('sbar_tau_gt1', '.1%')}"
+        f"Regime (logged per step over all its updates, the first mini-batch's s = 0 included; ranges over runs):"
+        f" |s̄|/τ > 1 for {span('sbar_tau_gt1', '.1%')}"
         f" of rollouts; 90% quantile of |s̄|/τ {span('sbar_tau_q90', '.2g')}; 99% quantile of |s_t| "
         f"{span('s_abs_q99', '.2g')}."
     )
