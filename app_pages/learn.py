@@ -144,7 +144,7 @@ with tab_example:
         [
             pd.DataFrame({"rollout": df["rollout"].astype(str), "label": show["label"], "method": m,
                           "weight": df[col]})
-            for m, col in (("GRPO", "grpo_weight"), ("REAL", "real_weight"))
+            for m, col in ((LABELS["grpo"], "grpo_weight"), (LABELS["real"], "real_weight"))
         ]
     )  # fmt: skip
     long["rollout"] = long["rollout"] + " (" + long["label"] + ")"
@@ -156,7 +156,10 @@ with tab_example:
             xOffset="method:N",
             y=alt.Y("weight:Q", title="gradient weight |W|"),
             color=alt.Color(
-                "method:N", scale=alt.Scale(domain=["GRPO", "REAL"], range=["#d62728", "#1f77b4"])
+                "method:N",
+                scale=alt.Scale(
+                    domain=[LABELS["grpo"], LABELS["real"]], range=[COLORS["grpo"], COLORS["real"]]
+                ),
             ),
             tooltip=["rollout", "method", alt.Tooltip("weight:Q", format=".4f")],
         )
