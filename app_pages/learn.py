@@ -208,7 +208,7 @@ def logged_rollout() -> None:
             (f"None of the {others} readable run(s) under the runs root trained a REAL-family method"
              if others else "No run under the runs root yet")
             + f" ({', '.join(LABELS[m] for m in C_FORMS)}), so this tab works through an **example group**: the "
-            "worked example's five rollouts, with τ = 0.5. Train one on the **Train** page, or "
+            f"worked example's five rollouts, with τ = {DEFAULTS['real'].tau:g}. Train one on the **Train** page, or "
             "`python -m training train --method real --preset tiny --out runs/real-tiny`.",
             icon=":material/info:",
         )  # fmt: skip

@@ -35,7 +35,7 @@ from app_lib.ui import (
     series_scales,
     series_style,
 )
-from workbench.methods import METHODS
+from workbench.methods import DEFAULTS, METHODS
 from workbench.runlog import RunFormatError
 from workbench.stats import BAND_CHOICES, BAND_NOTE
 from workbench.stats.run_curves import X_AXES, add_x_axes
@@ -265,7 +265,7 @@ def _c_plus_minus(shown: list[RunCard], step: int) -> None:
     st.caption(
         "REAL's group constants by group composition (`workbench.stats.real_weights` → `c_by_composition`; medians "
         "over the rollouts of groups in the loss, later mini-batches). REAL-family runs show their logged C; "
-        "clip-family runs show what REAL (tau 0.5) would give on their logged s̄."
+        f"clip-family runs show what REAL (tau {DEFAULTS['real'].tau:g}) would give on their logged s̄."
     )
     per_step, pooled = [], []
     for c in shown:
