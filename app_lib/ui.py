@@ -329,15 +329,10 @@ def ema_smooth(df: pd.DataFrame, value: str, by: str, order: str, weight: float)
     if weight == 0 or df.empty:
         return df
     out = df.sort_values([by, order]).copy()
-
-    def smooth(x: pd.Series) -> pd.Series:
-        m, res = 0.0, []
-        for t, v in enumerate(x.to_numpy(dtype=float), start=1):
-            m = weight * m + (1 - weight) * v
-            res.append(m / (1 - weight**t))
-        return pd.Series(res, index=x.index)
-
-    out[value] = out.groupby(by, sort=False)[value].transform(smooth)
+    # The debiased EMA is pandas' adjusted EWM: sum_i w^i x_{t-i} / sum_i w^i, the same numbers, vectorised.
+    # A missing value is skipped (callers drop them first) rather than making the rest of the run NaN.
+    smoothed = out.groupby(by, sort=False)[value].ewm(alpha=1 - weight, adjust=True).mean()
+    out[value] = smoothed.droplevel(0).astype(float)
     return out
 
 
