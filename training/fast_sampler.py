@@ -40,6 +40,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from transformers import PreTrainedModel
 
+from training.model import _entropy, _token_logp
+
 SUPPORTED_TYPES = ("qwen2", "llama", "mistral")
 SEQ_DEPENDENT_ROPE = ("dynamic", "longrope")  # inv_freq depends on the sequence length: no fixed table
 
@@ -355,15 +357,12 @@ def _decode(
     inv_t = 1.0 / temperature
     for t in range(max_new_tokens):
         probs = torch.softmax(logits.float() * inv_t, dim=-1)
-        if scores is not None:  # the scorer's formulas (training.model._token_logp, _entropy)
-            z = logits.float() / temperature
-            lse = torch.logsumexp(z, dim=-1)
-            scores[1][rows, t] = lse - (torch.softmax(z, dim=-1) * z).sum(-1)
         noise = torch.empty_like(probs).exponential_(generator=gen)
         tok = torch.argmax(probs.div_(noise), dim=-1)
         out[rows, t] = tok
-        if scores is not None:
-            scores[0][rows, t] = z.gather(-1, tok.unsqueeze(-1)).squeeze(-1) - lse
+        if scores is not None:  # the scorer's own functions, so the two cannot drift apart
+            scores[0][rows, t], z, lse = _token_logp(logits, tok, temperature)
+            scores[1][rows, t] = _entropy(z, lse)
         alive &= tok != eos_id
         n_alive = int(alive.sum())
         if n_alive == 0 or t == max_new_tokens - 1:

@@ -280,15 +280,18 @@ def chunkable(model: PreTrainedModel) -> bool:
         return False
 
 
-def _token_logp(logits: Tensor, targets: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
-    """``(log_softmax(z/T)[target], z/T)`` in float32 for logits ``[..., V]``."""
+def _token_logp(logits: Tensor, targets: Tensor, temperature: float) -> tuple[Tensor, Tensor, Tensor]:
+    """``(log_softmax(z/T)[target], z/T, LSE(z/T))`` in float32 for logits ``[..., V]``. The scorer's and the
+    sampler's (``training.fast_sampler``, ``--sampler-logprobs``) one formula."""
     z = logits.float() / temperature
-    return z.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(z, dim=-1), z
+    lse = torch.logsumexp(z, dim=-1)
+    return z.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse, z, lse
 
 
-def _entropy(z: Tensor) -> Tensor:
-    """``H = LSE(z) - sum_v softmax(z)_v z_v`` of temperature-scaled logits ``z``."""
-    return torch.logsumexp(z, dim=-1) - (torch.softmax(z, dim=-1) * z).sum(-1)
+def _entropy(z: Tensor, lse: Tensor | None = None) -> Tensor:
+    """``H = LSE(z) - sum_v softmax(z)_v z_v`` of temperature-scaled logits ``z`` (``lse``: ``LSE(z)`` if known)."""
+    lse = torch.logsumexp(z, dim=-1) if lse is None else lse
+    return lse - (torch.softmax(z, dim=-1) * z).sum(-1)
 
 
 def _chunk_logp(head: torch.nn.Module, temperature: float, h: Tensor, targets: Tensor) -> Tensor:
@@ -408,13 +411,13 @@ def response_logprobs(
         logits = forward_logits(
             model, batch.input_ids[:, :-1], batch.attention_mask[:, :-1], keep_last=t_width
         )
-        logp, z = _token_logp(logits, batch.response_ids, temperature)
+        logp, z, lse = _token_logp(logits, batch.response_ids, temperature)
         zero_like = torch.zeros((), dtype=logp.dtype, device=logp.device)
         logp = torch.where(batch.response_mask, logp, zero_like)
         entropy = None
         if with_entropy:
             with torch.no_grad():
-                entropy = torch.where(batch.response_mask, _entropy(z), zero_like)
+                entropy = torch.where(batch.response_mask, _entropy(z, lse), zero_like)
         return logp, entropy
 
     hidden = _decoder_hidden(model, batch)
@@ -432,13 +435,13 @@ def response_logprobs(
             )
             if with_entropy:
                 with torch.no_grad():
-                    entropies.append(_entropy(head(h).float() / temperature))
+                    entropies.append(_entropy(*_token_logp(head(h), targets, temperature)[1:]))
         else:
-            lp, z = _token_logp(head(h), targets, temperature)
+            lp, z, lse = _token_logp(head(h), targets, temperature)
             logps.append(lp)
             if with_entropy:
                 with torch.no_grad():
-                    entropies.append(_entropy(z))
+                    entropies.append(_entropy(z, lse))
             del z
     logp = torch.cat(logps, dim=1)
     zero_like = torch.zeros((), dtype=logp.dtype, device=logp.device)
