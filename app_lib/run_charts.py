@@ -17,12 +17,11 @@ import streamlit as st
 from app_lib.ui import ema_smooth
 from workbench.figures.common import METHOD_COLORS
 from workbench.figures.from_runs import EXTRA_COLORS
-from workbench.figures.registry import INT_COLUMNS
+from workbench.figures.registry import CSV_FLOAT_FORMAT, whole_int_columns
 from workbench.stats.run_curves import X_AXES, seed_mean
 
 AGGREGATES = {"seeds": "each seed", "mean": "mean over seeds"}
 X_LABELS = {"step": "step", "wall_time": "wall time", "tokens": "tokens"}
-CSV_FLOAT = "%.6g"  # the CLI's float format (workbench.figures.registry)
 
 
 def variant_colors(
@@ -67,15 +66,10 @@ def chart_data(
 
 def chart_csv(table: pd.DataFrame) -> bytes:
     """``table`` as the CLI writes a figure's CSV: floats as ``%.6g``, step/seed/count columns as integers."""
-    table = table.copy()
-    for col in INT_COLUMNS:
-        if col in table and pd.api.types.is_float_dtype(table[col]):
-            values = table[col].dropna()
-            if (values == values.round()).all():
-                table[col] = table[col].astype("Int64")
+    table = whole_int_columns(table.copy())
     if "label" in table:
         table["label"] = table["label"].astype(str)
-    return table.to_csv(index=False, float_format=CSV_FLOAT).encode()
+    return table.to_csv(index=False, float_format=CSV_FLOAT_FORMAT).encode()
 
 
 def csv_button(table: pd.DataFrame, file_name: str, key: str) -> None:

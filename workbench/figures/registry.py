@@ -33,7 +33,7 @@ class RunFigure:
         """The CSV of this figure's numbers that ``make`` writes (and the app's CSV download holds): the drawn
         frames (``plotted_table``) or, for Table 4, the table; None for a figure without one."""
         if self.plotted:
-            return plotted_table(data, self.plotted).to_csv(index=False, float_format="%.6g")
+            return plotted_table(data, self.plotted).to_csv(index=False, float_format=CSV_FLOAT_FORMAT)
         if self.cli == "table4":
             return table4.table4_csv(data)
         return None
@@ -59,14 +59,12 @@ class RunFigure:
 
 # Columns that count or index (steps, seeds, rollouts): written as integers, never 1.0 or 1.23457e+06.
 INT_COLUMNS = ("step", "seed", "n_seeds", "count", "group_correct", "group_size")
+CSV_FLOAT_FORMAT = "%.6g"  # every float of a figure's CSV (the app's chart CSVs too)
 
 
-def plotted_table(data: RunFigureData, frames: Sequence[str]) -> pd.DataFrame:
-    """The drawn frames of ``data`` as one table, a leading ``frame`` column naming each row's frame. Columns of
-    ``INT_COLUMNS`` holding whole numbers are integers (nullable where a frame lacks them)."""
-    parts = [data.frames[k].assign(frame=k) for k in frames]
-    table = pd.concat(parts, ignore_index=True)
-    table = table[["frame", *[c for c in table.columns if c != "frame"]]]
+def whole_int_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with each float column of ``INT_COLUMNS`` that holds only whole numbers (or missing values) as
+    nullable integers, in place; returns it."""
     for col in INT_COLUMNS:
         if col in table and pd.api.types.is_float_dtype(table[col]):
             values = table[col].dropna()
@@ -75,10 +73,19 @@ def plotted_table(data: RunFigureData, frames: Sequence[str]) -> pd.DataFrame:
     return table
 
 
+def plotted_table(data: RunFigureData, frames: Sequence[str]) -> pd.DataFrame:
+    """The drawn frames of ``data`` as one table, a leading ``frame`` column naming each row's frame. Columns of
+    ``INT_COLUMNS`` holding whole numbers are integers (nullable where a frame lacks them)."""
+    parts = [data.frames[k].assign(frame=k) for k in frames]
+    table = pd.concat(parts, ignore_index=True)
+    table = table[["frame", *[c for c in table.columns if c != "frame"]]].copy()
+    return whole_int_columns(table)
+
+
 def plotted_values(data: RunFigureData, frames: Sequence[str], path: Path) -> Path:
     """Write the drawn frames of ``data`` (``plotted_table``) as one CSV."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(plotted_table(data, frames).to_csv(index=False, float_format="%.6g"))
+    path.write_text(plotted_table(data, frames).to_csv(index=False, float_format=CSV_FLOAT_FORMAT))
     return path
 
 
