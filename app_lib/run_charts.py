@@ -15,23 +15,11 @@ import pandas as pd
 import streamlit as st
 
 from app_lib.ui import ema_smooth
-from workbench.figures.common import METHOD_COLORS
-from workbench.figures.from_runs import EXTRA_COLORS
 from workbench.figures.registry import CSV_FLOAT_FORMAT, whole_int_columns
 from workbench.stats.run_curves import X_AXES, seed_mean
 
 AGGREGATES = {"seeds": "each seed", "mean": "mean over seeds"}
 X_LABELS = {"step": "step", "wall_time": "wall time", "tokens": "tokens"}
-
-
-def variant_colors(
-    labels: Sequence[str], methods: Mapping[str, str], default: Mapping[str, bool]
-) -> dict[str, str]:
-    """Variant label -> colour, as the figures colour variants: the method's colour for a method's default
-    variant, the next of ``EXTRA_COLORS`` for others (``methods``: label -> method; ``default``: label -> is the
-    method's default variant)."""
-    extra = iter(EXTRA_COLORS * (1 + len(labels) // len(EXTRA_COLORS)))
-    return {lb: METHOD_COLORS.get(methods[lb], "#555") if default[lb] else next(extra) for lb in labels}
 
 
 def chart_data(

@@ -20,7 +20,6 @@ from app_lib.run_charts import (
     chart_data,
     csv_button,
     seeds_spec,
-    variant_colors,
 )
 from app_lib.ui import (
     DASHES,
@@ -35,6 +34,7 @@ from app_lib.ui import (
     series_scales,
     series_style,
 )
+from workbench.figures.from_runs import variant_colors
 from workbench.methods import DEFAULTS, METHODS
 from workbench.runlog import RunFormatError
 from workbench.stats import BAND_CHOICES, BAND_NOTE

@@ -12,7 +12,7 @@ seed.
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -28,6 +28,16 @@ from workbench.stats.variants import RunLike, VariantSpec
 EXTRA_COLORS = ("#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#393b79", "#637939", "#843c39")
 
 
+def variant_colors(
+    labels: Sequence[str], methods: Mapping[str, str], default: Mapping[str, bool]
+) -> dict[str, str]:
+    """Variant label -> colour, for the figures and the app's run charts alike: the method's colour for a method's
+    default variant, the next of ``EXTRA_COLORS`` (cycling) for others (``methods``: label -> method;
+    ``default``: label -> is the method's default variant); grey for a method without a colour."""
+    extra = iter(EXTRA_COLORS * (1 + len(labels) // len(EXTRA_COLORS)))
+    return {lb: METHOD_COLORS.get(methods[lb], "#555") if default[lb] else next(extra) for lb in labels}
+
+
 @dataclass
 class RunFigureData:
     """What a run figure is drawn from: the runs per variant, tidy frames, caption and notes for the sidecar."""
@@ -39,13 +49,11 @@ class RunFigureData:
     notes: dict[str, Any] = field(default_factory=dict)
 
     def colors(self) -> dict[str, str]:
-        """Spec label -> colour: the method's colour for its default variant, others from EXTRA_COLORS."""
-        out, extra = {}, iter(EXTRA_COLORS)
-        for sel in self.selected:
-            out[sel.spec.label] = (
-                METHOD_COLORS[sel.variant.method] if not sel.variant.overrides else next(extra)
-            )
-        return out
+        """Spec label -> colour (``variant_colors``)."""
+        labels = [sel.spec.label for sel in self.selected]
+        methods = {sel.spec.label: sel.variant.method for sel in self.selected}
+        default = {sel.spec.label: not sel.variant.overrides for sel in self.selected}
+        return variant_colors(labels, methods, default)
 
     def meta(self, params: Any) -> dict[str, Any]:
         return {
