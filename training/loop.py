@@ -174,11 +174,12 @@ def adamw(params, **kw) -> torch.optim.AdamW:
 
 
 def pad_rows(values: list[Tensor], width: int, device: torch.device) -> Tensor:
-    """Right-pad 1-D tensors to ``[n, width]`` with zeros."""
-    out = torch.zeros((len(values), width), dtype=torch.float32, device=device)
+    """Right-pad 1-D tensors (on the CPU) to ``[n, width]`` with zeros, on ``device`` (one copy there, not one
+    per row)."""
+    out = torch.zeros((len(values), width), dtype=torch.float32)
     for i, v in enumerate(values):
         out[i, : len(v)] = v
-    return out
+    return out.to(device)
 
 
 @dataclass
@@ -736,10 +737,11 @@ class Trainer:
     def _store_old(self, data: StepData, rows: np.ndarray, sb: ScoringBatch, lp: Tensor, en: Tensor) -> None:
         """Keep rows ``rows``' old log-probs ``lp`` and entropies ``en`` (``[len(rows), T]``, detached) and
         compute their reference log-probs (when a KL term is on) on the same scoring batch ``sb``."""
+        lp, en = lp.float().cpu(), en.float().cpu()  # one copy off the device, not one per row
         for j, r in enumerate(rows):
             length = len(data.responses[r])
-            data.old_logp[r] = lp[j, :length].float().cpu()
-            data.entropy[r] = en[j, :length].float().cpu()
+            data.old_logp[r] = lp[j, :length]
+            data.entropy[r] = en[j, :length]
         self._store_ref(data, rows, sb)
 
     def _store_ref(self, data: StepData, rows: np.ndarray, sb: ScoringBatch) -> None:
@@ -750,8 +752,9 @@ class Trainer:
             rl = response_logprobs(
                 self.ref, sb, self.cfg.temperature, chunk_tokens=self.cfg.logit_chunk_tokens
             )[0]
+        rl = rl.float().cpu()  # one copy off the device, not one per row
         for j, r in enumerate(rows):
-            data.ref_logp[r] = rl[j, : len(data.responses[r])].float().cpu()  # type: ignore[index]
+            data.ref_logp[r] = rl[j, : len(data.responses[r])]  # type: ignore[index]
 
     def _update(
         self, data: StepData, rows: np.ndarray, update: int, epoch: int, await_rewards: Callable[[], None]
