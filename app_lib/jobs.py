@@ -110,8 +110,7 @@ def start_training(
 ) -> Job:
     """Start the trainer for run ``name`` now (see ``train_command``); ``hparams`` are checked against the
     method's spec here (``resolve_hparams``), so a bad value is refused before anything starts."""
-    command = _checked_command(root, name, method, preset, steps, seed, hparams)
-    return _start_now(root, name, command, run=name, cwd=REPO_ROOT, by=BY)
+    return start_job(root, name, _checked_command(root, name, method, preset, steps, seed, hparams))
 
 
 def seed_run_names(base: str, seeds: Sequence[int]) -> list[str]:
