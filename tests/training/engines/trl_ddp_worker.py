@@ -98,6 +98,11 @@ def main(model_dir: str, out: str, method: str, *fields: str) -> None:
     trainer.seen = []
     trainer.add_callback(Capture(trainer, Path(out)))
     trainer.train()
+    # Tear the process group down before the interpreter exits: left to exit handlers, gloo's threads can be
+    # destroyed while still joinable on one rank ("terminate called without an active exception", SIGABRT),
+    # which failed CI once after a correct run.
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
