@@ -62,6 +62,7 @@ from training.model import (
     max_positions,
     resolve_model,
     response_logprobs,
+    select_rows,
 )
 from training.rewards import Grader
 from training.rollout import Generations, RolloutBackend, TransformersBackend, VLLMBackend, check_backend
@@ -171,6 +172,11 @@ def adamw(params, **kw) -> torch.optim.AdamW:
     params = list(params)
     fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.dtype in FUSED_DTYPES for p in params)
     return torch.optim.AdamW(params, fused=fused or None, **kw)
+
+
+# Skip the backward pass of rows whose gradient is zero (``Trainer._update``); False: every row is
+# back-propagated, as before (the tests compare both).
+SKIP_ZERO_GRADIENT_ROWS = True
 
 
 def pad_rows(values: list[Tensor], width: int, device: torch.device) -> Tensor:
@@ -760,10 +766,26 @@ class Trainer:
         self, data: StepData, rows: np.ndarray, update: int, epoch: int, await_rewards: Callable[[], None]
     ) -> tuple[UpdateRecord, dict]:
         """One optimizer step on the mini-batch ``rows``; returns its log record and metrics. The rewards are
-        read after the forward (``await_rewards`` first: the grader may still be at work)."""
+        read after the step's first forward (``await_rewards``: the grader may still be at work).
+
+        Rows whose ``dL/dlogp`` is zero carry no gradient into the weights (under every group-relative objective
+        without a KL term, the rollouts of a group that all got the same reward; REAL's unused groups), so they
+        skip the backward pass (``SKIP_ZERO_GRADIENT_ROWS``). Two passes:
+
+        1. the rows predicted to carry gradient (``_rows_with_gradient``) run forward with autograd, the others
+           without (in chunks of ``--micro-batch-rollouts``), and the objective is computed on all rows, the
+           second kind as a leaf tensor. No prediction in the step's first update (its forward runs while the
+           grader works, before the rewards exist) or with micro-batches (memory stays at one chunk): all rows
+           go the second way;
+        2. the leaf's rows whose gradient is not zero run forward again with autograd and are back-propagated
+           with their slice of ``dL/dlogp``.
+
+        The weights' gradient is that of one forward over all rows, to float rounding (a row's log-probs come
+        from a forward of another batch shape); the objective and the logs see one set of log-probs. In the first
+        update those are also the old log-probs, so ``s_t`` is exactly 0 there."""
         cfg = self.cfg
         sb = self._scoring_batch(data, rows)
-        width = sb.response_width
+        width, n = sb.response_width, len(rows)
         first = (
             self._reuse_first and update == 0
         )  # the sampling weights: this forward gives the old log-probs
@@ -771,7 +793,6 @@ class Trainer:
         hp = _asdict(self.hp)
         self.model.train()
         self.opt.zero_grad(set_to_none=True)
-        chunks = self._chunks(len(rows))
         chunk = cfg.logit_chunk_tokens
 
         def inputs() -> tuple[Tensor, Tensor, Tensor | None]:
@@ -780,46 +801,57 @@ class Trainer:
             ref = pad_rows([data.ref_logp[r] for r in rows], width, self.device) if data.ref_logp else None
             return old, ent, ref
 
-        if len(chunks) == 1:
-            with self.compute():
-                logp, en = response_logprobs(
-                    self.model, sb, cfg.temperature, with_entropy=first, chunk_tokens=chunk
+        def forward(idx: np.ndarray, *, grad: bool, store: bool) -> Tensor:
+            part = select_rows(sb, idx) if len(idx) < n else sb
+            with torch.set_grad_enabled(grad), self.compute():
+                lp, en = response_logprobs(
+                    self.model, part, cfg.temperature, with_entropy=store, chunk_tokens=chunk
                 )
-            if first:
-                self._store_old(data, rows, sb, logp.detach(), en)
-            old, ent, ref = inputs()
-            await_rewards()
-            rewards = data.rewards[rows].to(self.device)
-            result = self.objective(logp, old, sb.response_mask, rewards, groups, ref_logp=ref, **hp)
-            result.loss.backward()
+            if store:
+                self._store_old(data, rows[idx], part, lp.detach(), en)
+            return torch.nn.functional.pad(lp, (0, width - lp.shape[1]))
+
+        one_pass = len(self._chunks(n)) == 1
+        if not SKIP_ZERO_GRADIENT_ROWS:
+            ahead = np.full(n, one_pass)
+        elif update == 0 or not one_pass:
+            ahead = np.zeros(n, dtype=bool)
         else:
-            # Two passes keep memory at one chunk: dL/dlogp from the whole mini-batch's loss on detached
-            # log-probs, then each chunk's forward is back-propagated with its slice of that gradient.
-            parts = []
-            for sl in chunks:
-                with torch.no_grad(), self.compute():
-                    lp, en = response_logprobs(
-                        self.model,
-                        self._slice(sb, sl),
-                        cfg.temperature,
-                        with_entropy=first,
-                        chunk_tokens=chunk,
-                    )
-                if first:
-                    self._store_old(data, rows[sl], self._slice(sb, sl), lp, en)
-                parts.append(lp)
-            old, ent, ref = inputs()
             await_rewards()
+            old, _, ref = inputs()
             rewards = data.rewards[rows].to(self.device)
-            leaf = torch.cat(parts).requires_grad_(True)
-            result = self.objective(leaf, old, sb.response_mask, rewards, groups, ref_logp=ref, **hp)
-            result.loss.backward()
-            for sl in chunks:
+            ahead = self._rows_with_gradient(old, sb.response_mask, rewards, groups, ref, hp)
+        i_ahead, i_rest = np.flatnonzero(ahead), np.flatnonzero(~ahead)
+        parts = [forward(i_ahead, grad=True, store=first)] if len(i_ahead) else []
+        leaf = None
+        if len(i_rest):
+            chunks = self._chunks(len(i_rest))
+            leaf = torch.cat([forward(i_rest[sl], grad=False, store=first) for sl in chunks])
+            parts.append(leaf.requires_grad_(True))
+        logp = torch.cat(parts)
+        order = np.concatenate([i_ahead, i_rest])
+        if (order != np.arange(n)).any():
+            logp = logp[torch.as_tensor(np.argsort(order), device=logp.device)]
+        old, ent, ref = inputs()
+        await_rewards()
+        rewards = data.rewards[rows].to(self.device)
+        result = self.objective(logp, old, sb.response_mask, rewards, groups, ref_logp=ref, **hp)
+        result.loss.backward()
+        if leaf is not None and leaf.grad is not None:
+            need = (
+                (leaf.grad != 0).any(1)
+                if SKIP_ZERO_GRADIENT_ROWS
+                else torch.ones(len(i_rest), dtype=torch.bool)
+            )
+            g_need, i_need = leaf.grad[need.to(leaf.device)], i_rest[need.cpu().numpy()]
+            for sl in self._chunks(len(i_need)) if len(i_need) else []:
+                part = select_rows(sb, i_need[sl])
                 with self.compute():
-                    lp, _ = response_logprobs(
-                        self.model, self._slice(sb, sl), cfg.temperature, chunk_tokens=chunk
-                    )
-                lp.backward(leaf.grad[sl])
+                    lp, _ = response_logprobs(self.model, part, cfg.temperature, chunk_tokens=chunk)
+                lp.backward(g_need[sl, : lp.shape[1]])
+        for p in self.model.parameters():  # no row with gradient: AdamW still takes its step, on zeros
+            if p.requires_grad and p.grad is None:
+                p.grad = torch.zeros_like(p)
         max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
         skipped = not math.isfinite(grad_norm)
@@ -838,6 +870,21 @@ class Trainer:
             "skipped": float(skipped),
         }
         return record, metrics
+
+    def _rows_with_gradient(
+        self, old: Tensor, mask: Tensor, rewards: Tensor, groups: Tensor, ref: Tensor | None, hp: dict
+    ) -> np.ndarray:
+        """The rows whose ``dL/dlogp`` is not zero at ``logp = old_logp`` (every ratio 1): a prediction of the
+        rows that carry gradient, exact for every registered objective (their zero rows are zero whatever the
+        log-probs); ``_update`` back-propagates any other row whose gradient turns out not to be zero."""
+        probe = old.detach().clone().requires_grad_(True)
+        loss = self.objective(probe, old, mask, rewards, groups, ref_logp=ref, **hp).loss
+        if not loss.requires_grad:
+            return np.zeros(len(old), dtype=bool)
+        (grad,) = torch.autograd.grad(loss, probe, allow_unused=True)
+        if grad is None:
+            return np.zeros(len(old), dtype=bool)
+        return (grad != 0).any(1).cpu().numpy()
 
     def _facts(self, data: StepData, finished: Tensor, status: list[str]) -> RolloutFacts:
         g = self.cfg.group_size

@@ -263,6 +263,25 @@ def make_scoring_batch(
     return ScoringBatch(ids.to(device), mask.to(device), ids[:, p_width:].to(device), resp_mask.to(device))
 
 
+def select_rows(batch: ScoringBatch, rows: Tensor | list[int]) -> ScoringBatch:
+    """Rows ``rows`` of ``batch``, without the columns that are padding in all of them (prompt columns on the
+    left, response columns on the right; at least one response column). Position ids count real tokens, so each
+    row's log-probs are those of the whole batch, to float rounding."""
+    index = torch.as_tensor(rows, dtype=torch.long, device=batch.input_ids.device)
+    mask = batch.attention_mask.index_select(0, index)
+    p = batch.input_ids.shape[1] - batch.response_width
+    real_prompt = mask[:, :p].bool().any(0)
+    lead = int(real_prompt.int().argmax()) if bool(real_prompt.any()) else p
+    real_resp = batch.response_mask.index_select(0, index).any(0).nonzero()
+    t = int(real_resp.max()) + 1 if len(real_resp) else 1
+    return ScoringBatch(
+        batch.input_ids.index_select(0, index)[:, lead : p + t],
+        mask[:, lead : p + t],
+        batch.response_ids.index_select(0, index)[:, :t],
+        batch.response_mask.index_select(0, index)[:, :t],
+    )
+
+
 # Config attributes of architectures whose logits are not ``lm_head(hidden)`` (soft-capping, scaling): the chunked
 # path cannot reproduce them from the decoder's output, so those models take the full-logits path.
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")

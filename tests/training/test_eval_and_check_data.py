@@ -26,6 +26,7 @@ AUDIT_NOT_PASSING = {
 }  # fmt: skip
 
 
+@pytest.mark.slow  # 40 s: every row of the six files; test_standalone_clone checks 20 per file by default
 def test_check_data_passes_the_self_check_on_all_six_benchmarks(shared_data, tmp_path):
     out = tmp_path / "check.json"
     r = run_cli(["check-data", "benchmarks", "--json", str(out)], timeout=900, env=data_env(shared_data))

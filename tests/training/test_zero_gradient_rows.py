@@ -1,0 +1,117 @@
+"""Rows whose ``dL/dlogp`` is zero skip the backward pass (``training.loop.SKIP_ZERO_GRADIENT_ROWS``): each
+optimizer step sees the gradient of the plain one-pass update to float rounding, the rows back-propagated are
+exactly those with a non-zero logged gradient, and a mini-batch with none still takes its AdamW step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import training.loop
+from tests.training.conftest import small_config
+from training.loop import Trainer
+from training.model import make_scoring_batch, response_logprobs, select_rows
+from workbench.runlog import TOKENS_SCHEMA, open_run
+
+
+def _run(out, ws_cache, grader, method: str, skip: bool, monkeypatch, **kw):
+    """One step; returns (run, the gradients at each optimizer step, rows forwarded with autograd per call)."""
+    monkeypatch.setattr(training.loop, "SKIP_ZERO_GRADIENT_ROWS", skip)
+    grad_rows: list[int] = []
+    real_logprobs = (
+        training.model.response_logprobs
+    )  # not the name in training.loop: a wrapper of a run before
+
+    def counting(model, batch, *a, **k):
+        if torch.is_grad_enabled():
+            grad_rows.append(int(batch.input_ids.shape[0]))
+        return real_logprobs(model, batch, *a, **k)
+
+    monkeypatch.setattr(training.loop, "response_logprobs", counting)
+    cfg = small_config(method, ws_cache, steps=1, save_every=0, val_every=0, **kw)
+    grads: list[list[torch.Tensor]] = []
+    moves: list[float] = []
+
+    class Recording(Trainer):
+        def setup(self) -> None:
+            super().setup()
+            step = self.opt.step
+
+            def recording_step(*a, **k):
+                grads.append([p.grad.detach().clone() for p in self.model.parameters()])
+                before = [p.detach().clone() for p in self.model.parameters()]
+                out = step(*a, **k)
+                moves.append(
+                    max(
+                        float((p.detach() - b).abs().max())
+                        for p, b in zip(self.model.parameters(), before, strict=True)
+                    )
+                )
+                return out
+
+            self.opt.step = recording_step
+
+    Recording(cfg, out, grader=grader, log=lambda _: None).run()
+    return open_run(out), grads, grad_rows, moves
+
+
+MIXED = {"batch_prompts": 8, "minibatch_prompts": 2}  # 4 updates of 2 groups: some mixed, some not
+
+
+@pytest.mark.parametrize(("method", "kl"), [("grpo", 0.0), ("real", 0.0), ("grpo", 0.01)])
+def test_skipping_zero_gradient_rows_keeps_every_gradient(
+    method, kl, ws_cache, grader, tmp_path, monkeypatch
+):
+    fast, g_fast, rows_fast, _ = _run(
+        tmp_path / "fast", ws_cache, grader, method, True, monkeypatch, kl_beta=kl, **MIXED
+    )
+    plain, g_plain, rows_plain, _ = _run(
+        tmp_path / "plain", ws_cache, grader, method, False, monkeypatch, kl_beta=kl, **MIXED
+    )
+    assert len(g_fast) == len(g_plain) > 1
+    for update, (a, b) in enumerate(zip(g_fast, g_plain, strict=True)):
+        scale = max(float(x.abs().max()) for x in b) or 1.0
+        for x, y in zip(a, b, strict=True):
+            torch.testing.assert_close(x, y, rtol=0, atol=1e-5 * scale, msg=f"update {update}")
+    tokens, plain_tokens = (r.read("tokens", columns=[*TOKENS_SCHEMA.names, "minibatch"]).to_pandas()
+                            for r in (fast, plain))  # fmt: skip
+    mixed = fast.rollouts().groupby(["minibatch", "group"]).reward.nunique() > 1
+    assert mixed.any() and not mixed.all(), "the fixed seed no longer mixes groups with and without gradient"
+    assert sum(rows_plain) == len(fast.rollouts())  # one row per rollout and update, all back-propagated
+    if kl == 0:  # exactly the rows with a non-zero logged gradient were back-propagated
+        carrying = tokens[tokens.grad != 0].groupby(["minibatch", "rollout"]).size()
+        assert sum(rows_fast) == len(carrying) < sum(rows_plain)
+    else:  # the KL term reaches every row; at step 1 (old = ref) the prediction misses it: pass 2 catches it
+        assert sum(rows_fast) == sum(rows_plain)
+    assert (tokens.s[tokens.minibatch == 0] == 0).all()  # the first update's old log-probs are its own
+    for col in ("logp", "ratio", "weight", "grad"):
+        np.testing.assert_allclose(tokens[col], plain_tokens[col], rtol=1e-4, atol=2e-5, err_msg=col)
+
+
+def test_a_mini_batch_without_gradient_still_takes_its_adamw_step(ws_cache, grader, tmp_path, monkeypatch):
+    """One group per mini-batch (4 rollouts): a group whose rollouts all got the same reward has no gradient;
+    its update still moves the weights by AdamW's momentum, as the one-pass update does."""
+    fast, g_fast, _, moves = _run(tmp_path / "fast", ws_cache, grader, "grpo", True, monkeypatch, kl_beta=0.0)
+    rollouts = fast.rollouts()
+    flat = rollouts.groupby("minibatch").reward.nunique() == 1
+    assert flat.any(), "the fixed seed no longer gives a group with one reward"
+    for update in flat[flat].index:
+        assert all(float(g.abs().max()) == 0 for g in g_fast[update])
+        if update > 0:  # AdamW's momentum from the earlier updates moves the weights
+            assert moves[update] > 0
+    assert len(g_fast) == len(flat)
+
+
+def test_select_rows_drops_columns_that_are_padding_in_every_selected_row():
+    prompts = [[3, 4, 5, 6, 7], [8, 9]]
+    responses = [[10, 11, 12, 13], [14]]
+    batch = make_scoring_batch(prompts, responses, 0, torch.device("cpu"))
+    part = select_rows(batch, [1])
+    assert part.input_ids.tolist() == [[8, 9, 14]] and part.response_width == 1
+    assert part.response_mask.tolist() == [[True]]
+    model = training.model.build_tiny_model(training.model.TinyModelSpec(32, 2, 2, 64, 64), 20, 0, 1, seed=0)
+    with torch.no_grad():
+        whole = response_logprobs(model, batch, 0.7)[0]
+        alone = response_logprobs(model, part, 0.7)[0]
+    torch.testing.assert_close(alone[0, :1], whole[1, :1], rtol=0, atol=1e-6)
