@@ -1,5 +1,6 @@
 """The scorer's and the trainer's shortcuts change no logged value beyond float rounding: a fixed-seed run with
-prompt sharing (``training.model.SHARE_PROMPTS``) and the sampler's log-probs (``--sampler-logprobs``) logs the
+prompt sharing (``training.model.SHARE_PROMPTS``), the sampler's log-probs (``--sampler-logprobs``) and no backward
+pass for rows without gradient (``training.loop.SKIP_ZERO_GRADIENT_ROWS``) logs the
 same tokens, rewards and metrics, and log-probs, ratios and weights equal to float tolerance, as the same run
 computing everything by plain forwards over whole rows; ``s_t`` is exactly 0 in each step's first mini-batch.
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import training.loop
 import training.model
 from tests.training.conftest import small_config
 from training.loop import Trainer
@@ -25,6 +27,7 @@ TIMES = {"time_sample", "time_grade", "time_logp", "time_update", "time_val", "t
 
 def _run(out, ws_cache, grader, method: str, fast: bool, monkeypatch, **kw):
     monkeypatch.setattr(training.model, "SHARE_PROMPTS", fast)
+    monkeypatch.setattr(training.loop, "SKIP_ZERO_GRADIENT_ROWS", fast)
     cfg = small_config(method, ws_cache, steps=STEPS, sampler_logprobs=fast, save_every=0, val_every=0, **kw)
     cfg.validate()
     trainer = Trainer(cfg, out, grader=grader, log=lambda _: None)
