@@ -80,6 +80,19 @@ def method_label(m: str) -> str:
     return LABELS.get(m, m)
 
 
+# Label ink (light theme, dark theme) of the REAL bound on the Gradient curves page: 4.8:1 on white, 9.8:1 on
+# Streamlit's dark background; the light one alone is 4.0:1 there.
+BOUND_INK = ("#1f77b4", "#8fc1e3")
+
+
+def on_theme(light: str, dark: str) -> str:
+    """The colour for text drawn in a chart on the page's current theme: no single colour reaches 4.5:1
+    contrast on both white and Streamlit's dark background (#0e1117), so a label takes one per theme (the light
+    one before the browser has reported its theme)."""
+    theme = getattr(getattr(st.context, "theme", None), "type", None)
+    return dark if theme == "dark" else light
+
+
 def method_scale(methods: Sequence[str] = METHODS) -> alt.Scale:
     """Altair colour scale mapping method labels to the figures' method colours (only ``methods`` in the legend)."""
     return alt.Scale(domain=[LABELS[m] for m in methods], range=[METHOD_COLORS[m] for m in methods])

@@ -12,11 +12,13 @@ import streamlit as st
 
 from app_lib import urlstate as url
 from app_lib.ui import (
+    BOUND_INK,
     OVERLAP_NOTE,
     method_label,
     method_legend,
     method_scale,
     objective_widgets,
+    on_theme,
     stacked_lines,
 )
 from workbench.curves import CurveParams, check_points, curve_table
@@ -180,11 +182,10 @@ def _panel(correct: bool, title: str) -> alt.LayerChart:
     layers = [lines, dots]
     if any(m.startswith("real") for m in methods):
         bound = pd.DataFrame({"y": [1 / tau], "text": [f"REAL bound 1/tau = {1 / tau:.3g}"]})
+        ink = on_theme(*BOUND_INK)
+        layers.append(alt.Chart(bound).mark_rule(color=ink, strokeDash=[6, 4], opacity=0.6).encode(y="y:Q"))
         layers.append(
-            alt.Chart(bound).mark_rule(color="#1f77b4", strokeDash=[6, 4], opacity=0.6).encode(y="y:Q")
-        )
-        layers.append(
-            alt.Chart(bound).mark_text(align="left", dx=4, dy=-7, color="#1f77b4", fontSize=11)
+            alt.Chart(bound).mark_text(align="left", dx=4, dy=-7, color=ink, fontSize=11)
             .encode(y="y:Q", x=alt.value(0), text="text:N")
         )  # fmt: skip
     # Streamlit sizes the whole chart, title, legend and axes included: about 300 px of plot
