@@ -18,12 +18,14 @@ from pathlib import Path
 
 from app_lib.config import REPO_ROOT
 from workbench.jobs import (
+    ABANDONED,
     JOBS_DIR,
     Job,
     enqueue,
     job_state,
     list_jobs,
     log_tail,
+    queue_runner,
     read_job,
     spawn_queue_runner,
     stop_jobs,
@@ -161,6 +163,7 @@ def stop_job(root: Path, job: Job, grace: float = 10.0) -> None:
 
 
 __all__ = [
+    "ABANDONED",
     "JOBS_DIR",
     "PRESETS",
     "Job",
@@ -168,6 +171,7 @@ __all__ = [
     "job_state",
     "list_jobs",
     "log_tail",
+    "queue_runner",
     "read_job",
     "seed_run_names",
     "start_job",

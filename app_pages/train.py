@@ -186,6 +186,10 @@ def _jobs_body(refreshing: bool = False) -> None:
             tail = jobs.log_tail(job, lines=12)
             if tail:
                 st.code(tail, language=None)
+            runner = jobs.queue_runner(job) if state == jobs.ABANDONED else None
+            if runner is not None:  # why it never started: the runner's own output
+                st.caption(f"Its queue runner ({md_code(runner.name)}, {jobs.job_state(runner)}) wrote:")
+                st.code(jobs.log_tail(runner, lines=12) or "(nothing)", language=None)
     if len(listed) > SHOWN:
         st.caption(
             f"{len(listed) - SHOWN} older job(s) not shown; their logs are in {md_code(root / jobs.JOBS_DIR)}."

@@ -574,6 +574,14 @@ def spawn_queue_runner(root: Path | str, name: str, max_running: int) -> Job:
     return runner
 
 
+def queue_runner(job: Job) -> Job | None:
+    """The queue runner that was to start ``job`` (``spawn_queue_runner``'s ``queue-NAME``), or None."""
+    if not job.queue:
+        return None
+    runner = read_job(job.root, f"queue-{job.queue}")
+    return runner if runner is not None and runner.by == "queue runner" else None
+
+
 def log_tail(job: Job, lines: int = 30, max_bytes: int = 64_000) -> str:
     """The last ``lines`` lines of the job's output (progress bars' carriage returns become new lines)."""
     try:

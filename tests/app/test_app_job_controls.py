@@ -6,6 +6,7 @@ Every job is stopped as soon as the test has seen what it checks: no run trains 
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ from app_lib import jobs
 from app_lib.ui import md_escape
 from tests.app.conftest import APP
 from training.cli import main
+from workbench import jobs as wjobs
 
 pytestmark = pytest.mark.skipif(
     not jobs.trainer_available(), reason="the training module (python -m training) is not in this checkout"
@@ -139,3 +141,20 @@ def test_a_damaged_pipeline_record_gives_the_default_settings_not_a_crash(tail: 
               log=Path("/nonexistent/.jobs/x.log"))  # fmt: skip
     got = _settings("fig2", job)
     assert got["preset"] == "tiny" and got["seeds"] == 1 and got["steps"] is None and got["at_once"] == 1
+
+
+def test_a_job_whose_queue_runner_died_shows_the_runners_output(root: Path, monkeypatch) -> None:
+    """A queued job that never started says why: the Train page shows its queue runner's last lines."""
+    runner = wjobs.start_job(root, "queue-q", [sys.executable, "-c", "print('runner: the queue file is damaged');"
+                                                "raise SystemExit(3)"], by="queue runner")  # fmt: skip
+    wjobs.enqueue(root, "orphan", [sys.executable, "-c", "pass"], queue="q", run="orphan", by="Train page")
+    record = root / ".jobs" / "orphan.json"
+    rec = json.loads(record.read_text())
+    rec["runner_pid"], rec["runner_start"] = runner.pid, runner.pid_start
+    record.write_text(json.dumps(rec))
+    _wait(lambda: wjobs.job_state(wjobs.read_job(root, "queue-q")) == "failed", 30)
+    at = _open(root, monkeypatch, "train")
+    captions = " ".join(c.value for c in at.caption)
+    assert "not started" in " ".join(m.value for m in at.markdown) + captions
+    assert "Its queue runner (`queue-q`, failed) wrote:" in captions
+    assert any("runner: the queue file is damaged" in c.value for c in at.code)
