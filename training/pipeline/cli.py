@@ -165,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
             figures=args.figures,
             train_settings=settings,
         )
+        # the lock before the inspection: runs another pipeline is still writing are not planned from a stale look
+        lock = None if args.dry_run else lock_root(plan.runs_root)
         states = inspect_all(plan.runs, "plan")
     except (UsageError, PlanError, ConfigError, Conflict) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -184,11 +186,6 @@ def run(args: argparse.Namespace) -> int:
             console.say("  " + shell_command(c, "workbench.figures"))
         return EXIT_OK
 
-    try:
-        lock = lock_root(plan.runs_root)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
     events = EventLog(plan.runs_root / "paper-figures.jsonl")
     events.write("session_start", argv=sys.argv, preset=plan.preset, seeds=list(plan.seeds), steps=plan.steps,
                  runs={s.run.name: s.action for s in states}, cpus=os.cpu_count(), nice=os.nice(0))  # fmt: skip
@@ -217,5 +214,6 @@ def run(args: argparse.Namespace) -> int:
     events.write("session_end", result="ok" if rc == 0 else "figures failed", seconds=round(total, 1),
                  train_seconds=round(t_train, 1), load1_mean=round(sum(loads) / len(loads), 2))  # fmt: skip
     console.say(f"paper-figures: {'done' if rc == 0 else 'figures failed'} in {fmt_duration(total)}")
-    lock.close()
+    if lock is not None:
+        lock.close()
     return EXIT_OK if rc == 0 else EXIT_FAILED

@@ -167,3 +167,37 @@ def test_trainer_flags_after_the_separator():
         parse_train_flags(["--bogus", "1"])
     with pytest.raises(UsageError, match="invalid float value"):
         parse_train_flags(["--lr", "fast"])
+
+
+def test_a_second_pipeline_on_a_root_is_refused_before_it_looks_at_the_runs(tmp_path, capsys):
+    """The root's lock is taken before the runs are inspected: a pipeline started while another holds the root
+    says so, instead of planning from runs the other may still be writing (here: a planned run's path is a
+    file, which the inspection refuses, and which --dry-run, taking no lock, still reports)."""
+    from training.cli import main
+    from training.pipeline.cli import lock_root
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    (root / "grpo__s0").write_text("not a run folder")
+    argv = [
+        "paper-figures",
+        "--preset",
+        "tiny",
+        "--seeds",
+        "1",
+        "--runs-root",
+        str(root),
+        "--figures",
+        "fig2",
+    ]
+    holder = lock_root(root)
+    try:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"another paper-figures is running on {root}" in err and "not a folder" not in err
+        assert main([*argv, "--dry-run"]) == 2
+        assert "exists and is not a folder" in capsys.readouterr().err
+    finally:
+        holder.close()
+    assert main(argv) == 2  # the lock is free: now the inspection speaks
+    assert "exists and is not a folder" in capsys.readouterr().err
