@@ -101,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
             lags=args.lags, seeds=range(args.seeds), variants=args.variants, runs_root=args.runs_root,
             settings=settings, steps=args.steps,
         )  # fmt: skip
+        # the lock before the inspection, as paper-figures: never plan from runs another study is writing
+        lock = None if args.dry_run or args.report_only else lock_root(plan.runs_root, "study")
         states = inspect_all(plan.runs, "study")
     except (UsageError, PlanError, ConfigError, Conflict) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -125,11 +127,6 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     if not args.report_only and todo:
-        try:
-            lock = lock_root(plan.runs_root, "study")
-        except UsageError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return EXIT_USAGE
         events = EventLog(plan.runs_root / "study.jsonl")
         events.write("session_start", argv=sys.argv, runs={s.run.name: s.action for s in states})
         try:
@@ -138,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
                 events=events, started=t0, by="study",
             )  # fmt: skip
         finally:
-            lock.close()
+            if lock is not None:
+                lock.close()
         if failed is None:
             return 130
         events.write(
