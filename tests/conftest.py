@@ -1,8 +1,11 @@
-"""Shared fixtures: random rollout batches with unequal, shuffled prompt groups."""
+"""Shared fixtures: random rollout batches with unequal, shuffled prompt groups; one grader pool and one warm
+start of the training tests' scaled-down configuration for the whole session."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -51,3 +54,33 @@ def random_batch(
 @pytest.fixture
 def batch() -> Batch:
     return random_batch(0)
+
+
+@pytest.fixture(scope="session")
+def grader():
+    """One grader pool (one worker) for the session."""
+    from training.rewards import Grader
+
+    with Grader(workers=1, timeout=5.0) as g:
+        yield g
+
+
+@pytest.fixture(scope="session")
+def ws_cache(tmp_path_factory, grader) -> Path:
+    """A cache holding the warm start of the training tests' scaled-down configuration (``tests/training``'s
+    ``SMALL``), trained once per session for every test folder (one torch thread, as the trainer; its weights
+    depend on the thread count); ``REAL_WARMSTART_CACHE`` names an existing cache to reuse instead."""
+    from tests.training.conftest import small_config
+    from training.task import make_splits
+    from training.warmstart import load_or_train
+
+    cache = Path(os.environ.get("REAL_WARMSTART_CACHE") or tmp_path_factory.mktemp("cache"))
+    cfg = small_config("real", cache)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _, _, info = load_or_train(cfg, make_splits(cfg.task_spec()), grader, log=lambda _: None)
+    finally:
+        torch.set_num_threads(before)
+    assert info["pass_rate"] > 0.1, info  # the warm start learned the task: groups mix right and wrong
+    return cache

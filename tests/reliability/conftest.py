@@ -97,19 +97,3 @@ def edge_suite(tmp_path_factory) -> list[Path]:
 
     root = tmp_path_factory.mktemp("edge_suite")
     return [write_edge_run(root, method, hp) for method, hp in PAPER_VARIANTS]
-
-
-@pytest.fixture(scope="session")
-def ws_cache(tmp_path_factory) -> Path:
-    """A cache holding the warm start of the training tests' scaled-down configuration (``tests/training``'s
-    ``SMALL``), trained once per session; ``REAL_WARMSTART_CACHE`` names an existing cache to reuse instead."""
-    from tests.training.conftest import small_config
-    from training.task import make_splits
-    from training.warmstart import load_or_train
-
-    cache = Path(os.environ.get("REAL_WARMSTART_CACHE") or tmp_path_factory.mktemp("cache"))
-    cfg = small_config("real", cache)
-    with Grader(workers=1, timeout=5.0) as grader:
-        _, _, info = load_or_train(cfg, make_splits(cfg.task_spec()), grader, log=lambda _: None)
-    assert info["pass_rate"] > 0.1, info  # the warm start learned the task: groups mix right and wrong
-    return cache

@@ -25,7 +25,6 @@ from matplotlib.text import Text
 from tests.training.conftest import small_config
 from training.cli import main as train_main
 from training.loop import Trainer
-from training.rewards import Grader
 from workbench import stats
 from workbench.closed_forms import grpo_token_weight, real_weight, token_gradient
 from workbench.figures.fig1 import Fig1Params, build_fig1
@@ -303,12 +302,6 @@ def test_edge_runs_log_nothing_non_finite(edge_suite):
             assert "rollouts.advantage" in nulls
             # log C is null exactly where it is infinite: the no-anchor variant's one-label groups
             assert ("rollouts.log_c" in nulls) == (method == "real_no_anchor")
-
-
-@pytest.fixture(scope="module")
-def grader():
-    with Grader(workers=1, timeout=5.0) as g:
-        yield g
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -10,15 +10,8 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from tests.training.conftest import small_config
-from training.rewards import Grader
 from training.task import make_splits
 from training.warmstart import DIGESTS, cache_problem, load_or_train, warmstart_key
-
-
-@pytest.fixture(scope="module")
-def grader():
-    with Grader(workers=1, timeout=5.0) as g:
-        yield g
 
 
 @pytest.fixture

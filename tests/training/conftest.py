@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from training.config import TrainConfig, build_config, flag
-from training.rewards import Grader
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,25 +76,6 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
-
-
-@pytest.fixture(scope="session")
-def grader():
-    with Grader(workers=1, timeout=5.0) as g:
-        yield g
-
-
-@pytest.fixture(scope="session")
-def ws_cache(tmp_path_factory, grader) -> Path:
-    """A cache holding the small configuration's warm start, trained once per session."""
-    from training.task import make_splits
-    from training.warmstart import load_or_train
-
-    cache = tmp_path_factory.mktemp("cache")
-    cfg = small_config("real", cache)
-    _, _, info = load_or_train(cfg, make_splits(cfg.task_spec()), grader, log=lambda _: None)
-    assert info["pass_rate"] > 0.1, info  # the warm start learned the task
-    return cache
 
 
 @pytest.fixture(scope="session")

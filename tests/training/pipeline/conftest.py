@@ -1,15 +1,14 @@
-"""The pipeline's end-to-end test reuses the training tests' scaled-down configuration and its warm start."""
+"""The pipeline's end-to-end test reuses the training tests' scaled-down configuration and the session's warm start
+(``ws_cache``, tests/conftest.py)."""
 
 import pytest
 import torch
 
-from tests.training.conftest import grader, ws_cache  # noqa: F401 (fixtures)
-
 
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
-    """The warm start of ``ws_cache`` runs in this process: one thread, as the trainer (two threads on these
-    2 shared cores made it several times slower)."""
+    """The pipeline's in-process work runs at one thread, as the trainer (two threads on these 2 shared cores
+    made it several times slower)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

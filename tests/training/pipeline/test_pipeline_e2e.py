@@ -145,4 +145,5 @@ def test_help_and_bad_input(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "1 run folder(s) conflict with the plan; nothing was started" in err
     assert "holds files but no run.json" in err
-    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["grpo__s0"]  # nothing else was created
+    made = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert made == [".paper-figures.lock", "grpo__s0"]  # nothing else was created (the lock comes first)
