@@ -299,6 +299,9 @@ class Trainer:
                 self.ref = self.ref.to(torch.bfloat16)
         # Without dropout the first update's forward (training mode) computes the old log-probs of its mini-batch.
         self._reuse_first = not stochastic_in_training(self.model)
+        # With dropout a second forward draws another mask: its gradient would not be that of the logged loss,
+        # so every row is back-propagated from its one forward (micro-batches excepted, as always).
+        self._skip_zero_rows = SKIP_ZERO_GRADIENT_ROWS and not stochastic_in_training(self.model)
         self.opt = adamw(
             self.model.parameters(),
             lr=cfg.lr,
@@ -770,7 +773,8 @@ class Trainer:
 
         Rows whose ``dL/dlogp`` is zero carry no gradient into the weights (under every group-relative objective
         without a KL term, the rollouts of a group that all got the same reward; REAL's unused groups), so they
-        skip the backward pass (``SKIP_ZERO_GRADIENT_ROWS``). Two passes:
+        skip the backward pass (``SKIP_ZERO_GRADIENT_ROWS``; not with dropout, where a second forward would draw
+        another mask and its gradient would not be the logged loss's). Two passes:
 
         1. the rows predicted to carry gradient (``_rows_with_gradient``) run forward with autograd, the others
            without (in chunks of ``--micro-batch-rollouts``), and the objective is computed on all rows, the
@@ -812,7 +816,8 @@ class Trainer:
             return torch.nn.functional.pad(lp, (0, width - lp.shape[1]))
 
         one_pass = len(self._chunks(n)) == 1
-        if not SKIP_ZERO_GRADIENT_ROWS:
+        skip = self._skip_zero_rows
+        if not skip:
             ahead = np.full(n, one_pass)
         elif update == 0 or not one_pass:
             ahead = np.zeros(n, dtype=bool)
@@ -838,11 +843,7 @@ class Trainer:
         result = self.objective(logp, old, sb.response_mask, rewards, groups, ref_logp=ref, **hp)
         result.loss.backward()
         if leaf is not None and leaf.grad is not None:
-            need = (
-                (leaf.grad != 0).any(1)
-                if SKIP_ZERO_GRADIENT_ROWS
-                else torch.ones(len(i_rest), dtype=torch.bool)
-            )
+            need = (leaf.grad != 0).any(1) if skip else torch.ones(len(i_rest), dtype=torch.bool)
             g_need, i_need = leaf.grad[need.to(leaf.device)], i_rest[need.cpu().numpy()]
             for sl in self._chunks(len(i_need)) if len(i_need) else []:
                 part = select_rows(sb, i_need[sl])

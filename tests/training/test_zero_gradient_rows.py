@@ -115,3 +115,16 @@ def test_select_rows_drops_columns_that_are_padding_in_every_selected_row():
         whole = response_logprobs(model, batch, 0.7)[0]
         alone = response_logprobs(model, part, 0.7)[0]
     torch.testing.assert_close(alone[0, :1], whole[1, :1], rtol=0, atol=1e-6)
+
+
+def test_with_dropout_every_row_is_back_propagated_from_its_one_forward(
+    ws_cache, grader, tmp_path, monkeypatch
+):
+    """A second forward under dropout would draw another mask (its gradient not the logged loss's): a model
+    that is stochastic in training keeps the one-pass update."""
+    monkeypatch.setattr(training.loop, "stochastic_in_training", lambda model: True)
+    run, _, grad_rows, _ = _run(
+        tmp_path / "run", ws_cache, grader, "grpo", True, monkeypatch, kl_beta=0.0, **MIXED
+    )
+    assert grad_rows == [8, 8, 8, 8]  # each update: its 8 rows, with autograd, once
+    assert len(run.rollouts()) == 32
