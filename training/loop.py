@@ -302,6 +302,7 @@ class Trainer:
         # With dropout a second forward draws another mask: its gradient would not be that of the logged loss,
         # so every row is back-propagated from its one forward (micro-batches excepted, as always).
         self._skip_zero_rows = SKIP_ZERO_GRADIENT_ROWS and not stochastic_in_training(self.model)
+        self._reached_params: list[bool] | None = None  # see _zero_grads_if_no_backward
         self.opt = adamw(
             self.model.parameters(),
             lr=cfg.lr,
@@ -850,9 +851,7 @@ class Trainer:
                 with self.compute():
                     lp, _ = response_logprobs(self.model, part, cfg.temperature, chunk_tokens=chunk)
                 lp.backward(g_need[sl, : lp.shape[1]])
-        for p in self.model.parameters():  # no row with gradient: AdamW still takes its step, on zeros
-            if p.requires_grad and p.grad is None:
-                p.grad = torch.zeros_like(p)
+        self._zero_grads_if_no_backward()
         max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
         skipped = not math.isfinite(grad_norm)
@@ -871,6 +870,22 @@ class Trainer:
             "skipped": float(skipped),
         }
         return record, metrics
+
+    def _zero_grads_if_no_backward(self) -> None:
+        """After an update in which no row was back-propagated, give zero gradients to the parameters a
+        backward pass reaches, so that AdamW takes its step (momentum, weight decay) as it did when every row
+        was back-propagated; parameters no backward reaches keep ``None`` (AdamW passes over them, as before).
+        Which parameters a backward reaches is recorded at the first update that had one (before any: every
+        trainable parameter)."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        reached = [p.grad is not None for p in params]
+        if any(reached):
+            if self._reached_params is None:
+                self._reached_params = reached
+            return
+        for p, r in zip(params, self._reached_params or [True] * len(params), strict=True):
+            if r:
+                p.grad = torch.zeros_like(p)
 
     def _rows_with_gradient(
         self, old: Tensor, mask: Tensor, rewards: Tensor, groups: Tensor, ref: Tensor | None, hp: dict

@@ -128,3 +128,22 @@ def test_with_dropout_every_row_is_back_propagated_from_its_one_forward(
     )
     assert grad_rows == [8, 8, 8, 8]  # each update: its 8 rows, with autograd, once
     assert len(run.rollouts()) == 32
+
+
+def test_after_an_update_without_backward_only_parameters_a_backward_reaches_get_zero_gradients():
+    """AdamW steps a parameter with a gradient (zeros included) and passes over one without: an update in which no
+    row was back-propagated gives zeros exactly to the parameters a backward pass reached before."""
+    from types import SimpleNamespace
+
+    model = training.model.build_tiny_model(training.model.TinyModelSpec(32, 1, 2, 64, 64), 20, 0, 1, seed=0)
+    model.unused = torch.nn.Linear(3, 3)  # never in the forward: no backward reaches it
+    host = SimpleNamespace(model=model, _reached_params=None)
+    ids = torch.tensor([[3, 4, 5]])
+    model(input_ids=ids).logits.sum().backward()  # an update with a backward: what it reaches is recorded
+    Trainer._zero_grads_if_no_backward(host)
+    assert host._reached_params is not None and not all(host._reached_params)
+    model.zero_grad(set_to_none=True)  # the next update back-propagates no row
+    Trainer._zero_grads_if_no_backward(host)
+    assert model.unused.weight.grad is None and model.unused.bias.grad is None
+    used = [p for n, p in model.named_parameters() if not n.startswith("unused")]
+    assert all(p.grad is not None and not p.grad.any() for p in used)
