@@ -703,12 +703,6 @@ class Trainer:
         size = self.cfg.micro_batch_rollouts or n
         return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
-    @staticmethod
-    def _slice(sb: ScoringBatch, sl: slice) -> ScoringBatch:
-        return ScoringBatch(
-            sb.input_ids[sl], sb.attention_mask[sl], sb.response_ids[sl], sb.response_mask[sl]
-        )
-
     def _old_logprobs(
         self, data: StepData, layout: list[np.ndarray], sampler: torch.nn.Module, gens: Generations
     ) -> None:
@@ -734,15 +728,16 @@ class Trainer:
         for rows in layout[1:] if self._reuse_first else layout:
             sb = self._scoring_batch(data, rows)
             for sl in self._chunks(len(rows)):
+                part = select_rows(sb, np.arange(len(rows))[sl])  # the rows an update's chunk forwards
                 if from_sampler:
-                    self._store_ref(data, rows[sl], self._slice(sb, sl))
+                    self._store_ref(data, rows[sl], part)
                     continue
                 with torch.no_grad(), self.compute():
                     lp, en = response_logprobs(
-                        sampler, self._slice(sb, sl), self.cfg.temperature, with_entropy=True,
+                        sampler, part, self.cfg.temperature, with_entropy=True,
                         chunk_tokens=self.cfg.logit_chunk_tokens,
                     )  # fmt: skip
-                self._store_old(data, rows[sl], self._slice(sb, sl), lp, en)
+                self._store_old(data, rows[sl], part, lp, en)
 
     def _store_old(self, data: StepData, rows: np.ndarray, sb: ScoringBatch, lp: Tensor, en: Tensor) -> None:
         """Keep rows ``rows``' old log-probs ``lp`` and entropies ``en`` (``[len(rows), T]``, detached) and

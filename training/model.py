@@ -17,6 +17,7 @@ import functools
 import inspect
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -263,7 +264,7 @@ def make_scoring_batch(
     return ScoringBatch(ids.to(device), mask.to(device), ids[:, p_width:].to(device), resp_mask.to(device))
 
 
-def select_rows(batch: ScoringBatch, rows: Tensor | list[int]) -> ScoringBatch:
+def select_rows(batch: ScoringBatch, rows: Tensor | Sequence[int]) -> ScoringBatch:
     """Rows ``rows`` of ``batch``, without the columns that are padding in all of them (prompt columns on the
     left, response columns on the right; at least one response column). Position ids count real tokens, so each
     row's log-probs are those of the whole batch, to float rounding."""
