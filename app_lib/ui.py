@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 from matplotlib import colormaps
-from matplotlib.colors import to_hex
+from matplotlib.colors import to_hex, to_rgb
 
 from app_lib.config import get_runs_root
 from app_lib.data import RunCard, read_card, scan
@@ -80,9 +80,14 @@ def method_label(m: str) -> str:
     return LABELS.get(m, m)
 
 
-# Label ink (light theme, dark theme) of the REAL bound on the Gradient curves page: 4.8:1 on white, 9.8:1 on
-# Streamlit's dark background; the light one alone is 4.0:1 there.
-BOUND_INK = ("#1f77b4", "#8fc1e3")
+def tint(color: str, amount: float = 0.5) -> str:
+    """``color`` mixed with white (``amount`` of white): its lighter form, for text on a dark background."""
+    return to_hex([c + (1 - c) * amount for c in to_rgb(color)])
+
+
+# Label ink (light theme, dark theme) of the REAL bound on the Gradient curves page: REAL's colour, and that colour
+# tinted for the dark background (4.8:1 on white; tinted 9.3:1 on #0e1117, where REAL's own colour is 4.0:1).
+BOUND_INK = (METHOD_COLORS["real"], tint(METHOD_COLORS["real"]))
 
 
 def on_theme(light: str, dark: str) -> str:
