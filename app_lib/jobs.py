@@ -20,6 +20,7 @@ from app_lib.config import REPO_ROOT
 from workbench.jobs import (
     ABANDONED,
     JOBS_DIR,
+    QUEUE_RUNNER,
     Job,
     enqueue,
     job_state,
@@ -166,6 +167,7 @@ __all__ = [
     "ABANDONED",
     "JOBS_DIR",
     "PRESETS",
+    "QUEUE_RUNNER",
     "Job",
     "UnsafeRunName",
     "job_state",

@@ -79,7 +79,7 @@ if submitted:
                 f"{int(at_once)} at a time: {md_code(' '.join(queued[0].command[1:]))} and the same for each seed"
             )
 
-job_list = [j for j in jobs.list_jobs(root) if j.by != "queue runner"]
+job_list = [j for j in jobs.list_jobs(root) if j.by != jobs.QUEUE_RUNNER]
 STARTED_BY_APP = ("", jobs.BY)  # "": records of the app's earlier job module
 ACTIVE = ("queued", "running")
 SHOWN = 24  # job cards drawn (newest first); a pipeline root can hold hundreds of records
@@ -138,7 +138,7 @@ def _state_label(job: jobs.Job, state: str) -> str:
 
 
 def _jobs_body(refreshing: bool = False) -> None:
-    listed = [j for j in jobs.list_jobs(root) if j.by != "queue runner"]
+    listed = [j for j in jobs.list_jobs(root) if j.by != jobs.QUEUE_RUNNER]
     states = {j.name: jobs.job_state(j) for j in listed}
     active = [j for j in listed if states[j.name] in ACTIVE]
     if len(active) > 1:

@@ -560,12 +560,20 @@ def run_queue(root: Path | str, name: str, max_running: int, poll_s: float = 1.0
         raise
 
 
+QUEUE_RUNNER = "queue runner"  # the ``by`` of a queue runner's own job record
+
+
+def runner_name(queue: str) -> str:
+    """The job name of queue ``queue``'s runner."""
+    return f"queue-{queue}"
+
+
 def spawn_queue_runner(root: Path | str, name: str, max_running: int) -> Job:
     """Start ``python -m workbench.jobs run-queue ROOT NAME --max-running K`` in the background, as a job of its
     own (``queue-NAME``), and mark the queue's jobs as waiting for it."""
     command = [sys.executable, "-m", "workbench.jobs", "run-queue", str(Path(root).resolve()), name,
                "--max-running", str(int(max_running))]  # fmt: skip
-    runner = start_job(root, f"queue-{name}", command, by="queue runner")
+    runner = start_job(root, runner_name(name), command, by=QUEUE_RUNNER)
     with _locked(root):
         for job in list_jobs(root):
             if job.queue == name and job.waiting and job.runner_pid is None:
@@ -578,8 +586,8 @@ def queue_runner(job: Job) -> Job | None:
     """The queue runner that was to start ``job`` (``spawn_queue_runner``'s ``queue-NAME``), or None."""
     if not job.queue:
         return None
-    runner = read_job(job.root, f"queue-{job.queue}")
-    return runner if runner is not None and runner.by == "queue runner" else None
+    runner = read_job(job.root, runner_name(job.queue))
+    return runner if runner is not None and runner.by == QUEUE_RUNNER else None
 
 
 def log_tail(job: Job, lines: int = 30, max_bytes: int = 64_000) -> str:
