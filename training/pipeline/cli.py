@@ -148,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
 
     t_start = time.monotonic()
     console = Console(every=args.status_every)
+    lock = None
     try:
         if args.seeds < 1:
             raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
@@ -169,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
         lock = None if args.dry_run else lock_root(plan.runs_root)
         states = inspect_all(plan.runs, "plan")
     except (UsageError, PlanError, ConfigError, Conflict) as e:
+        if lock is not None:  # taken, then the inspection refused the plan: let the next session in
+            lock.close()
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
 

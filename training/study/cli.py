@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.monotonic()
     console = Console(every=args.status_every)
+    lock = None
     try:
         for name in ("seeds", "jobs"):
             if getattr(args, name) < 1:
@@ -105,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
         lock = None if args.dry_run or args.report_only else lock_root(plan.runs_root, "study")
         states = inspect_all(plan.runs, "study")
     except (UsageError, PlanError, ConfigError, Conflict) as e:
+        if lock is not None:  # taken, then the inspection refused the plan: let the next session in
+            lock.close()
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
 
