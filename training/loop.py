@@ -886,7 +886,7 @@ class Trainer:
         self, old: Tensor, mask: Tensor, rewards: Tensor, groups: Tensor, ref: Tensor | None, hp: dict
     ) -> np.ndarray:
         """The rows whose ``dL/dlogp`` is not zero at ``logp = old_logp`` (every ratio 1): a prediction of the
-        rows that carry gradient, exact for every registered objective (their zero rows are zero whatever the
+        rows that carry gradient, exact for every registered objective without KL (tested: their zero rows are zero whatever the
         log-probs); ``_update`` back-propagates any other row whose gradient turns out not to be zero."""
         probe = old.detach().clone().requires_grad_(True)
         loss = self.objective(probe, old, mask, rewards, groups, ref_logp=ref, **hp).loss

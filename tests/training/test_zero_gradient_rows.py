@@ -12,6 +12,8 @@ import training.loop
 from tests.training.conftest import small_config
 from training.loop import Trainer
 from training.model import make_scoring_batch, response_logprobs, select_rows
+from workbench.methods import DEFAULTS
+from workbench.objectives import OBJECTIVES
 from workbench.runlog import TOKENS_SCHEMA, open_run
 
 
@@ -147,3 +149,31 @@ def test_after_an_update_without_backward_only_parameters_a_backward_reaches_get
     assert model.unused.weight.grad is None and model.unused.bias.grad is None
     used = [p for n, p in model.named_parameters() if not n.startswith("unused")]
     assert all(p.grad is not None and not p.grad.any() for p in used)
+
+
+@pytest.mark.parametrize("method", sorted(OBJECTIVES))
+def test_the_prediction_at_old_covers_every_row_with_gradient_for_every_method(method):
+    """``_rows_with_gradient`` (the objective's gradient at ``logp = old_logp``) names, for every registered
+    objective without a KL term, exactly the rows of groups with mixed rewards; at log-probs moved away from
+    old, no other row has a gradient (so the second pass is only a safety net)."""
+    from types import SimpleNamespace
+
+    from tests.conftest import random_batch
+
+    b = random_batch(3, sizes=(4, 3, 5, 2, 4), dtype=torch.float32)
+    rewards = b.rewards.clone()
+    groups = b.group_ids
+    for gid, value in ((100, 1.0), (114, 0.0)):  # one group all correct, one all wrong
+        rewards[groups == gid] = value
+    mask = b.mask
+    old = torch.where(mask, b.old_logp, torch.zeros(()))
+    moved = torch.where(mask, b.logp.detach(), torch.zeros(()))
+    kl = {"kl_beta": 0.0} if hasattr(DEFAULTS[method], "kl_beta") else {}
+    host = SimpleNamespace(objective=OBJECTIVES[method])
+    predicted = Trainer._rows_with_gradient(host, old, mask, rewards, groups, None, kl)
+    mixed = np.array([len(set(rewards[groups == g].tolist())) > 1 for g in groups.tolist()])
+    assert (predicted == mixed).all(), method
+    probe = moved.clone().requires_grad_(True)
+    OBJECTIVES[method](probe, old, mask, rewards, groups, **kl).loss.backward()
+    carrying = (probe.grad != 0).any(1).numpy()
+    assert not (carrying & ~predicted).any(), f"{method}: a row outside the prediction has gradient"
