@@ -33,6 +33,7 @@ the same rule, hence with the same random stream as the generic loop: for a seed
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -285,6 +286,18 @@ class LeanDecoder:
         return torch.mul(values.unsqueeze(3), p, out=tmp).sum(0).reshape(rows, -1)
 
 
+def report_finished(
+    on_finished: Callable[[list[int], list[Tensor]], None], ended: Tensor, out: Tensor, length: int
+) -> None:
+    """Call ``on_finished(rollouts, responses)`` with the rollouts ``ended`` (indices into ``out``'s rows) that
+    sampled EOS as their ``length``-th token, and their responses ``out[r, :length]`` on the CPU (nothing if
+    ``ended`` is empty)."""
+    if len(ended) == 0:
+        return
+    tokens = out[ended, :length].cpu()
+    on_finished(ended.tolist(), list(tokens.unbind(0)))
+
+
 def sample_lean(
     model: PreTrainedModel,
     prompts: list[list[int]],
@@ -297,6 +310,7 @@ def sample_lean(
     eos_id: int,
     compact_fraction: float,
     scores: tuple[Tensor, Tensor] | None = None,
+    on_finished: Callable[[list[int], list[Tensor]], None] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``(out [rows, max_new_tokens], lengths [rows], finished [rows])`` on the model's device; rollout ``r``
     answers prompt ``r // n``; ``out`` holds ``pad_id`` after each response (see the module docstring).
@@ -305,12 +319,17 @@ def sample_lean(
     ``scores = (logp, entropy)``, two float32 ``[rows, max_new_tokens]`` tensors on the model's device, also
     receive each sampled token's ``log_softmax(z / T)`` and the entropy of ``softmax(z / T)`` at its position,
     by the scorer's formulas (``training.model.response_logprobs``) on the decoder's logits; 0 after each
-    response. The sampled tokens are the same with or without them."""
+    response. The sampled tokens are the same with or without them.
+
+    ``on_finished(rollouts, responses)``, if given, is called after each decode step in which some rollouts
+    sampled EOS, with those rollouts and their final responses (CPU tensors, EOS included)."""
     device = next(model.parameters()).device
     total = len(prompts) * n
     out = torch.full((total, max_new_tokens), pad_id, dtype=torch.long, device=device)
     with torch.inference_mode():
-        steps = _decode(model, prompts, n, out, temperature, seed, pad_id, eos_id, compact_fraction, scores)
+        steps = _decode(
+            model, prompts, n, out, temperature, seed, pad_id, eos_id, compact_fraction, scores, on_finished
+        )
     with torch.no_grad():
         is_eos = out[:, :steps] == eos_id
         finished = is_eos.any(1)
@@ -333,6 +352,7 @@ def _decode(
     eos_id: int,
     compact_fraction: float,
     scores: tuple[Tensor, Tensor] | None = None,
+    on_finished: Callable[[list[int], list[Tensor]], None] | None = None,
 ) -> int:
     """Write each row's tokens into ``out`` (rows that ended keep writing past their EOS until dropped), and
     their log-probs and entropies into ``scores`` if given; returns the number of steps taken."""
@@ -363,6 +383,8 @@ def _decode(
         if scores is not None:  # the scorer's own functions, so the two cannot drift apart
             scores[0][rows, t], z, lse = _token_logp(logits, tok, temperature)
             scores[1][rows, t] = _entropy(z, lse)
+        if on_finished is not None:
+            report_finished(on_finished, rows[alive & (tok == eos_id)], out, t + 1)
         alive &= tok != eos_id
         n_alive = int(alive.sum())
         if n_alive == 0 or t == max_new_tokens - 1:

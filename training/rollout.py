@@ -1,7 +1,10 @@
 """Rollouts: one interface, two back ends.
 
-``RolloutBackend.generate(prompts, n, temperature=..., max_new_tokens=..., seed=...)`` draws ``n`` completions
-per prompt; rollout ``r`` answers prompt ``r // n``. ``sync_weights(model)`` is called after each step's optimizer
+``RolloutBackend.generate(prompts, n, temperature=..., max_new_tokens=..., seed=..., on_finished=None)`` draws
+``n`` completions per prompt; rollout ``r`` answers prompt ``r // n``. ``on_finished(rollouts, responses)``, if
+given, is called during sampling with rollouts that have ended with EOS and their final responses (the trainer
+hands them to the grader while the rest decode); a back end may call it late or never, and never calls it for a
+rollout cut at ``max_new_tokens``. ``sync_weights(model)`` is called after each step's optimizer
 updates (before validation and the next step's sampling, the only times the back end samples), so every
 ``generate`` samples from the current policy.
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,10 +36,13 @@ import torch
 from torch import Tensor
 from transformers import DynamicCache, PreTrainedModel
 
-from training.fast_sampler import lean_decoder_unsupported, sample_lean
+from training.fast_sampler import lean_decoder_unsupported, report_finished, sample_lean
 from training.model import autocast, forward_logits
 
 BACKENDS = ("transformers", "vllm")
+
+# on_finished(rollouts, responses): rollouts that sampled EOS, each with its final response (EOS included)
+FinishedHook = Callable[[list[int], list[Tensor]], None]
 
 
 class BackendUnavailable(RuntimeError):
@@ -75,7 +82,14 @@ class RolloutBackend(Protocol):
     name: str
 
     def generate(
-        self, prompts: list[list[int]], n: int, *, temperature: float, max_new_tokens: int, seed: int
+        self,
+        prompts: list[list[int]],
+        n: int,
+        *,
+        temperature: float,
+        max_new_tokens: int,
+        seed: int,
+        on_finished: FinishedHook | None = None,
     ) -> Generations: ...
 
     def sync_weights(self, model: torch.nn.Module) -> None: ...
@@ -116,7 +130,14 @@ class TransformersBackend:
 
     @torch.no_grad()
     def generate(
-        self, prompts: list[list[int]], n: int, *, temperature: float, max_new_tokens: int, seed: int
+        self,
+        prompts: list[list[int]],
+        n: int,
+        *,
+        temperature: float,
+        max_new_tokens: int,
+        seed: int,
+        on_finished: FinishedHook | None = None,
     ) -> Generations:
         if not prompts or n < 1:
             raise ValueError("generate needs at least one prompt and n >= 1")
@@ -127,9 +148,9 @@ class TransformersBackend:
         model.eval()
         try:
             if self.lean and self.dtype == "float32" and lean_decoder_unsupported(model) is None:
-                return self._generate_lean(model, prompts, n, temperature, max_new_tokens, seed)
+                return self._generate_lean(model, prompts, n, temperature, max_new_tokens, seed, on_finished)
             with autocast(next(model.parameters()).device, self.dtype):
-                return self._generate(model, prompts, n, temperature, max_new_tokens, seed)
+                return self._generate(model, prompts, n, temperature, max_new_tokens, seed, on_finished)
         finally:
             model.train(was_training)
 
@@ -141,6 +162,7 @@ class TransformersBackend:
         temperature: float,
         max_new_tokens: int,
         seed: int,
+        on_finished: FinishedHook | None = None,
     ) -> Generations:
         scores = None
         if self.logprobs:
@@ -150,6 +172,7 @@ class TransformersBackend:
         out, lengths, finished = sample_lean(
             model, prompts, n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed,
             pad_id=self.pad_id, eos_id=self.eos_id, compact_fraction=self.compact_fraction, scores=scores,
+            on_finished=on_finished,
         )  # fmt: skip
         out, lengths = out.cpu(), lengths.cpu()
         responses = [out[r, : lengths[r]] for r in range(len(out))]
@@ -168,6 +191,7 @@ class TransformersBackend:
         temperature: float,
         max_new_tokens: int,
         seed: int,
+        on_finished: FinishedHook | None = None,
     ) -> Generations:
         device = next(model.parameters()).device
         gen = torch.Generator(device=device).manual_seed(seed)
@@ -205,6 +229,8 @@ class TransformersBackend:
             lengths[live_rows] = t + 1
             ended = alive & (tok == self.eos_id)
             finished[rows[ended]] = True
+            if on_finished is not None:
+                report_finished(on_finished, rows[ended], out, t + 1)
             alive = alive & ~ended
             n_alive = int(alive.sum())
             if n_alive == 0 or t == max_new_tokens - 1:
@@ -329,7 +355,14 @@ class VLLMBackend:
         self._source = model
 
     def generate(
-        self, prompts: list[list[int]], n: int, *, temperature: float, max_new_tokens: int, seed: int
+        self,
+        prompts: list[list[int]],
+        n: int,
+        *,
+        temperature: float,
+        max_new_tokens: int,
+        seed: int,
+        on_finished: FinishedHook | None = None,
     ) -> Generations:
         if not prompts or n < 1:
             raise ValueError("generate needs at least one prompt and n >= 1")
@@ -342,6 +375,7 @@ class VLLMBackend:
         if self.sleep and not self._kv_awake:
             self.llm.wake_up(tags=["kv_cache"])
             self._kv_awake = True
+        del on_finished  # vLLM returns every completion at once: the caller grades them all afterwards
         params = self._sampling_params(n=n, temperature=temperature, max_tokens=max_new_tokens, seed=seed)
         inputs = [{"prompt_token_ids": list(p)} for p in prompts]
         outputs = self.llm.generate(inputs, params, use_tqdm=False)

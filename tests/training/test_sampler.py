@@ -117,3 +117,32 @@ def test_vllm_absence_is_a_clear_error():
         check_backend("vllm")
     with pytest.raises(ValueError, match="unknown rollout back end"):
         check_backend("nope")
+
+
+MAX_NEW = 24
+
+
+@pytest.mark.parametrize("lean", [True, False])
+def test_on_finished_reports_each_rollout_that_sampled_eos_once_with_its_final_response(trained, lean):
+    """The hook the trainer grades from while the others decode: every rollout that ended with EOS, once, with
+    exactly its returned response; no rollout cut at max_new_tokens; the same tokens as without the hook."""
+    tok, model, prompts = trained
+    be = TransformersBackend(model, tok.pad_token_id, tok.eos_token_id, lean=lean)
+    reported: dict[int, torch.Tensor] = {}
+    calls: list[list[int]] = []
+
+    def hook(rollouts: list[int], responses: list[torch.Tensor]) -> None:
+        calls.append(list(rollouts))
+        for r, resp in zip(rollouts, responses, strict=True):
+            assert r not in reported
+            reported[r] = resp
+
+    kw = {"temperature": 1.0, "max_new_tokens": MAX_NEW, "seed": 5}
+    gens = be.generate(prompts, 3, **kw, on_finished=hook)
+    plain = be.generate(prompts, 3, **kw)
+    assert all(torch.equal(x, y) for x, y in zip(gens.responses, plain.responses, strict=True))
+    ended = {r for r, fin in enumerate(gens.finished.tolist()) if fin}
+    assert set(reported) == ended and 0 < len(ended) < gens.n_rollouts  # some rows are cut at MAX_NEW tokens
+    assert len(calls) > 1  # during sampling, not all at the end
+    for r, resp in reported.items():
+        assert torch.equal(resp, gens.responses[r])
