@@ -58,6 +58,7 @@ class GradeReport:
     details: list[str] = field(default_factory=list)  # error text for non-ok responses ('' otherwise)
     # seconds from handing the completion to a worker to its result (kill included); 0.0 for a cache hit
     elapsed: list[float] = field(default_factory=list)
+    cached: list[bool] = field(default_factory=list)  # per response: its verdict came from the cache
 
     @property
     def timeouts(self) -> int:
@@ -349,6 +350,7 @@ class Grader:
         status = [OK] * n
         details = [""] * n
         elapsed = [0.0] * n
+        cached = [False] * n
         # Distinct (response, answer) pairs not yet known, by digest.
         pending: dict[bytes, list[int]] = {}
         pairs: dict[bytes, tuple[str, str | tuple[str, ...]]] = {}
@@ -367,6 +369,7 @@ class Grader:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 rewards[i] = self._cache[key]
+                cached[i] = True
                 hits += 1
             else:
                 pending.setdefault(key, []).append(i)
@@ -381,7 +384,7 @@ class Grader:
                 self._cache[key] = reward
                 if len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
-        return GradeReport(rewards, status, time.perf_counter() - t0, hits, details, elapsed)
+        return GradeReport(rewards, status, time.perf_counter() - t0, hits, details, elapsed, cached)
 
     def audit(
         self,
