@@ -6,12 +6,14 @@ Per step k (1-based):
 2. draw ``group_size`` rollouts per prompt from the current ("old") policy at the sampling temperature, through
    the rollout back end, seeded by (seed, k);
 3. grade them with math-verify in worker processes (binary rewards; a timeout or crash scores 0 and is counted),
-   which work while this process does step 4 and the first update's forward (they do not need the rewards);
+   which start on the rollouts that end early while the others still decode (``training.grading_stream``) and
+   work on while this process does step 4 (the rewards are awaited only when an update needs them);
 4. split the prompts (shuffled, seeded by (seed, k, epoch)) into mini-batches that keep each prompt's rollouts
    together, and compute, per mini-batch and without gradient, the old log-probs and entropies (and the
-   reference log-probs when a KL term to the reference is on) -- all at the sampling temperature. The first
-   mini-batch's are taken from the first update's forward instead (same weights, same numbers: one forward
-   saved), unless the model has dropout;
+   reference log-probs when a KL term to the reference is on) -- all at the sampling temperature. They come
+   from the sampling pass itself when the back end computed them (``--sampler-logprobs``); else the first
+   mini-batch's are taken from the first update's forward (same weights, same numbers: one forward saved),
+   unless the model has dropout;
 5. for each epoch and mini-batch: recompute log-probs with gradient, take the objective
    ``workbench.objectives.OBJECTIVES[method]`` (this package holds no objective math), back-propagate, clip the
    gradient norm, AdamW step. The closed-form breakdown of the same batch
@@ -51,6 +53,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from training.checkpoint import CheckpointError, checkpoint_dir, load_latest, save_checkpoint
 from training.config import TrainConfig
+from training.grading_stream import StreamedGrading
 from training.lag import LAGGED, BehaviourPolicies, behaviour_step
 from training.model import (
     ScoringBatch,
@@ -199,6 +202,7 @@ class StepData:
     old_logp: list[Tensor]  # per rollout [len]
     entropy: list[Tensor]
     ref_logp: list[Tensor] | None
+    old_from_sampler: bool = False
 
 
 class Trainer:
@@ -535,23 +539,36 @@ class Trainer:
         if self.behaviour is not None:  # --rollout-lag: sample with the weights after step b(k)
             sampler = self.behaviour.for_step(step)
             self.backend.sync_weights(sampler)
-        t = time.perf_counter()
-        gens = self.backend.generate(
-            prompt_ids,
-            cfg.group_size,
-            temperature=cfg.temperature,
-            max_new_tokens=cfg.max_new_tokens,
-            seed=derive_seed(cfg.seed, SAMPLE, step),
+        # The grader works in its own processes: rollouts that end early are graded while the others decode
+        # (training.grading_stream), the rest while this process computes what does not need the rewards (the
+        # reference log-probs, the first update's forward where it cannot wait). time_grade is decoding the
+        # rest plus the wait for the rewards.
+        answers = [problems[i // cfg.group_size].gold for i in range(len(prompt_ids) * cfg.group_size)]
+        grading = StreamedGrading(
+            lambda texts, golds: self._grading.submit(
+                self.grader.grade, texts, golds, timeout=cfg.grader_timeout, config=self.grader_config
+            ),
+            lambda responses: self.tokenizer.batch_decode(
+                [r.tolist() for r in responses], skip_special_tokens=True
+            ),
+            answers,
         )
-        times["time_sample"] = time.perf_counter() - t
         t = time.perf_counter()
-        texts = self.tokenizer.batch_decode([r.tolist() for r in gens.responses], skip_special_tokens=True)
-        answers = [problems[i // cfg.group_size].gold for i in range(len(texts))]
-        # The grader works in its own processes: it grades while this one computes the old log-probs (4) and the
-        # first update's forward, which do not need the rewards. time_grade is decoding plus the wait after them.
-        grading = self._grading.submit(
-            self.grader.grade, texts, answers, timeout=cfg.grader_timeout, config=self.grader_config
-        )
+        try:
+            gens = self.backend.generate(
+                prompt_ids,
+                cfg.group_size,
+                temperature=cfg.temperature,
+                max_new_tokens=cfg.max_new_tokens,
+                seed=derive_seed(cfg.seed, SAMPLE, step),
+                on_finished=grading.add,
+            )
+            times["time_sample"] = time.perf_counter() - t
+            t = time.perf_counter()
+            texts = grading.close(gens.responses)
+        except BaseException:
+            futures.wait(grading.futures)  # never leave the grader busy behind an error
+            raise
         t_decode = time.perf_counter() - t
         times["time_grade"] = 0.0  # set below (the key keeps its place among the metrics)
         n = len(texts)
@@ -564,27 +581,35 @@ class Trainer:
         try:
             self._old_logprobs(data, layouts[0], sampler, gens)
         except BaseException:
-            futures.wait([grading])  # never leave the grader busy behind an error
+            futures.wait(grading.futures)  # never leave the grader busy behind an error
             raise
         times["time_logp"] = time.perf_counter() - t
         graded: dict[str, Any] = {}
 
-        def await_rewards() -> None:
-            """Wait for the grader, once: the first update calls this after its forward, which does not need
-            the rewards either (time_grade is decoding plus this wait)."""
-            if graded:
-                return
-            t_wait = time.perf_counter()
-            report = graded["report"] = grading.result()
-            graded["wait"] = time.perf_counter() - t_wait
-            times["time_grade"] = t_decode + graded["wait"]
-            if report.timeouts or report.errors:
-                bad = [i for i, s in enumerate(report.status) if s != "ok"]
-                self.writer.event(
-                    "grader", step=step, timeouts=report.timeouts, errors=report.errors,
-                    rollouts=bad[:20], details=[report.details[i] for i in bad[:5]],
-                )  # fmt: skip
-            data.rewards = torch.tensor(report.rewards, dtype=torch.float32)
+        graded["wait"] = 0.0
+
+        def await_rewards(rows: np.ndarray | None = None) -> Tensor:
+            """The rewards of ``rows`` (default: all), waiting for the grader only as long as they need: the
+            step's first update asks for its own rows' before its forward, the next ones for all (time_grade is
+            decoding plus these waits). Once all are in, ``data.rewards`` holds them."""
+            if "report" not in graded:
+                t_wait = time.perf_counter()
+                if rows is not None:
+                    part = grading.rewards_of([int(r) for r in rows])
+                    graded["wait"] += time.perf_counter() - t_wait
+                    times["time_grade"] = t_decode + graded["wait"]
+                    return torch.tensor(part, dtype=torch.float32)
+                report = graded["report"] = grading.result()
+                graded["wait"] += time.perf_counter() - t_wait
+                times["time_grade"] = t_decode + graded["wait"]
+                if report.timeouts or report.errors:
+                    bad = [i for i, s in enumerate(report.status) if s != "ok"]
+                    self.writer.event(
+                        "grader", step=step, timeouts=report.timeouts, errors=report.errors,
+                        rollouts=bad[:20], details=[report.details[i] for i in bad[:5]],
+                    )  # fmt: skip
+                data.rewards = torch.tensor(report.rewards, dtype=torch.float32)
+            return data.rewards if rows is None else data.rewards[torch.as_tensor(rows)]
 
         # 5: updates
         t = time.perf_counter()
@@ -601,7 +626,7 @@ class Trainer:
                     update_metrics.append(m)
             await_rewards()
         except BaseException:
-            futures.wait([grading])  # never leave the grader busy behind an error
+            futures.wait(grading.futures)  # never leave the grader busy behind an error
             raise
         report = graded["report"]
         self.backend.sync_weights(self.model)
@@ -712,26 +737,27 @@ class Trainer:
 
         The first mini-batch is left to the first update when ``reuse_first_forward`` holds: its forward runs
         with the very weights that sampled, so its log-probs (detached) are the old ones, and this pass would
-        compute the same numbers again (one forward in ``n_minibatches`` saved). The other mini-batches' come
-        from the sampling pass itself when the back end computed them (``--sampler-logprobs``: the sampler's
-        logits, the scorer's formulas; equal to the scorer's to float rounding), and then only the reference
-        log-probs (a KL term) need a forward here."""
+        compute the same numbers again (one forward in ``n_minibatches`` saved). When the back end computed them
+        (``--sampler-logprobs``: the sampler's logits, the scorer's formulas; equal to the scorer's to float
+        rounding), every mini-batch's come from the sampling pass itself (the first update then replaces those
+        of the rows it forwards with its own), and only the reference log-probs (a KL term) need a forward
+        here, for every mini-batch."""
         n = len(data.responses)
         data.old_logp = [None] * n  # type: ignore[list-item]
         data.entropy = [None] * n  # type: ignore[list-item]
         data.ref_logp = [None] * n if self.ref is not None else None  # type: ignore[list-item]
-        from_sampler = gens.logp is not None and gens.entropy is not None
-        if from_sampler:
+        if gens.logp is not None and gens.entropy is not None:
             data.old_logp, data.entropy = list(gens.logp), list(gens.entropy)  # type: ignore[arg-type]
-            if self.ref is None:
-                return
+            data.old_from_sampler = True
+            for rows in layout if self.ref is not None else []:
+                sb = self._scoring_batch(data, rows)
+                for sl in self._chunks(len(rows)):
+                    self._store_ref(data, rows[sl], select_rows(sb, np.arange(len(rows))[sl]))
+            return
         for rows in layout[1:] if self._reuse_first else layout:
             sb = self._scoring_batch(data, rows)
             for sl in self._chunks(len(rows)):
                 part = select_rows(sb, np.arange(len(rows))[sl])  # the rows an update's chunk forwards
-                if from_sampler:
-                    self._store_ref(data, rows[sl], part)
-                    continue
                 with torch.no_grad(), self.compute():
                     lp, en = response_logprobs(
                         sampler, part, self.cfg.temperature, with_entropy=True,
@@ -741,13 +767,15 @@ class Trainer:
 
     def _store_old(self, data: StepData, rows: np.ndarray, sb: ScoringBatch, lp: Tensor, en: Tensor) -> None:
         """Keep rows ``rows``' old log-probs ``lp`` and entropies ``en`` (``[len(rows), T]``, detached) and
-        compute their reference log-probs (when a KL term is on) on the same scoring batch ``sb``."""
+        compute their reference log-probs (when a KL term is on and they are not there yet) on the same scoring
+        batch ``sb``."""
         lp, en = lp.float().cpu(), en.float().cpu()  # one copy off the device, not one per row
         for j, r in enumerate(rows):
             length = len(data.responses[r])
             data.old_logp[r] = lp[j, :length]
             data.entropy[r] = en[j, :length]
-        self._store_ref(data, rows, sb)
+        if data.ref_logp is not None and any(data.ref_logp[r] is None for r in rows):
+            self._store_ref(data, rows, sb)
 
     def _store_ref(self, data: StepData, rows: np.ndarray, sb: ScoringBatch) -> None:
         """Rows ``rows``' reference log-probs on the scoring batch ``sb`` (nothing without a reference model)."""
@@ -762,10 +790,10 @@ class Trainer:
             data.ref_logp[r] = rl[j, : len(data.responses[r])]  # type: ignore[index]
 
     def _update(
-        self, data: StepData, rows: np.ndarray, update: int, epoch: int, await_rewards: Callable[[], None]
+        self, data: StepData, rows: np.ndarray, update: int, epoch: int, await_rewards: Callable[..., Tensor]
     ) -> tuple[UpdateRecord, dict]:
-        """One optimizer step on the mini-batch ``rows``; returns its log record and metrics. The rewards are
-        read after the step's first forward (``await_rewards``: the grader may still be at work).
+        """One optimizer step on the mini-batch ``rows``; returns its log record and metrics. The rewards of
+        ``rows`` are read when they are needed (``await_rewards``: the grader may still be at work).
 
         Rows whose ``dL/dlogp`` is zero carry no gradient into the weights (under every group-relative objective
         without a KL term, the rollouts of a group that all got the same reward; REAL's unused groups), so they
@@ -774,15 +802,17 @@ class Trainer:
 
         1. the rows predicted to carry gradient (``_rows_with_gradient``) run forward with autograd, the others
            without (in chunks of ``--micro-batch-rollouts``), and the objective is computed on all rows, the
-           second kind as a leaf tensor. No prediction in the step's first update (its forward runs while the
-           grader works, before the rewards exist) or with micro-batches (memory stays at one chunk): all rows
-           go the second way;
+           second kind as a leaf tensor. In the step's first update the second kind runs no forward at all when
+           the sampler gave the old log-probs: at the sampling weights those are their log-probs. No prediction
+           with micro-batches (memory stays at one chunk), nor in a first update without the sampler's
+           log-probs (its forward gives the old log-probs, and runs while the grader works): all rows go the
+           second way;
         2. the leaf's rows whose gradient is not zero run forward again with autograd and are back-propagated
            with their slice of ``dL/dlogp``.
 
         The weights' gradient is that of one forward over all rows, to float rounding (a row's log-probs come
-        from a forward of another batch shape); the objective and the logs see one set of log-probs. In the first
-        update those are also the old log-probs, so ``s_t`` is exactly 0 there."""
+        from a forward of another batch shape, or from the sampler); the objective and the logs see one set of
+        log-probs. In the first update those are also the old log-probs, so ``s_t`` is exactly 0 there."""
         cfg = self.cfg
         sb = self._scoring_batch(data, rows)
         width, n = sb.response_width, len(rows)
@@ -813,29 +843,35 @@ class Trainer:
 
         one_pass = len(self._chunks(n)) == 1
         skip = self._skip_zero_rows
+        # The first update's rows without gradient need no forward at all when the sampler gave the old
+        # log-probs: at the sampling weights their log-probs are those (s_t = 0 exactly, as for the rows it
+        # forwards, whose old log-probs it replaces with its own).
+        from_sampler = first and data.old_from_sampler and skip and one_pass
         if not skip:
             ahead = np.full(n, one_pass)
-        elif update == 0 or not one_pass:
+        elif (update == 0 and not from_sampler) or not one_pass:
             ahead = np.zeros(n, dtype=bool)
         else:
-            await_rewards()
+            rewards = await_rewards(rows).to(self.device)
             old, _, ref = inputs()
-            rewards = data.rewards[rows].to(self.device)
             ahead = self._rows_with_gradient(old, sb.response_mask, rewards, groups, ref, hp)
         i_ahead, i_rest = np.flatnonzero(ahead), np.flatnonzero(~ahead)
         parts = [forward(i_ahead, grad=True, store=first)] if len(i_ahead) else []
         leaf = None
-        if len(i_rest):
-            chunks = self._chunks(len(i_rest))
-            leaf = torch.cat([forward(i_rest[sl], grad=False, store=first) for sl in chunks])
+        if len(i_rest) and from_sampler:
+            leaf = inputs()[0][torch.as_tensor(i_rest, device=self.device)]
+        elif len(i_rest):
+            leaf = torch.cat(
+                [forward(i_rest[sl], grad=False, store=first) for sl in self._chunks(len(i_rest))]
+            )
+        if leaf is not None:
             parts.append(leaf.requires_grad_(True))
         logp = torch.cat(parts)
         order = np.concatenate([i_ahead, i_rest])
         if (order != np.arange(n)).any():
             logp = logp[torch.as_tensor(np.argsort(order), device=logp.device)]
         old, ent, ref = inputs()
-        await_rewards()
-        rewards = data.rewards[rows].to(self.device)
+        rewards = await_rewards(rows).to(self.device)
         result = self.objective(logp, old, sb.response_mask, rewards, groups, ref_logp=ref, **hp)
         result.loss.backward()
         if leaf is not None and leaf.grad is not None:

@@ -18,9 +18,11 @@ from workbench.runlog import TOKENS_SCHEMA, open_run
 
 
 def _run(out, ws_cache, grader, method: str, skip: bool, monkeypatch, **kw):
-    """One step; returns (run, the gradients at each optimizer step, rows forwarded with autograd per call)."""
+    """One step; returns (run, the gradients at each optimizer step, rows forwarded with autograd per call).
+    ``kw["nograd_rows"]``, a list, if given, receives the rows of each policy forward without autograd."""
     monkeypatch.setattr(training.loop, "SKIP_ZERO_GRADIENT_ROWS", skip)
     grad_rows: list[int] = []
+    nograd_rows: list[int] = kw.pop("nograd_rows", [])
     real_logprobs = (
         training.model.response_logprobs
     )  # not the name in training.loop: a wrapper of a run before
@@ -28,6 +30,8 @@ def _run(out, ws_cache, grader, method: str, skip: bool, monkeypatch, **kw):
     def counting(model, batch, *a, **k):
         if torch.is_grad_enabled():
             grad_rows.append(int(batch.input_ids.shape[0]))
+        elif model.training:  # the policy (the reference model is in eval mode)
+            nograd_rows.append(int(batch.input_ids.shape[0]))
         return real_logprobs(model, batch, *a, **k)
 
     monkeypatch.setattr(training.loop, "response_logprobs", counting)
@@ -58,15 +62,25 @@ def _run(out, ws_cache, grader, method: str, skip: bool, monkeypatch, **kw):
     return open_run(out), grads, grad_rows, moves
 
 
-MIXED = {"batch_prompts": 8, "minibatch_prompts": 2}  # 4 updates of 2 groups: some mixed, some not
+# 4 updates of 2 groups: some mixed, some not, the first update included (seed 1)
+MIXED = {"batch_prompts": 8, "minibatch_prompts": 2, "seed": 1}
 
 
 @pytest.mark.parametrize(("method", "kl"), [("grpo", 0.0), ("real", 0.0), ("grpo", 0.01)])
 def test_skipping_zero_gradient_rows_keeps_every_gradient(
     method, kl, ws_cache, grader, tmp_path, monkeypatch
 ):
+    nograd_rows: list[int] = []
     fast, g_fast, rows_fast, _ = _run(
-        tmp_path / "fast", ws_cache, grader, method, True, monkeypatch, kl_beta=kl, **MIXED
+        tmp_path / "fast",
+        ws_cache,
+        grader,
+        method,
+        True,
+        monkeypatch,
+        kl_beta=kl,
+        nograd_rows=nograd_rows,
+        **MIXED,
     )
     plain, g_plain, rows_plain, _ = _run(
         tmp_path / "plain", ws_cache, grader, method, False, monkeypatch, kl_beta=kl, **MIXED
@@ -84,8 +98,15 @@ def test_skipping_zero_gradient_rows_keeps_every_gradient(
     if kl == 0:  # exactly the rows with a non-zero logged gradient were back-propagated
         carrying = tokens[tokens.grad != 0].groupby(["minibatch", "rollout"]).size()
         assert sum(rows_fast) == len(carrying) < sum(rows_plain)
-    else:  # the KL term reaches every row; at step 1 (old = ref) the prediction misses it: pass 2 catches it
-        assert sum(rows_fast) == sum(rows_plain)
+        # the others ran one forward without autograd, for their logs, except in the first update: there the
+        # sampler's log-probs are theirs (the weights that sampled), and they ran no forward at all
+        first = fast.rollouts().minibatch == 0
+        first_carrying = len(carrying[carrying.index.get_level_values("minibatch") == 0])
+        assert 0 < first_carrying < first.sum()
+        assert sum(nograd_rows) == len(fast.rollouts()) - len(carrying) - (first.sum() - first_carrying)
+    else:  # the KL term (not in the logged grad) reaches rows the prediction at logp = old leaves out (at step
+        # 1 old = ref): a second pass back-propagates them, and the gradients above still agree
+        assert len(rows_fast) > len(g_fast)
     assert (tokens.s[tokens.minibatch == 0] == 0).all()  # the first update's old log-probs are its own
     for col in ("logp", "ratio", "weight", "grad"):
         np.testing.assert_allclose(tokens[col], plain_tokens[col], rtol=1e-4, atol=2e-5, err_msg=col)
