@@ -170,3 +170,32 @@ def _quick_suite(tmp_path, items: list[str]) -> None:
         assert any(line.startswith(f"| {r['label']} |") for line in rows), r["label"]
         assert f"| {r['label']} |" in proc.stdout
     assert "cores" in table[0] and "load" in table[0] and "quick sizes" in table[0]
+
+
+def _ab_step(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "benchmarks/ab_step.py", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_ab_step_explains_itself_and_refuses_a_revision_that_does_not_exist():
+    helped = _ab_step("--help")
+    assert helped.returncode == 0 and "in turn" in helped.stdout and "--base" in helped.stdout
+    bad = _ab_step("--base", "no-such-revision-anywhere")
+    assert bad.returncode == 2 and "is not a revision of this repository" in bad.stderr
+    assert _ab_step("--base", "HEAD", "--steps", "1").returncode == 2
+
+
+@pytest.mark.slow
+def test_ab_step_runs_both_trees_in_turn_and_removes_its_worktree():
+    before = subprocess.run(["git", "worktree", "list"], cwd=REPO, capture_output=True, text=True).stdout
+    done = _ab_step("--base", "HEAD", "--pairs", "1", "--steps", "2", timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "pair 1: step" in done.stdout and "time_update  this - base" in done.stdout
+    assert (
+        subprocess.run(["git", "worktree", "list"], cwd=REPO, capture_output=True, text=True).stdout == before
+    )
