@@ -41,10 +41,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from transformers import PreTrainedModel
 
-from training.model import _entropy, _token_logp
+from training.model import _entropy, _token_logp, rope_depends_on_length
 
 SUPPORTED_TYPES = ("qwen2", "llama", "mistral")
-SEQ_DEPENDENT_ROPE = ("dynamic", "longrope")  # inv_freq depends on the sequence length: no fixed table
 
 
 def lean_decoder_unsupported(model: torch.nn.Module) -> str | None:
@@ -60,10 +59,8 @@ def lean_decoder_unsupported(model: torch.nn.Module) -> str | None:
         return "sliding-window attention"
     if model_type == "mistral" and getattr(config, "sliding_window", None):
         return "sliding-window attention"
-    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
-    rope_type = rope.get("rope_type", rope.get("type", "default"))
-    if rope_type in SEQ_DEPENDENT_ROPE:
-        return f"rope type {rope_type!r} depends on the sequence length"
+    if rope_depends_on_length(config):
+        return "its rope type depends on the sequence length"
     inner = getattr(model, "model", None)
     if inner is None or not all(hasattr(inner, a) for a in ("embed_tokens", "layers", "norm", "rotary_emb")):
         return "not a *ForCausalLM with model.{embed_tokens,layers,norm,rotary_emb}"

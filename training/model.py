@@ -20,6 +20,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.utils.checkpoint
@@ -93,6 +94,16 @@ def save_tiny_model_folder(
 
 
 GENERIC_TOKENIZERS = ("TokenizersBackend", "PreTrainedTokenizerFast")
+
+
+SEQ_DEPENDENT_ROPE = ("dynamic", "longrope")  # inv_freq depends on the sequence length: no fixed table
+
+
+def rope_depends_on_length(config: Any) -> bool:
+    """Whether the model's rotary embedding depends on the sequence length (``dynamic``, ``longrope``): its
+    module then rewrites its own ``inv_freq`` during a forward, so two forwards may not run at once."""
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    return rope.get("rope_type", rope.get("type", "default")) in SEQ_DEPENDENT_ROPE
 
 
 def load_local_tokenizer(path: str | Path):

@@ -5,6 +5,7 @@ exactly those with a non-zero logged gradient, and a mini-batch with none still 
 from __future__ import annotations
 
 import numpy as np
+import pandas.testing as pd_testing
 import pytest
 import torch
 
@@ -198,3 +199,48 @@ def test_the_prediction_at_old_covers_every_row_with_gradient_for_every_method(m
     OBJECTIVES[method](probe, old, mask, rewards, groups, **kl).loss.backward()
     carrying = (probe.grad != 0).any(1).numpy()
     assert not (carrying & ~predicted).any(), f"{method}: a row outside the prediction has gradient"
+
+
+def test_forwards_on_a_second_thread_log_the_same_bits(ws_cache, grader, tmp_path, monkeypatch):
+    """The rows without gradient of updates 2.. are forwarded on a second thread beside the rows with gradient
+    (``OVERLAP_FORWARDS``): every logged value is bit-identical to forwarding them after the others."""
+    submitted: list[int] = []
+
+    class Counting(Trainer):
+        def setup(self) -> None:
+            super().setup()
+            submit = self._beside.submit
+
+            def counting(fn, *a, **k):
+                submitted.append(1)
+                return submit(fn, *a, **k)
+
+            self._beside.submit = counting
+
+    runs = {}
+    for overlap in (True, False):
+        monkeypatch.setattr(training.loop, "OVERLAP_FORWARDS", overlap)
+        cfg = small_config("grpo", ws_cache, steps=2, save_every=0, val_every=0, kl_beta=0.0, **MIXED)
+        Counting(cfg, tmp_path / str(overlap), grader=grader, log=lambda _: None).run()
+        runs[overlap] = open_run(tmp_path / str(overlap))
+        if overlap:
+            assert len(submitted) > 0
+            with_overlap = len(submitted)
+    assert len(submitted) == with_overlap  # none with the switch off
+    on, off = runs[True], runs[False]
+    pd_testing.assert_frame_equal(
+        on.read("tokens").to_pandas(), off.read("tokens").to_pandas(), check_exact=True
+    )
+    cols = [c for c in on.rollouts().columns if "time" not in c and "seconds" not in c]
+    pd_testing.assert_frame_equal(on.rollouts()[cols], off.rollouts()[cols], check_exact=True)
+
+
+def test_a_rope_that_depends_on_the_sequence_length_keeps_forwards_apart():
+    from types import SimpleNamespace
+
+    from training.model import rope_depends_on_length
+
+    assert rope_depends_on_length(SimpleNamespace(rope_parameters={"rope_type": "dynamic", "factor": 2.0}))
+    assert rope_depends_on_length(SimpleNamespace(rope_scaling={"type": "longrope"}))
+    assert not rope_depends_on_length(SimpleNamespace(rope_parameters={"rope_type": "default"}))
+    assert not rope_depends_on_length(SimpleNamespace())
