@@ -56,7 +56,7 @@ METRICS_SCHEMA = pa.schema(
         ("approx_kl", F64),  # k3 estimate of KL(pi_old || pi_theta) at update time
         ("response_len_mean", F64),
         ("time_sample", F64),  # seconds per phase
-        ("time_grade", F64),
+        ("time_grade", F64),  # decoding what sampling left ungraded + waiting for rewards (grading overlaps)
         ("time_update", F64),
         ("time_log", F64),
         ("time_step", F64),
