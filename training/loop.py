@@ -595,14 +595,14 @@ class Trainer:
             futures.wait(grading.futures)  # never leave the grader busy behind an error
             raise
         times["time_logp"] = time.perf_counter() - t
-        graded: dict[str, Any] = {}
-
-        graded["wait"] = 0.0
+        graded: dict[str, Any] = {"wait": 0.0}
 
         def await_rewards(rows: np.ndarray | None = None) -> Tensor:
-            """The rewards of ``rows`` (default: all), waiting for the grader only as long as they need: the
-            step's first update asks for its own rows' before its forward, the next ones for all (time_grade is
-            decoding plus these waits). Once all are in, ``data.rewards`` holds them."""
+            """The rewards of ``rows`` (default: all), waiting for the grader only as long as they need: each
+            update asks for its own rows' (the first one before its forward), the step for all after its
+            updates (time_grade is decoding plus these waits). Only then does ``data.rewards`` hold them, and
+            a grading error may surface only there, after some updates have stepped the weights (the run stops;
+            checkpoints are written only after complete steps)."""
             if "report" not in graded:
                 t_wait = time.perf_counter()
                 if rows is not None:
@@ -878,7 +878,12 @@ class Trainer:
         beside = None
         if len(i_rest) and not from_sampler and len(i_ahead) and not first and self._overlap_forwards:
             beside = self._beside.submit(forward_rest)
-        parts = [forward(i_ahead, grad=True, store=first)] if len(i_ahead) else []
+        try:
+            parts = [forward(i_ahead, grad=True, store=first)] if len(i_ahead) else []
+        except BaseException:
+            if beside is not None:
+                futures.wait([beside])  # never leave a forward running on the model behind an error
+            raise
         leaf = None
         if len(i_rest) and from_sampler:
             leaf = inputs()[0][torch.as_tensor(i_rest, device=self.device)]

@@ -103,7 +103,9 @@ def rope_depends_on_length(config: Any) -> bool:
     """Whether the model's rotary embedding depends on the sequence length (``dynamic``, ``longrope``): its
     module then rewrites its own ``inv_freq`` during a forward, so two forwards may not run at once."""
     rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
-    return rope.get("rope_type", rope.get("type", "default")) in SEQ_DEPENDENT_ROPE
+    # transformers 5 may hold one set of parameters per layer type ({"full_attention": {...}, ...})
+    sets = [r for r in rope.values() if isinstance(r, dict)] or [rope]
+    return any(r.get("rope_type", r.get("type", "default")) in SEQ_DEPENDENT_ROPE for r in sets)
 
 
 def load_local_tokenizer(path: str | Path):

@@ -65,6 +65,21 @@ def test_the_streamed_report_equals_one_grade_call(min_batch):
     assert [e == 0.0 for e in got.elapsed] == [e == 0.0 for e in expected.elapsed]
 
 
+def test_one_answer_in_a_list_is_keyed_as_the_grader_keys_it(grader):
+    """``["3"]`` and ``"3"`` are one answer to the grader (one digest); so they are to the stream: the second
+    rollout repeats the first's pair, and neither is a cache hit unless the pair was cached before."""
+    answers = ["3", ["3"], ("3",)]
+    texts = ["$3$ is new here", "$3$ is new here", "$3$ is new here"]
+    with ThreadPoolExecutor(1) as pool:
+        stream = StreamedGrading(lambda t, a: pool.submit(grader.grade, t, a), _decode, answers, min_batch=1)
+        responses = [_ids(t) for t in texts]
+        stream.add([0], [responses[0]])
+        stream.close(responses)
+        report = stream.result()
+    assert sum(len(rows) for rows, _ in stream.batches) == 1
+    assert report.rewards == [1.0, 1.0, 1.0] and report.cached == [False] * 3
+
+
 def test_misuse_is_an_error_not_a_wrong_reward(grader):
     with ThreadPoolExecutor(1) as pool:
         stream = StreamedGrading(lambda t, a: pool.submit(grader.grade, t, a), _decode, ANSWERS)

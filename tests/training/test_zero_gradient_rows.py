@@ -244,3 +244,8 @@ def test_a_rope_that_depends_on_the_sequence_length_keeps_forwards_apart():
     assert rope_depends_on_length(SimpleNamespace(rope_scaling={"type": "longrope"}))
     assert not rope_depends_on_length(SimpleNamespace(rope_parameters={"rope_type": "default"}))
     assert not rope_depends_on_length(SimpleNamespace())
+    per_layer_type = {
+        "full_attention": {"rope_type": "default"},
+        "sliding_attention": {"rope_type": "dynamic"},
+    }
+    assert rope_depends_on_length(SimpleNamespace(rope_parameters=per_layer_type))
