@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -146,4 +147,5 @@ def test_every_text_is_legible_where_the_app_shows_the_figure(cli, suite):
         for t in built.findobj(Text)
         if t.get_visible() and t.get_text().strip() and t.get_fontsize() * px_per_pt < 10 - 1e-9
     ]
+    plt.close(built)  # pyplot keeps every figure it made until it is closed
     assert not small, small
