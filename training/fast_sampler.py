@@ -45,6 +45,9 @@ from training.model import _entropy, _token_logp, rope_depends_on_length
 
 SUPPORTED_TYPES = ("qwen2", "llama", "mistral")
 
+# on_finished(rollouts, responses): rollouts that sampled EOS, each with its final response (EOS included)
+FinishedHook = Callable[[list[int], list[Tensor]], None]
+
 
 def lean_decoder_unsupported(model: torch.nn.Module) -> str | None:
     """``None`` if ``LeanDecoder`` computes ``model``'s decode step, else the reason it does not."""
@@ -283,9 +286,7 @@ class LeanDecoder:
         return torch.mul(values.unsqueeze(3), p, out=tmp).sum(0).reshape(rows, -1)
 
 
-def report_finished(
-    on_finished: Callable[[list[int], list[Tensor]], None], ended: Tensor, out: Tensor, length: int
-) -> None:
+def report_finished(on_finished: FinishedHook, ended: Tensor, out: Tensor, length: int) -> None:
     """Call ``on_finished(rollouts, responses)`` with the rollouts ``ended`` (indices into ``out``'s rows) that
     sampled EOS as their ``length``-th token, and their responses ``out[r, :length]`` on the CPU (nothing if
     ``ended`` is empty)."""
@@ -307,7 +308,7 @@ def sample_lean(
     eos_id: int,
     compact_fraction: float,
     scores: tuple[Tensor, Tensor] | None = None,
-    on_finished: Callable[[list[int], list[Tensor]], None] | None = None,
+    on_finished: FinishedHook | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``(out [rows, max_new_tokens], lengths [rows], finished [rows])`` on the model's device; rollout ``r``
     answers prompt ``r // n``; ``out`` holds ``pad_id`` after each response (see the module docstring).
@@ -349,7 +350,7 @@ def _decode(
     eos_id: int,
     compact_fraction: float,
     scores: tuple[Tensor, Tensor] | None = None,
-    on_finished: Callable[[list[int], list[Tensor]], None] | None = None,
+    on_finished: FinishedHook | None = None,
 ) -> int:
     """Write each row's tokens into ``out`` (rows that ended keep writing past their EOS until dropped), and
     their log-probs and entropies into ``scores`` if given; returns the number of steps taken."""

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,13 +35,10 @@ import torch
 from torch import Tensor
 from transformers import DynamicCache, PreTrainedModel
 
-from training.fast_sampler import lean_decoder_unsupported, report_finished, sample_lean
+from training.fast_sampler import FinishedHook, lean_decoder_unsupported, report_finished, sample_lean
 from training.model import autocast, forward_logits
 
 BACKENDS = ("transformers", "vllm")
-
-# on_finished(rollouts, responses): rollouts that sampled EOS, each with its final response (EOS included)
-FinishedHook = Callable[[list[int], list[Tensor]], None]
 
 
 class BackendUnavailable(RuntimeError):
