@@ -36,6 +36,7 @@ import numpy as np
 from training.data_sources import DataSource, load_source, parse_source, source_fingerprint
 from training.datasets import BENCHMARKS, PROMPT_SUFFIX, DataFormatError
 from training.seeding import derive_seed
+from training.tokenizer import response_texts
 
 # The paper's column order and headers (Tables 1-3).
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -282,7 +283,7 @@ def run_eval(
                     max_new_tokens=settings.max_new_tokens,
                     seed=derive_seed(settings.seed, _EVAL_PURPOSE, _name_code(name), start),
                 )
-                texts = tokenizer.batch_decode([r.tolist() for r in gens.responses], skip_special_tokens=True)
+                texts = response_texts(tokenizer, gens.responses)
                 golds = [chunk[i // settings.k].gold for i in range(len(texts))]
                 report = grader.grade(texts, golds)
                 seconds = time.perf_counter() - t0

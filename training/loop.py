@@ -72,7 +72,7 @@ from training.rewards import Grader
 from training.rollout import Generations, RolloutBackend, TransformersBackend, VLLMBackend, check_backend
 from training.seeding import SAMPLE, SHUFFLE, VALIDATE, derive_seed, prompt_indices, rng
 from training.task import Problem, encode_prompt, make_splits
-from training.tokenizer import build_tokenizer, token_texts
+from training.tokenizer import build_tokenizer, response_texts, token_texts
 from training.trackers import Trackers, open_trackers, parse_report_to
 from training.warmstart import load_or_train
 from workbench.objectives import OBJECTIVES
@@ -178,14 +178,15 @@ def adamw(params, **kw) -> torch.optim.AdamW:
     return torch.optim.AdamW(params, fused=fused or None, **kw)
 
 
+# Switches of the speed paths; False restores the plain path (the tests compare both, value for value).
 # Skip the backward pass of rows whose gradient is zero (``Trainer._update``); False: every row is
-# back-propagated, as before (the tests compare both).
+# back-propagated.
+SKIP_ZERO_GRADIENT_ROWS = True
 # Rollouts that end early go to the grader while the others decode (training.grading_stream); False: all after.
 GRADE_WHILE_SAMPLING = True
 # The forwards without autograd of an update's rows without gradient run on a second thread beside the forward
 # of its rows with gradient (the second core; ~9 ms less per update on the tiny preset, docs/performance.md).
 OVERLAP_FORWARDS = True
-SKIP_ZERO_GRADIENT_ROWS = True
 
 
 def pad_rows(values: list[Tensor], width: int, device: torch.device) -> Tensor:
@@ -559,9 +560,7 @@ class Trainer:
             lambda texts, golds: self._grading.submit(
                 self.grader.grade, texts, golds, timeout=cfg.grader_timeout, config=self.grader_config
             ),
-            lambda responses: self.tokenizer.batch_decode(
-                [r.tolist() for r in responses], skip_special_tokens=True
-            ),
+            lambda responses: response_texts(self.tokenizer, responses),
             answers,
         )
         t = time.perf_counter()
@@ -742,51 +741,48 @@ class Trainer:
     def _old_logprobs(
         self, data: StepData, layout: list[np.ndarray], sampler: torch.nn.Module, gens: Generations
     ) -> None:
-        """Old log-probs and entropies (and reference log-probs) under ``sampler``, the policy that sampled,
-        computed in the first epoch's mini-batch layout and chunks, so that on-policy the first update
-        recomputes exactly these numbers (s_t = 0).
+        """Old log-probs and entropies under ``sampler``, the policy that sampled, and the reference log-probs
+        (a KL term; this is their one place), computed in the first epoch's mini-batch layout and chunks, so
+        that on-policy the first update recomputes exactly these numbers (s_t = 0).
 
-        The first mini-batch is left to the first update when ``reuse_first_forward`` holds: its forward runs
-        with the very weights that sampled, so its log-probs (detached) are the old ones, and this pass would
-        compute the same numbers again (one forward in ``n_minibatches`` saved). When the back end computed them
-        (``--sampler-logprobs``: the sampler's logits, the scorer's formulas; equal to the scorer's to float
-        rounding), every mini-batch's come from the sampling pass itself (the first update then replaces those
-        of the rows it forwards with its own), and only the reference log-probs (a KL term) need a forward
-        here, for every mini-batch."""
+        The first mini-batch's old log-probs are left to the first update when ``reuse_first_forward`` holds:
+        its forward runs with the very weights that sampled, so its log-probs (detached) are the old ones, and
+        this pass would compute the same numbers again (one forward in ``n_minibatches`` saved). When the back
+        end computed them (``--sampler-logprobs``: the sampler's logits, the scorer's formulas; equal to the
+        scorer's to float rounding), every mini-batch's come from the sampling pass itself (the first update
+        then replaces those of the rows it forwards with its own), and only the reference log-probs need a
+        forward here."""
         n = len(data.responses)
         data.old_logp = [None] * n  # type: ignore[list-item]
         data.entropy = [None] * n  # type: ignore[list-item]
         data.ref_logp = [None] * n if self.ref is not None else None  # type: ignore[list-item]
-        if gens.logp is not None and gens.entropy is not None:
+        from_sampler = gens.logp is not None and gens.entropy is not None
+        if from_sampler:
             data.old_logp, data.entropy = list(gens.logp), list(gens.entropy)  # type: ignore[arg-type]
             data.old_from_sampler = True
-            for rows in layout if self.ref is not None else []:
-                sb = self._scoring_batch(data, rows)
-                for sl in self._chunks(len(rows)):
-                    self._store_ref(data, rows[sl], select_rows(sb, np.arange(len(rows))[sl]))
-            return
-        for rows in layout[1:] if self._reuse_first else layout:
+            if self.ref is None:
+                return
+        for k, rows in enumerate(layout):
             sb = self._scoring_batch(data, rows)
+            left_to_update = from_sampler or (k == 0 and self._reuse_first)
             for sl in self._chunks(len(rows)):
                 part = select_rows(sb, np.arange(len(rows))[sl])  # the rows an update's chunk forwards
-                with torch.no_grad(), self.compute():
-                    lp, en = response_logprobs(
-                        sampler, part, self.cfg.temperature, with_entropy=True,
-                        chunk_tokens=self.cfg.logit_chunk_tokens,
-                    )  # fmt: skip
-                self._store_old(data, rows[sl], part, lp, en)
+                if not left_to_update:
+                    with torch.no_grad(), self.compute():
+                        lp, en = response_logprobs(
+                            sampler, part, self.cfg.temperature, with_entropy=True,
+                            chunk_tokens=self.cfg.logit_chunk_tokens,
+                        )  # fmt: skip
+                    self._store_old(data, rows[sl], lp, en)
+                self._store_ref(data, rows[sl], part)
 
-    def _store_old(self, data: StepData, rows: np.ndarray, sb: ScoringBatch, lp: Tensor, en: Tensor) -> None:
-        """Keep rows ``rows``' old log-probs ``lp`` and entropies ``en`` (``[len(rows), T]``, detached) and
-        compute their reference log-probs (when a KL term is on and they are not there yet) on the same scoring
-        batch ``sb``."""
+    def _store_old(self, data: StepData, rows: np.ndarray, lp: Tensor, en: Tensor) -> None:
+        """Keep rows ``rows``' old log-probs ``lp`` and entropies ``en`` (``[len(rows), T]``, detached)."""
         lp, en = lp.float().cpu(), en.float().cpu()  # one copy off the device, not one per row
         for j, r in enumerate(rows):
             length = len(data.responses[r])
             data.old_logp[r] = lp[j, :length]
             data.entropy[r] = en[j, :length]
-        if data.ref_logp is not None and any(data.ref_logp[r] is None for r in rows):
-            self._store_ref(data, rows, sb)
 
     def _store_ref(self, data: StepData, rows: np.ndarray, sb: ScoringBatch) -> None:
         """Rows ``rows``' reference log-probs on the scoring batch ``sb`` (nothing without a reference model)."""
@@ -849,7 +845,7 @@ class Trainer:
                     self.model, part, cfg.temperature, with_entropy=store, chunk_tokens=chunk
                 )
             if store:
-                self._store_old(data, rows[idx], part, lp.detach(), en)
+                self._store_old(data, rows[idx], lp.detach(), en)
             return torch.nn.functional.pad(lp, (0, width - lp.shape[1]))
 
         one_pass = len(self._chunks(n)) == 1
@@ -987,7 +983,7 @@ class Trainer:
             max_new_tokens=cfg.max_new_tokens,
             seed=derive_seed(cfg.seed, VALIDATE, step),
         )
-        texts = self.tokenizer.batch_decode([r.tolist() for r in gens.responses], skip_special_tokens=True)
+        texts = response_texts(self.tokenizer, gens.responses)
         answers = [self.val_set[i // cfg.val_k].gold for i in range(len(texts))]
         report = self.grader.grade(texts, answers, timeout=cfg.grader_timeout, config=self.grader_config)
         r = torch.tensor(report.rewards).view(-1, cfg.val_k)

@@ -35,6 +35,11 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK)
 
 
+def response_texts(tokenizer: PreTrainedTokenizerBase, responses: Sequence[Sequence[int]]) -> list[str]:
+    """The texts of sampled responses as the grader sees them (special tokens such as EOS left out)."""
+    return tokenizer.batch_decode([[int(t) for t in r] for r in responses], skip_special_tokens=True)
+
+
 def token_texts(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int] | None = None) -> np.ndarray:
     """Decoded text of each token id in ``ids`` (each distinct id decoded once), or of every id of the vocabulary
     (object array indexed by id, for the trainer's lookup without a Python loop per token). Special tokens keep

@@ -41,7 +41,7 @@ from training.model import build_tiny_model
 from training.rewards import Grader
 from training.rollout import TransformersBackend
 from training.task import Problem, encode_prompt
-from training.tokenizer import TOKENIZER_VERSION, build_tokenizer
+from training.tokenizer import TOKENIZER_VERSION, build_tokenizer, response_texts
 from workbench.runlog import atomic_write_json
 
 WARMSTART_VERSION = "ws-v1"
@@ -91,7 +91,7 @@ def pass_rate(
         max_new_tokens=cfg.max_new_tokens,
         seed=seed,
     )
-    texts = tokenizer.batch_decode(gens.responses, skip_special_tokens=True)
+    texts = response_texts(tokenizer, gens.responses)
     answers = [problems[i // samples].answer for i in range(len(texts))]
     r = np.asarray(grader.grade(texts, answers).rewards).reshape(len(problems), samples)
     mixed = (r.max(1) > 0.5) & (r.min(1) < 0.5)
