@@ -20,16 +20,9 @@ from concurrent.futures import Future
 
 from torch import Tensor
 
-from training.rewards import OK, GradeReport
+from training.rewards import OK, GradeReport, gold_answer
 
 Answer = str | tuple[str, ...]
-
-
-def _answer_key(answer: Answer | list[str]) -> Answer:
-    """The answer as ``Grader.grade`` keys it: a one-element list or tuple is its string, a longer one a tuple."""
-    if isinstance(answer, str):
-        return answer
-    return answer[0] if len(answer) == 1 else tuple(answer)
 
 
 class StreamedGrading:
@@ -49,7 +42,7 @@ class StreamedGrading:
         if min_batch < 1:
             raise ValueError(f"min_batch must be >= 1, got {min_batch}")
         self._submit, self._decode, self.min_batch = submit, decode, min_batch
-        self.answers: list[Answer] = [_answer_key(a) for a in answers]
+        self.answers: list[Answer] = [gold_answer(a, i) for i, a in enumerate(answers)]
         self.texts: list[str | None] = [None] * len(self.answers)
         self._responses: dict[int, Tensor] = {}  # the responses the hook saw, checked against the final ones
         self._waiting: list[int] = []

@@ -237,6 +237,16 @@ def _worker_entry(argv: list[str]) -> None:
     _worker_main(Connection(int(argv[0])), int(argv[1]))
 
 
+def gold_answer(answer: Any, i: int = 0) -> str | tuple[str, ...]:
+    """A gold answer as ``Grader.grade`` keys it: a string, a one-element list or tuple as its string, a longer
+    one as a tuple of strings; anything else is a ``ValueError`` naming answer ``i``."""
+    if isinstance(answer, str):
+        return answer
+    if isinstance(answer, list | tuple) and answer and all(isinstance(a, str) for a in answer):
+        return answer[0] if len(answer) == 1 else tuple(answer)
+    raise ValueError(f"answer {i} must be a string or a non-empty tuple of strings: {answer!r}")
+
+
 class Grader:
     """A pool of math-verify worker processes with a hard per-completion deadline (see the module docstring).
 
@@ -356,13 +366,7 @@ class Grader:
         pairs: dict[bytes, tuple[str, str | tuple[str, ...]]] = {}
         hits = 0
         for i, (response, answer) in enumerate(zip(responses, answers, strict=True)):
-            if not isinstance(answer, str):
-                if isinstance(answer, list | tuple) and answer and all(isinstance(a, str) for a in answer):
-                    answer = answer[0] if len(answer) == 1 else tuple(answer)
-                else:
-                    raise ValueError(
-                        f"answer {i} must be a string or a non-empty tuple of strings: {answer!r}"
-                    )
+            answer = gold_answer(answer, i)
             if not isinstance(response, str):
                 raise ValueError(f"response {i} must be a string")
             key = _digest(response, answer, key_cfg)

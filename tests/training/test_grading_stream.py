@@ -103,6 +103,8 @@ def test_misuse_is_an_error_not_a_wrong_reward(grader):
         assert stream.result().rewards[0] == 1.0
     with pytest.raises(ValueError, match="min_batch"):
         StreamedGrading(lambda t, a: None, _decode, ANSWERS, min_batch=0)
+    with pytest.raises(ValueError, match="answer 1 must be a string"):  # the grader's own check, at once
+        StreamedGrading(lambda t, a: None, _decode, ["3", []])
 
 
 def test_a_run_graded_while_it_samples_logs_what_a_run_graded_afterwards_logs(
