@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from training.config import TrainConfig, build_config, flag
+from workbench.runlog import open_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,6 +49,29 @@ SMALL: dict[str, Any] = {
     "grader_workers": 1,
     "progress": False,
 }
+
+
+# Logged columns that measure the machine (or a grader cache shared between runs), not the run.
+MACHINE = {"time_sample", "time_grade", "time_update", "time_log", "time_step", "time_logp", "time_val",
+           "tokens_per_s", "max_rss_mb", "grader_cache_hits"}  # fmt: skip
+LOGGED = ("metrics", "rollouts", "tokens")
+
+
+def logged_table(run_dir: Path | str, table: str) -> pd.DataFrame:
+    """Every column of every complete step's ``table`` file of a run (the writer's extra ones included), the
+    machine's measurements left out."""
+    run = open_run(run_dir)
+    df = pd.concat([pd.read_parquet(f) for f in run.files(table)], ignore_index=True)
+    return df.drop(columns=[c for c in df.columns if c in MACHINE])
+
+
+def assert_same_logs(a: Path | str, b: Path | str) -> None:
+    """Two runs logged the same values, bit for bit, in every table (machine measurements aside)."""
+    assert open_run(a).steps() == open_run(b).steps()
+    for table in LOGGED:
+        pd.testing.assert_frame_equal(
+            logged_table(a, table), logged_table(b, table), check_exact=True, obj=table
+        )
 
 
 def small_config(method: str, cache_dir: Path, **overrides: Any) -> TrainConfig:

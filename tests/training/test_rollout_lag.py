@@ -4,21 +4,12 @@ policy's, and a run stopped and resumed logs exactly what an uninterrupted one l
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from tests.training.conftest import SMALL, cli_flags
+from tests.training.conftest import SMALL, assert_same_logs, cli_flags, logged_table
 from training.lag import BehaviourPolicies, behaviour_step
 from workbench.runlog import open_run
-
-MACHINE = {"time_sample", "time_grade", "time_update", "time_log", "time_step", "time_logp", "time_val",
-           "tokens_per_s", "max_rss_mb", "grader_cache_hits"}  # fmt: skip
-
-
-def _all(run, table: str) -> pd.DataFrame:
-    df = pd.concat([pd.read_parquet(f) for f in run.files(table)], ignore_index=True)
-    return df.drop(columns=[c for c in df.columns if c in MACHINE])
 
 
 def test_behaviour_step_and_the_policies_kept():
@@ -65,19 +56,18 @@ def test_lagged_run_is_off_policy_from_the_first_minibatch_and_resumes_exactly(w
 
     a, b = open_run(whole), open_run(split)
     assert a.steps() == b.steps() == list(range(1, 7))
-    for table in ("metrics", "rollouts", "tokens"):
-        pd.testing.assert_frame_equal(_all(a, table), _all(b, table), check_exact=True)
+    assert_same_logs(whole, split)
 
-    raw = _all(a, "rollouts")
+    raw = logged_table(whole, "rollouts")
     assert (raw.groupby("step").behaviour_step.unique().map(list).to_dict()
             == {k: [behaviour_step(k, 2)] for k in range(1, 7)})  # fmt: skip
     assert (raw.rollout_lag == 2).all()
-    tok = _all(a, "tokens")
+    tok = logged_table(whole, "tokens")
     first = tok[tok.minibatch == tok.groupby("step").minibatch.transform("min")]
     # steps 1-2 sample with the starting weights, which no update has reached yet only at step 1
     moved = first[first.step >= 2].groupby("step").s.apply(lambda s: np.abs(s).max())
     assert (moved > 0).all(), moved
     assert np.abs(first[first.step == 1].s).max() == 0  # step 1: the sampling weights are the current ones
-    m = _all(a, "metrics")
+    m = logged_table(whole, "metrics")
     assert (m.rollout_lag == 2).all()
     assert (m.sbar_tau_q99.iloc[1:] > 0).all() and m.sbar_tau_gt1.between(0, 1).all()

@@ -5,12 +5,11 @@ exactly those with a non-zero logged gradient, and a mini-batch with none still 
 from __future__ import annotations
 
 import numpy as np
-import pandas.testing as pd_testing
 import pytest
 import torch
 
 import training.loop
-from tests.training.conftest import small_config
+from tests.training.conftest import assert_same_logs, small_config
 from training.loop import Trainer
 from training.model import make_scoring_batch, response_logprobs, select_rows
 from workbench.methods import DEFAULTS
@@ -217,22 +216,15 @@ def test_forwards_on_a_second_thread_log_the_same_bits(ws_cache, grader, tmp_pat
 
             self._beside.submit = counting
 
-    runs = {}
     for overlap in (True, False):
         monkeypatch.setattr(training.loop, "OVERLAP_FORWARDS", overlap)
         cfg = small_config("grpo", ws_cache, steps=2, save_every=0, val_every=0, kl_beta=0.0, **MIXED)
         Counting(cfg, tmp_path / str(overlap), grader=grader, log=lambda _: None).run()
-        runs[overlap] = open_run(tmp_path / str(overlap))
         if overlap:
             assert len(submitted) > 0
             with_overlap = len(submitted)
     assert len(submitted) == with_overlap  # none with the switch off
-    on, off = runs[True], runs[False]
-    pd_testing.assert_frame_equal(
-        on.read("tokens").to_pandas(), off.read("tokens").to_pandas(), check_exact=True
-    )
-    cols = [c for c in on.rollouts().columns if "time" not in c and "seconds" not in c]
-    pd_testing.assert_frame_equal(on.rollouts()[cols], off.rollouts()[cols], check_exact=True)
+    assert_same_logs(tmp_path / "True", tmp_path / "False")
 
 
 def test_a_rope_that_depends_on_the_sequence_length_keeps_forwards_apart():
