@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from app_lib.metrics_cache import checked_metrics
 from workbench.liveness import run_is_live
 from workbench.methods import LABELS, METHODS, resolve_hparams
 from workbench.runlog import TABLES, RunFormatError, open_run, step_file
@@ -203,11 +204,12 @@ def _check_files(run_dir: Path, table: str, steps: list[int]) -> None:
 def _metrics(run_dir: str, sig: int) -> pd.DataFrame:
     run = open_run(run_dir)
     _check_files(run.dir, "metrics", run.steps())
-    return run.metrics().sort_values("step").reset_index(drop=True)
+    return checked_metrics(run).to_pandas().sort_values("step").reset_index(drop=True)
 
 
 def metrics(card: RunCard) -> pd.DataFrame:
-    """All complete steps' metrics of a run (cached until a step lands)."""
+    """All complete steps' metrics of a run (cached until a step lands; between app processes on disk,
+    ``app_lib.metrics_cache``)."""
     assert card.path is not None
     return _metrics(str(card.path), _mtime(card.path / "metrics"))
 

@@ -1,8 +1,9 @@
 """The Runs page over many runs, and every figure download of the Paper figures page (issue 15).
 
 - ``runs_page_times(root)``: the Runs page opened under ``streamlit.testing.v1.AppTest`` with every run under
-  ``root``: *cold* (the app's caches emptied: every run's metrics read again, as after a restart) and *warm* (a
-  new session on warm caches, as a second browser tab or a reload), the median of ``repeats`` each.
+  ``root``: *first* (no cache: every run's metrics read and checked), *cold* (the app's in-memory caches emptied,
+  as after a restart; the disk cache kept) and *warm* (a new session on warm caches, as a second browser tab or a
+  reload), the median of ``repeats`` each.
 - ``download_times(root)``: per figure of the Paper figures page and per format, the seconds to make the
   file on warm caches (the figure's data cached: the page drew it): the PNG is built and saved with the page
   and offered as is; PDF and CSV are made on the click (``app_pages/paper_figures.py``: the run figure built for
@@ -60,17 +61,41 @@ def _open_runs_page() -> float:
 
 
 def runs_page_times(repeats: int) -> dict[str, float]:
-    """Median seconds to open the Runs page (app script + page, one session) cold and warm; the runs root is
-    ``$REAL_RUNS_ROOT``."""
+    """Median seconds to open the Runs page (app script + page, one session), the runs root being
+    ``$REAL_RUNS_ROOT``: *first* (no cache at all: the app has never seen these runs), *cold* (the app's
+    in-memory caches emptied, as after a restart; its disk cache of checked metrics, ``app_lib.metrics_cache``,
+    kept) and *warm* (a new session on warm caches). The disk cache is a temporary folder of this call."""
+    import os
+    import tempfile
+
     import streamlit as st
 
-    cold, warm = [], []
-    for _ in range(repeats):
-        st.cache_data.clear()
-        st.cache_resource.clear()
-        cold.append(_open_runs_page())
-        warm.append(_open_runs_page())
-    return {"cold": statistics.median(cold), "warm": statistics.median(warm)}
+    from app_lib.metrics_cache import ENV_VAR
+
+    first, cold, warm = [], [], []
+    before = os.environ.get(ENV_VAR)
+    with tempfile.TemporaryDirectory(prefix="runs-page-cache-") as cache:
+        os.environ[ENV_VAR] = cache
+        try:
+            for _ in range(repeats):
+                shutil.rmtree(Path(cache) / "metrics", ignore_errors=True)
+                st.cache_data.clear()
+                st.cache_resource.clear()
+                first.append(_open_runs_page())
+                st.cache_data.clear()
+                st.cache_resource.clear()
+                cold.append(_open_runs_page())
+                warm.append(_open_runs_page())
+        finally:
+            if before is None:
+                os.environ.pop(ENV_VAR, None)
+            else:
+                os.environ[ENV_VAR] = before
+    return {
+        "first": statistics.median(first),
+        "cold": statistics.median(cold),
+        "warm": statistics.median(warm),
+    }
 
 
 def _save(fig: object, fmt: str) -> bytes:

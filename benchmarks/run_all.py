@@ -20,7 +20,7 @@ average, and writes ``results.json``, ``table.md`` and each item's output to ``-
 | objectives | each objective's forward+backward | ``grpo``'s, interleaved rounds | <= 1.2x |
 | stats_time, stats_memory | all statistics over ~10 M logged tokens | a plain pyarrow read | 10 s, 4 GiB |
 | app | slowest warm page response, 200 steps x 512 rollouts | AppTest on an empty page | 2 s |
-| app_runs_page_* | the Runs page opened cold and warm, 33 runs of 100 steps | - | 2 s |
+| app_runs_page_* | the Runs page opened first (no cache), after a restart (disk cache) and warm, 33 runs of 100 steps | - | 2 s |
 | app_downloads | slowest Paper figures download (PNG, PDF, CSV), warm | - | 5 s |
 | pipeline | wall time of ``paper-figures --preset tiny --seeds 3`` | - (read from the pipeline's own log, not rerun) | < 1 h |
 | pipeline_estimate | the same at this code's per-run time (logging item) | - (runs x seconds per run / cores) | < 1 h |

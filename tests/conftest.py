@@ -4,11 +4,30 @@ start of the training tests' scaled-down configuration for the whole session."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+
+_CACHE_DIR: str | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The app's disk cache (``app_lib.metrics_cache``) goes to a folder of this session, removed at its end, not
+    to the user's ``~/.cache`` (the app tests' servers inherit the variable)."""
+    global _CACHE_DIR
+    if "REAL_WORKBENCH_CACHE" not in os.environ:
+        _CACHE_DIR = tempfile.mkdtemp(prefix="real-workbench-cache-")
+        os.environ["REAL_WORKBENCH_CACHE"] = _CACHE_DIR
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _CACHE_DIR is not None:
+        os.environ.pop("REAL_WORKBENCH_CACHE", None)
+        shutil.rmtree(_CACHE_DIR, ignore_errors=True)
 
 
 @dataclass

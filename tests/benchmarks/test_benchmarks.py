@@ -28,7 +28,14 @@ KEYS = {
     "logging": {"logging", "tiny_run"},
     "objectives": {"objectives"},
     "stats": {"stats_time", "stats_memory"},
-    "app": {"app", "app_inspector_memory", "app_runs_page_cold", "app_runs_page_warm", "app_downloads"},
+    "app": {
+        "app",
+        "app_inspector_memory",
+        "app_runs_page_first",
+        "app_runs_page_cold",
+        "app_runs_page_warm",
+        "app_downloads",
+    },
     "pipeline": {"pipeline", "pipeline_estimate", "study_estimate"},
 }
 
