@@ -349,6 +349,16 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
     return meta
 
 
+@dataclass(frozen=True)
+class StepFilesRead:
+    """What ``Run.read_files`` read: the table, the steps whose files it read, and each file's row count when
+    all files had the table's schema (else ``None``)."""
+
+    table: pa.Table
+    steps: list[int]
+    rows: list[int] | None
+
+
 @dataclass
 class Run:
     """A run directory opened for reading. Only complete steps (those with a metrics file) are visible."""
@@ -407,19 +417,30 @@ class Run:
         Files that share one schema and pass the checks together are read in one pass (``_read_uniform``); any
         other case (a damaged, missing, retyped or differently typed file, a value the checks refuse) is read
         file by file through ``read_table_file``, whose error names the file, row and field."""
+        return self.read_files(table, steps, columns).table
+
+    def read_files(
+        self, table: str, steps: Iterable[int] | None = None, columns: list[str] | None = None
+    ) -> StepFilesRead:
+        """``read``'s table, with the steps whose files it read and, when every file had one schema (that of
+        the table), each file's row count (``None`` otherwise: types were merged across files)."""
         if table not in SCHEMAS:
             raise ValueError(f"unknown table {table!r}; one of {', '.join(TABLES)}")
         files = self.files(table, steps)
+        read = [s for f in files if (s := _parse_step(f)) is not None]
         fast = _read_uniform(files, table, columns)
         if fast is not None:
-            return fast
+            return StepFilesRead(pa.concat_tables(fast), read, [t.num_rows for t in fast])
         parts = [read_table_file(f, table, columns) for f in files]
         if not parts:
             cols = columns or SCHEMAS[table].names
-            return pa.schema(
+            empty = pa.schema(
                 [SCHEMAS[table].field(c) for c in cols if c in SCHEMAS[table].names]
             ).empty_table()
-        return pa.concat_tables(parts, promote_options="permissive")
+            return StepFilesRead(empty, read, [])
+        whole = pa.concat_tables(parts, promote_options="permissive")
+        uniform = all(t.schema.equals(whole.schema) for t in parts)
+        return StepFilesRead(whole, read, [t.num_rows for t in parts] if uniform else None)
 
     def metrics(self, columns: list[str] | None = None) -> pd.DataFrame:
         return self.read("metrics", columns=columns).to_pandas()
@@ -464,11 +485,11 @@ def _read_columns(path: Path, columns: list[str]) -> pa.Table:
         return pf.read(columns=columns, use_threads=False)
 
 
-def _read_uniform(files: list[Path], table: str, columns: list[str] | None) -> pa.Table | None:
-    """The files' ``columns`` as one table when every file reads, all have the same schema, and that schema and
-    the concatenated values pass ``read_table_file``'s checks; else None (the caller reads file by file, which
-    raises the located error or concatenates differing types). The same result as the file-by-file read, at a
-    quarter of its cost: the schema and the values are checked once, not once per file."""
+def _read_uniform(files: list[Path], table: str, columns: list[str] | None) -> list[pa.Table] | None:
+    """The files' ``columns``, one table per file, when every file reads, all have the same schema, and that
+    schema and the concatenated values pass ``read_table_file``'s checks; else None (the caller reads file by
+    file, which raises the located error or concatenates differing types). The same result as the file-by-file
+    read, at a quarter of its cost: the schema and the values are checked once, not once per file."""
     if len(files) < 2:
         return None
     needed = list(columns if columns is not None else SCHEMAS[table].names)
@@ -480,13 +501,18 @@ def _read_uniform(files: list[Path], table: str, columns: list[str] | None) -> p
         if any(not t.schema.equals(schema) for t in parts[1:]) or schema.names != needed:
             return None
         _check_columns(files[0], table, schema, needed)
-        whole = pa.concat_tables(parts)
-        for name in needed:
-            if name in SCHEMAS[table].names:
-                _check_values(files[0], table, name, whole.column(name))
+        check_values(files[0], table, pa.concat_tables(parts))
     except (RunFormatError, pa.ArrowException, OSError, ValueError, KeyError):
         return None
-    return whole
+    return parts
+
+
+def check_values(path: Path, table: str, tbl: pa.Table) -> None:
+    """``read_table_file``'s value checks on every schema column of ``tbl`` (read from ``path``, which the error
+    names): no null outside the nullable columns, finite floats, valid UTF-8, non-negative magnitudes."""
+    for name in tbl.column_names:
+        if name in SCHEMAS[table].names:
+            _check_values(path, table, name, tbl.column(name))
 
 
 def _check_columns(path: Path, table: str, file_schema: pa.Schema, needed: Iterable[str]) -> None:

@@ -30,24 +30,25 @@ def run_dir(tmp_path: Path) -> Path:
 
 
 class ReadSpy:
-    """Records the steps each ``Run.read`` call asked for (the real read runs)."""
+    """Records the steps each ``Run.read_files`` call (``Run.read`` goes through it) asked for; the real read
+    runs."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch):
         self.calls: list[list[int] | None] = []
-        real = Run.read
+        real = Run.read_files
 
-        def read(run: Run, table: str, steps=None, columns=None):
+        def read_files(run: Run, table: str, steps=None, columns=None):
             self.calls.append(None if steps is None else list(steps))
             return real(run, table, steps, columns)
 
-        monkeypatch.setattr(Run, "read", read)
+        monkeypatch.setattr(Run, "read_files", read_files)
 
 
 def same(run_dir: Path) -> None:
-    """The cached read equals the plain read: values, order, columns and types."""
+    """The cached read equals the plain read: values, order, columns, types and schema metadata."""
     got = checked_metrics(open_run(run_dir))
     want = open_run(run_dir).read("metrics")
-    assert got.schema.equals(want.schema)
+    assert got.schema.equals(want.schema, check_metadata=True)
     assert got.equals(want)
 
 
@@ -149,18 +150,81 @@ def test_default_folder_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert metrics_cache.cache_dir() == tmp_path / "xdg" / "real-workbench"
 
 
-def test_rows_out_of_file_order_are_not_cached(cache: Path, run_dir: Path) -> None:
-    """A hand-made file whose row names another step: read as the reader reads it, but not cached (its rows
-    cannot be told apart by file)."""
+def rewrite(f: Path, table) -> None:
+    """Replace a step file as the writer does (a new file renamed into place)."""
+    import pyarrow.parquet as pq
+
+    tmp = f.with_suffix(".tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, f)
+
+
+def test_rows_are_counted_by_file_not_by_step(cache: Path, run_dir: Path) -> None:
+    """Hand-made files: step 5's file holds two rows, one naming step 6, and step 6's file none. The cache
+    counts rows per file, so replacing step 6's file later keeps both of step 5's rows."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    f = step_file(run_dir, "metrics", 2)
-    t = pq.read_table(f)
-    i = t.schema.get_field_index("step")
-    pq.write_table(t.set_column(i, t.schema.field(i), pa.array([5], t.schema.field(i).type)), f)
+    f5, f6 = step_file(run_dir, "metrics", 5), step_file(run_dir, "metrics", 6)
+    t5, t6 = pq.read_table(f5), pq.read_table(f6)
+    rewrite(f5, pa.concat_tables([t5, t6]))
+    rewrite(f6, t6.slice(0, 0))
+    same(run_dir)
+    assert len(entries(cache)) == 1
+    rewrite(f6, t6)
+    same(run_dir)
+    assert checked_metrics(open_run(run_dir)).column("step").to_pylist() == [1, 2, 3, 4, 5, 6, 6]
+
+
+def test_types_merged_across_files_are_not_cached(cache: Path, run_dir: Path) -> None:
+    """Two files where one column is int32 and four where it is int64: the reader widens the column for the
+    whole run. Cut to the int32 files it would read int32; a cache of the merged table must not answer then."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for s in (1, 2):
+        f = step_file(run_dir, "metrics", s)
+        t = pq.read_table(f)
+        i = t.schema.get_field_index("step")
+        rewrite(f, t.set_column(i, pa.field("step", pa.int32()), t.column(i).cast(pa.int32())))
+    want = open_run(run_dir).read("metrics")
+    assert want.schema.field("step").type == pa.int64()
     same(run_dir)
     assert entries(cache) == []
+    for s in (3, 4, 5, 6):
+        step_file(run_dir, "metrics", s).unlink()
+    assert open_run(run_dir).read("metrics").schema.field("step").type == pa.int32()
+    same(run_dir)
+
+
+def test_a_damaged_cache_entry_is_not_served(cache: Path, run_dir: Path) -> None:
+    """An entry that still parses but holds a value the reader refuses (a NaN where a finite number belongs)
+    is rebuilt from the step files."""
+    import pyarrow as pa
+
+    same(run_dir)
+    (entry,) = entries(cache)
+    table = pa.ipc.open_file(pa.py_buffer(entry.read_bytes())).read_all()
+    i = table.schema.get_field_index("loss")
+    bad = table.set_column(i, table.schema.field(i), pa.array([float("nan")] * table.num_rows))
+    with pa.OSFile(str(entry), "wb") as f, pa.ipc.new_file(f, bad.schema) as w:
+        w.write_table(bad)
+    same(run_dir)
+
+
+def test_prune_keeps_the_newest_half(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    monkeypatch.setattr(metrics_cache, "MAX_ENTRIES", 4)
+    for k in range(6):
+        p = folder / f"{k}.arrow"
+        p.write_bytes(b"x")
+        os.utime(p, (1_000 + k, 1_000 + k))
+    stale = folder / ".0.arrow.123.tmp"
+    stale.write_bytes(b"x")
+    os.utime(stale, (1_000, 1_000))
+    metrics_cache._prune(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["3.arrow", "4.arrow", "5.arrow"]
 
 
 def test_the_runs_page_after_a_restart(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
