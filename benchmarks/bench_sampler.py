@@ -23,7 +23,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import ROOT, load1, machine, result, tiny_policy, write_results
+from benchmarks.common import (
+    ROOT,
+    bootstrap_interval,
+    interval_text,
+    load1,
+    machine,
+    result,
+    tiny_policy,
+    write_results,
+)
 
 TARGET = 2.5
 
@@ -81,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     cpu = {k: 0.0 for k in contenders}
     tokens = {k: 0 for k in contenders}
     per_round: list[float] = []
+    rounds: list[tuple[int, float, int, float]] = []  # (tokens, seconds) of the default back end, of generate
     same = 0
     load0 = load1()
     for r in range(args.rounds + 1):
@@ -105,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             wall[name] += times[name][0]
             cpu[name] += times[name][1]
             tokens[name] += n_tok[name]
+        rounds.append((n_tok["default back end"], times["default back end"][0],
+                       n_tok["transformers generate"], times["transformers generate"][0]))  # fmt: skip
         per_round.append((n_tok["default back end"] / times["default back end"][0])
                          / (n_tok["transformers generate"] / times["transformers generate"][0]))  # fmt: skip
     load_end = load1()
@@ -112,6 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     cpu_rate = {k: tokens[k] / cpu[k] for k in contenders}
     ratio = rate["default back end"] / rate["transformers generate"]
     cpu_ratio = cpu_rate["default back end"] / cpu_rate["transformers generate"]
+    spread = "one round: no interval"
+    if len(rounds) >= 2:
+        lo, hi = bootstrap_interval(
+            lambda nt, st, gt, gs: float((nt.sum() / st.sum()) / (gt.sum() / gs.sum())),
+            *zip(*rounds, strict=True),
+            paired=True,
+        )
+        spread = interval_text(lo, hi, TARGET, "the rounds (paired)")
     rollouts = args.prompts * g
     sizes = (f"{args.prompts} prompts x G={g} = {rollouts} rollouts, max {args.max_new_tokens} new tokens, "
              f"T={args.temperature}, tiny model ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params), "
@@ -127,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {k:<24}{rate[k]:>10,.0f}{cpu_rate[k]:>11,.0f}{mean_len:>10.1f}")
     print(f"  default / generate: {ratio:.2f}x wall (rounds: median {statistics.median(per_round):.2f}, "
           f"min {min(per_round):.2f}, max {max(per_round):.2f}), {cpu_ratio:.2f}x CPU time; target >= {TARGET:g}x: "
-          f"{'met' if ratio >= TARGET else 'MISSED'}")  # fmt: skip
+          f"{'met' if ratio >= TARGET else 'MISSED'}; {spread}")  # fmt: skip
     print(f"  default and generic loop drew the same tokens in {same}/{args.rounds} rounds")
     if args.profile:
         import cProfile
@@ -141,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     rec = result(
         "sampler", "rollout sampling, tiny model: tokens/s vs transformers generate", round(ratio, 3), "x",
         TARGET, "higher", ours=(f"{rate['default back end']:,.0f} tokens/s (default transformers back end); CPU-time ratio "
-              f"{cpu_ratio:.2f}x; per-round ratios {min(per_round):.2f}-{max(per_round):.2f}"),
+              f"{cpu_ratio:.2f}x; per-round ratios {min(per_round):.2f}-{max(per_round):.2f}; {spread}"),
         baseline=f"{rate['transformers generate']:,.0f} tokens/s (model.generate, same model/batch/lengths/T)",
         sizes=sizes, load=(load0, load_end), cpu_ratio=round(cpu_ratio, 3),
         generic_loop_tokens_per_s=round(rate["generic loop"]), same_tokens_rounds=f"{same}/{args.rounds}",

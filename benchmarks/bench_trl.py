@@ -37,9 +37,21 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import ROOT, load1, machine, result, tiny_policy, trainer_cpu_seconds, write_results
+from benchmarks.common import (
+    ROOT,
+    bootstrap_interval,
+    interval_text,
+    load1,
+    machine,
+    result,
+    tiny_policy,
+    trainer_cpu_seconds,
+    write_results,
+)
 
 TARGET = 0.5
 
@@ -154,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     trl_steps = theirs["step_seconds"][1:]
     ours_s, trl_s = statistics.median(our_steps), statistics.median(trl_steps)
     ratio = ours_s / trl_s
+    lo, hi = bootstrap_interval(lambda x, y: float(np.median(x) / np.median(y)), our_steps, trl_steps)
+    spread = interval_text(lo, hi, TARGET, "the measured steps")
     our_cpu, trl_cpu = (
         statistics.median(cpu_a[1:] + cpu_b[1:]),
         statistics.median(theirs["step_cpu_seconds"][1:]),
@@ -179,15 +193,18 @@ def main(argv: list[str] | None = None) -> int:
         print(profile_update(args.cache_dir))
         print(f"  TRL phases (cProfile, cumulative s/step; profiling slows TRL, so ignore the ratio): "
               f"{theirs['profile']}")  # fmt: skip
-    print(f"  ours / TRL = {ratio:.2f} (target <= {TARGET}): {'met' if ratio <= TARGET else 'MISSED'}")
+    print(
+        f"  ours / TRL = {ratio:.2f} (target <= {TARGET}): {'met' if ratio <= TARGET else 'MISSED'}; {spread}"
+    )
     rec = result(
         "rl_step", "one RL step at equal work vs TRL GRPOTrainer", round(ratio, 3), "x time", TARGET, "lower",
         ours=(f"{ours_s:.3f} s/step, {our_cpu:.3f} CPU s/step incl. grader workers (workbench trainer, full "
-              f"per-token logs); CPU-time ratio {our_cpu / trl_cpu:.2f}"),
+              f"per-token logs); CPU-time ratio {our_cpu / trl_cpu:.2f}; ratio {spread}"),
         baseline=f"{trl_s:.3f} s/step, {trl_cpu:.3f} CPU s/step (TRL {theirs['trl']} GRPOTrainer in .venv-trl, a "
                  f"subprocess of the same run, between our two runs)", sizes=sizes,
         load=(load0, load_end), ours_steps=our_steps, trl_steps=trl_steps, cpu_ratio=round(our_cpu / trl_cpu, 3),
         ours_cpu_s=round(our_cpu, 3), trl_cpu_s=round(trl_cpu, 3), our_phases=our_phases,
+        interval=[round(lo, 3), round(hi, 3)],
     )  # fmt: skip
     write_results(args.json, [rec])
     return 0

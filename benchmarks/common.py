@@ -17,8 +17,11 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -71,6 +74,42 @@ def machine() -> dict[str, Any]:
         "host": platform.node(),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
     }
+
+
+def bootstrap_interval(
+    statistic: Callable[..., float],
+    *samples: Sequence[float],
+    paired: bool = False,
+    n_boot: int = 4000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic(*samples)``: each sample's values drawn again with
+    replacement, ``n_boot`` times (``paired``: one draw of indices for all samples, which then have one length,
+    e.g. the rounds of an interleaved benchmark), and the ``(1 - level) / 2``, ``(1 + level) / 2`` quantiles of
+    the statistic taken. It covers the spread between the measured repeats of one run only: runs at another time
+    of the same code can spread more (other jobs on the machine)."""
+    arrays = [np.asarray(x, dtype=np.float64) for x in samples]
+    if any(len(a) < 2 for a in arrays):
+        raise ValueError("bootstrap_interval needs at least 2 values per sample")
+    if paired and len({len(a) for a in arrays}) != 1:
+        raise ValueError("paired samples must have one length")
+    rng = np.random.default_rng(seed)
+    values = np.empty(n_boot)
+    for i in range(n_boot):
+        if paired:
+            idx = rng.integers(0, len(arrays[0]), len(arrays[0]))
+            values[i] = statistic(*(a[idx] for a in arrays))
+        else:
+            values[i] = statistic(*(a[rng.integers(0, len(a), len(a))] for a in arrays))
+    lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def interval_text(lo: float, hi: float, target: float, what: str) -> str:
+    """``95% bootstrap interval lo-hi (what)``, and whether it lies on one side of ``target``."""
+    side = "crosses the target" if lo <= target <= hi else "clear of the target"
+    return f"95% bootstrap interval {lo:.3f}-{hi:.3f} over {what}, {side}"
 
 
 def met(value: float, target: float, better: str) -> bool:

@@ -206,3 +206,33 @@ def test_ab_step_runs_both_trees_in_turn_and_removes_its_worktree():
     assert (
         subprocess.run(["git", "worktree", "list"], cwd=REPO, capture_output=True, text=True).stdout == before
     )
+
+
+def test_bootstrap_interval_of_a_ratio():
+    """The interval holds the point estimate, narrows with more repeats, has no width without spread, and pairing
+    removes what the rounds share (a slow round slows both sides)."""
+    import numpy as np
+
+    from benchmarks.common import bootstrap_interval, interval_text
+
+    rng = np.random.default_rng(1)
+    ratio = lambda x, y: float(np.median(x) / np.median(y))  # noqa: E731
+    a, b = 0.5 + 0.05 * rng.standard_normal(10), 1.0 + 0.05 * rng.standard_normal(10)
+    lo, hi = bootstrap_interval(ratio, a, b)
+    assert lo < ratio(a, b) < hi and 0.4 < lo and hi < 0.6
+    a4, b4 = 0.5 + 0.05 * rng.standard_normal(160), 1.0 + 0.05 * rng.standard_normal(160)
+    lo4, hi4 = bootstrap_interval(ratio, a4, b4)
+    assert hi4 - lo4 < (hi - lo) / 2
+    assert bootstrap_interval(ratio, [0.5, 0.5, 0.5], [1.0, 1.0]) == (0.5, 0.5)
+    load = rng.uniform(1, 3, 12)  # each round's machine speed, shared by both sides of the round
+    ours, base = 0.5 * load, 1.0 * load * (1 + 0.01 * rng.standard_normal(12))
+    total = lambda x, y: float(x.sum() / y.sum())  # noqa: E731
+    plo, phi = bootstrap_interval(total, ours, base, paired=True)
+    ulo, uhi = bootstrap_interval(total, ours, base)
+    assert phi - plo < (uhi - ulo) / 5
+    with pytest.raises(ValueError, match="one length"):
+        bootstrap_interval(total, [1.0, 2.0], [1.0, 2.0, 3.0], paired=True)
+    with pytest.raises(ValueError, match="at least 2"):
+        bootstrap_interval(total, [1.0], [1.0, 2.0])
+    assert interval_text(0.46, 0.53, 0.5, "steps").endswith("crosses the target")
+    assert interval_text(0.41, 0.48, 0.5, "steps").endswith("clear of the target")
