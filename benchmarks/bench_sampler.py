@@ -124,14 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     cpu_rate = {k: tokens[k] / cpu[k] for k in contenders}
     ratio = rate["default back end"] / rate["transformers generate"]
     cpu_ratio = cpu_rate["default back end"] / cpu_rate["transformers generate"]
-    spread = "one round: no interval"
+    spread, interval = "one round: no interval", None
     if len(rounds) >= 2:
         lo, hi = bootstrap_interval(
             lambda nt, st, gt, gs: float((nt.sum() / st.sum()) / (gt.sum() / gs.sum())),
             *zip(*rounds, strict=True),
             paired=True,
         )
-        spread = interval_text(lo, hi, TARGET, "the rounds (paired)")
+        spread, interval = interval_text(lo, hi, TARGET, "the rounds (paired)"), [round(lo, 3), round(hi, 3)]
     rollouts = args.prompts * g
     sizes = (f"{args.prompts} prompts x G={g} = {rollouts} rollouts, max {args.max_new_tokens} new tokens, "
              f"T={args.temperature}, tiny model ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params), "
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         baseline=f"{rate['transformers generate']:,.0f} tokens/s (model.generate, same model/batch/lengths/T)",
         sizes=sizes, load=(load0, load_end), cpu_ratio=round(cpu_ratio, 3),
         generic_loop_tokens_per_s=round(rate["generic loop"]), same_tokens_rounds=f"{same}/{args.rounds}",
-        round_ratios=[round(x, 3) for x in per_round],
+        round_ratios=[round(x, 3) for x in per_round], interval=interval,
     )  # fmt: skip
     write_results(args.json, [rec])
     return 0 if same == args.rounds else 1
