@@ -372,6 +372,7 @@ def _decode(
 
     rows = torch.arange(out.shape[0], device=device)  # rollout of each row of the batch
     alive = torch.ones(len(rows), dtype=torch.bool, device=device)  # rows that have not sampled EOS
+    n_before = len(rows)  # rows alive before this step
     inv_t = 1.0 / temperature
     for t in range(max_new_tokens):
         probs = torch.softmax(logits.float() * inv_t, dim=-1)
@@ -381,10 +382,12 @@ def _decode(
         if scores is not None:  # the scorer's own functions, so the two cannot drift apart
             scores[0][rows, t], z, lse = _token_logp(logits, tok, temperature)
             scores[1][rows, t] = _entropy(z, lse)
-        if on_finished is not None:
-            report_finished(on_finished, rows[alive & (tok == eos_id)], out, t + 1)
-        alive &= tok != eos_id
-        n_alive = int(alive.sum())
+        ended = alive & (tok == eos_id)
+        alive &= ~ended
+        n_alive = int(alive.sum())  # the loop's one host sync a step
+        if on_finished is not None and n_alive < n_before:  # else nothing ended: no second sync to find out
+            report_finished(on_finished, rows[ended], out, t + 1)
+        n_before = n_alive
         if n_alive == 0 or t == max_new_tokens - 1:
             return t + 1
         if len(rows) - n_alive >= max(1, int(compact_fraction * len(rows))):
