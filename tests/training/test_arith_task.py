@@ -73,3 +73,16 @@ def test_tokenizer_round_trips_task_text():
     # the engines' form: the texts of given ids, in order, repeats included; the same as the vocabulary table
     some = [tok.eos_token_id, tok.convert_tokens_to_ids("7"), tok.convert_tokens_to_ids("7"), 5]
     assert list(token_texts(tok, some)) == [texts[i] for i in some] and len(token_texts(tok, [])) == 0
+
+
+def test_response_texts_leave_out_eos_and_take_tensors_or_lists():
+    import torch
+
+    from training.tokenizer import response_texts
+
+    tok = build_tokenizer()
+    texts = [p.solution for p in make_splits(SPEC)["sft"][:5]]
+    ids = [tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in texts]
+    tensors = [torch.tensor(i) for i in ids]
+    assert response_texts(tok, tensors) == texts == response_texts(tok, ids)
+    assert response_texts(tok, [torch.tensor([], dtype=torch.long)]) == [""]
