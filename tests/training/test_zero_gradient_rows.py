@@ -160,7 +160,8 @@ def test_after_an_update_without_backward_only_parameters_a_backward_reaches_get
 
     model = training.model.build_tiny_model(training.model.TinyModelSpec(32, 1, 2, 64, 64), 20, 0, 1, seed=0)
     model.unused = torch.nn.Linear(3, 3)  # never in the forward: no backward reaches it
-    host = SimpleNamespace(model=model, _reached_params=None)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    host = SimpleNamespace(model=model, _trainable=trainable, _reached_params=None)
     ids = torch.tensor([[3, 4, 5]])
     model(input_ids=ids).logits.sum().backward()  # an update with a backward: what it reaches is recorded
     Trainer._zero_grads_if_no_backward(host)
