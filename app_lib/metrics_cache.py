@@ -36,7 +36,9 @@ from workbench.runlog import METRICS_SCHEMA, Run, check_values, step_file
 
 ENV_VAR = "REAL_WORKBENCH_CACHE"
 FORMAT = 2
-MAX_ENTRIES = 4096  # run files kept; past this the least recently written half is removed
+MAX_ENTRIES = (
+    2048  # run files kept (~25 KB each for 100 steps); past this the least recently written half goes
+)
 _SCHEMA_KEY = hashlib.sha256(str(METRICS_SCHEMA).encode()).hexdigest()[:16]
 _META = b"real_workbench_metrics_cache"
 
@@ -164,7 +166,10 @@ def _store(entry: Path, run: Run, table: pa.Table, keys: list[FileKey], rows: li
         "files": keys,
         "rows": rows,
     }
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), _META: json.dumps(meta)})
+    # one record batch, not one per step file (a run of 100 steps: ~25 KB on disk instead of ~140 KB)
+    table = table.combine_chunks().replace_schema_metadata(
+        {**(table.schema.metadata or {}), _META: json.dumps(meta)}
+    )
     try:
         entry.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(dir=entry.parent, prefix=f".{entry.name}.", suffix=".tmp")
