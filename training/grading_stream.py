@@ -49,6 +49,7 @@ class StreamedGrading:
         self._first: dict[tuple[str, Answer], int] = {}  # (text, answer) -> first rollout handed over
         self._repeat_of: dict[int, int] = {}  # rollout -> the earlier rollout with its (text, answer)
         self.batches: list[tuple[list[int], Future]] = []
+        self._where: dict[int, tuple[int, int]] = {}  # rollout handed over -> (its batch, its place in it)
         self.closed = False
 
     @property
@@ -109,10 +110,9 @@ class StreamedGrading:
         rollouts); a grading error is raised here as in ``result``."""
         if not self.closed:
             raise RuntimeError("close() the step's grading before reading its rewards")
-        where = {r: (b, j) for b, (rows, _) in enumerate(self.batches) for j, r in enumerate(rows)}
         out = []
         for r in rollouts:
-            b, j = where[self._repeat_of.get(r, r)]
+            b, j = self._where[self._repeat_of.get(r, r)]
             out.append(self.batches[b][1].result().rewards[j])
         return out
 
@@ -129,4 +129,5 @@ class StreamedGrading:
             return
         rows, self._waiting = self._waiting, []
         future = self._submit([self.texts[r] for r in rows], [self.answers[r] for r in rows])  # type: ignore[misc]
+        self._where.update((r, (len(self.batches), j)) for j, r in enumerate(rows))
         self.batches.append((rows, future))

@@ -857,14 +857,18 @@ class Trainer:
         # log-probs: at the sampling weights their log-probs are those (s_t = 0 exactly, as for the rows it
         # forwards, whose old log-probs it replaces with its own).
         from_sampler = first and data.old_from_sampler and skip and one_pass
+        # What the prediction reads is read once: the rewards, and the padded old/entropy/reference rows (those
+        # change only where a first update's forward stores its own log-probs, so they are read again then).
+        rewards: Tensor | None = None
+        before: tuple[Tensor, Tensor, Tensor | None] | None = None
         if not skip:
             ahead = np.full(n, one_pass)
         elif (update == 0 and not from_sampler) or not one_pass:
             ahead = np.zeros(n, dtype=bool)
         else:
             rewards = await_rewards(rows).to(self.device)
-            old, _, ref = inputs()
-            ahead = self._rows_with_gradient(old, sb.response_mask, rewards, groups, ref, hp)
+            before = inputs()
+            ahead = self._rows_with_gradient(before[0], sb.response_mask, rewards, groups, before[2], hp)
         i_ahead, i_rest = np.flatnonzero(ahead), np.flatnonzero(~ahead)
 
         def forward_rest() -> Tensor:
@@ -884,8 +888,9 @@ class Trainer:
                 futures.wait([beside])  # never leave a forward running on the model behind an error
             raise
         leaf = None
-        if len(i_rest) and from_sampler:
-            leaf = inputs()[0][torch.as_tensor(i_rest, device=self.device)]
+        if len(i_rest) and from_sampler:  # rows the forward did not store: their old log-probs as before it
+            assert before is not None
+            leaf = before[0][torch.as_tensor(i_rest, device=self.device)]
         elif beside is not None:
             leaf = beside.result()
         elif len(i_rest):
@@ -896,8 +901,9 @@ class Trainer:
         order = np.concatenate([i_ahead, i_rest])
         if (order != np.arange(n)).any():
             logp = logp[torch.as_tensor(np.argsort(order), device=logp.device)]
-        old, ent, ref = inputs()
-        rewards = await_rewards(rows).to(self.device)
+        old, ent, ref = before if before is not None and not first else inputs()
+        if rewards is None:
+            rewards = await_rewards(rows).to(self.device)
         result = self.objective(logp, old, sb.response_mask, rewards, groups, ref_logp=ref, **hp)
         result.loss.backward()
         if leaf is not None and leaf.grad is not None:

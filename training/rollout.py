@@ -224,9 +224,10 @@ class TransformersBackend:
             out[live_rows, t] = tok[alive]
             lengths[live_rows] = t + 1
             ended = alive & (tok == self.eos_id)
-            finished[rows[ended]] = True
+            ended_rows = rows[ended]
+            finished[ended_rows] = True
             if on_finished is not None:
-                report_finished(on_finished, rows[ended], out, t + 1)
+                report_finished(on_finished, ended_rows, out, t + 1)
             alive = alive & ~ended
             n_alive = int(alive.sum())
             if n_alive == 0 or t == max_new_tokens - 1:

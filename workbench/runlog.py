@@ -430,7 +430,7 @@ class Run:
         read = [s for f in files if (s := _parse_step(f)) is not None]
         fast = _read_uniform(files, table, columns)
         if fast is not None:
-            return StepFilesRead(pa.concat_tables(fast), read, [t.num_rows for t in fast])
+            return StepFilesRead(fast[0], read, fast[1])
         parts = [read_table_file(f, table, columns) for f in files]
         if not parts:
             cols = columns or SCHEMAS[table].names
@@ -472,9 +472,7 @@ def read_table_file(path: Path, table: str, columns: list[str] | None = None) ->
         tbl = pq.read_table(path, columns=list(needed))
     except (pa.ArrowInvalid, OSError) as e:
         raise RunFormatError(path, f"not a readable Parquet file ({e})") from None
-    for name in needed:
-        if name in schema.names:
-            _check_values(path, table, name, tbl.column(name))
+    check_values(path, table, tbl)
     return tbl
 
 
@@ -485,10 +483,12 @@ def _read_columns(path: Path, columns: list[str]) -> pa.Table:
         return pf.read(columns=columns, use_threads=False)
 
 
-def _read_uniform(files: list[Path], table: str, columns: list[str] | None) -> list[pa.Table] | None:
-    """The files' ``columns``, one table per file, when every file reads, all have the same schema, and that
-    schema and the concatenated values pass ``read_table_file``'s checks; else None (the caller reads file by
-    file, which raises the located error or concatenates differing types). The same result as the file-by-file
+def _read_uniform(
+    files: list[Path], table: str, columns: list[str] | None
+) -> tuple[pa.Table, list[int]] | None:
+    """The files' ``columns`` as one table, with each file's row count, when every file reads, all have the same
+    schema, and that schema and the concatenated values pass ``read_table_file``'s checks; else None (the caller
+    reads file by file, which raises the located error or concatenates differing types). The same result as the file-by-file
     read, at a quarter of its cost: the schema and the values are checked once, not once per file."""
     if len(files) < 2:
         return None
@@ -501,10 +501,11 @@ def _read_uniform(files: list[Path], table: str, columns: list[str] | None) -> l
         if any(not t.schema.equals(schema) for t in parts[1:]) or schema.names != needed:
             return None
         _check_columns(files[0], table, schema, needed)
-        check_values(files[0], table, pa.concat_tables(parts))
+        whole = pa.concat_tables(parts)
+        check_values(files[0], table, whole)
     except (RunFormatError, pa.ArrowException, OSError, ValueError, KeyError):
         return None
-    return parts
+    return whole, [t.num_rows for t in parts]
 
 
 def check_values(path: Path, table: str, tbl: pa.Table) -> None:
