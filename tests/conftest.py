@@ -18,15 +18,19 @@ _CACHE_DIR: str | None = None
 def pytest_configure(config: pytest.Config) -> None:
     """The app's disk cache (``app_lib.metrics_cache``) goes to a folder of this session, removed at its end, not
     to the user's ``~/.cache`` (the app tests' servers inherit the variable)."""
+    from app_lib.metrics_cache import ENV_VAR
+
     global _CACHE_DIR
-    if "REAL_WORKBENCH_CACHE" not in os.environ:
+    if ENV_VAR not in os.environ:
         _CACHE_DIR = tempfile.mkdtemp(prefix="real-workbench-cache-")
-        os.environ["REAL_WORKBENCH_CACHE"] = _CACHE_DIR
+        os.environ[ENV_VAR] = _CACHE_DIR
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    from app_lib.metrics_cache import ENV_VAR
+
     if _CACHE_DIR is not None:
-        os.environ.pop("REAL_WORKBENCH_CACHE", None)
+        os.environ.pop(ENV_VAR, None)
         shutil.rmtree(_CACHE_DIR, ignore_errors=True)
 
 
