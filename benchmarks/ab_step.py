@@ -8,8 +8,10 @@ GRPO step (``benchmarks/bench_trl.py``'s workbench side: no KL, full per-token l
 fresh process each, ``--pairs`` times: base, this tree, base, this tree, ... so that a drift in the machine's load
 hits both alike. Per run: the median of steps 2..N of the wall time, the CPU time (this process and its grader
 workers) and each phase's mean. Printed: every pair, and the per-pair differences (this tree minus base) with their
-median and range. Both trees read the same warm-start cache (``--cache-dir``). A change is faster when every pair
-says so; a range across zero is not resolved at these sizes.
+median, range and the 95% bootstrap interval of their mean (``workbench.stats.paired``; with few pairs it is
+narrower than the truth, so "resolved" is necessary, not sufficient: at 3 pairs it spans the pairs' range, and
+two identical trees give 3 pairs of one sign 1 time in 4). Both trees read the same warm-start cache
+(``--cache-dir``). A change is faster when every pair says so; a range across zero is not resolved.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import ROOT, load1, machine
+from workbench.stats.paired import bootstrap_mean_interval
 
 # Run inside each tree: the workbench side of bench_trl, one JSON line on stdout.
 CHILD = """
@@ -88,9 +93,15 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run(["git", "worktree", "remove", "--force", str(base_tree)], cwd=ROOT, check=False)
     for key in ("step", "cpu", "time_sample", "time_grade", "time_update"):
         diffs = [this[key] - base[key] for base, this in rows]
+        lo, hi = bootstrap_mean_interval(np.asarray(diffs))
+        verdict = (
+            "fewer than 3 pairs: no interval" if np.isnan(lo)
+            else f"mean 95% bootstrap interval {lo:+.4f} .. {hi:+.4f}, "
+            + ("resolved" if lo > 0 or hi < 0 else "NOT resolved")
+        )  # fmt: skip
         print(
             f"  {key:12s} this - base: median {statistics.median(diffs):+.4f} s "
-            f"(pairs {min(diffs):+.4f} .. {max(diffs):+.4f})"
+            f"(pairs {min(diffs):+.4f} .. {max(diffs):+.4f}; {verdict})"
         )
     return 0
 

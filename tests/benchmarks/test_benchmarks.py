@@ -203,6 +203,7 @@ def test_ab_step_runs_both_trees_in_turn_and_removes_its_worktree():
     done = _ab_step("--base", "HEAD", "--pairs", "1", "--steps", "2", timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "pair 1: step" in done.stdout and "time_update  this - base" in done.stdout
+    assert "fewer than 3 pairs: no interval" in done.stdout  # one pair cannot carry an interval
     assert (
         subprocess.run(["git", "worktree", "list"], cwd=REPO, capture_output=True, text=True).stdout == before
     )
