@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import sys
 
-import pandas as pd
-import pyarrow.parquet as pq
-
-from workbench.runlog import open_run
-
-TIMINGS = ("time_", "tokens_per_s", "max_rss_mb")  # measurements of the machine, not of the run
+from workbench.runlog import measures_the_machine, open_run
 
 
 def compare(a_dir: str, b_dir: str) -> bool:
     a, b = open_run(a_dir), open_run(b_dir)
     same = True
     for table in ("metrics", "rollouts", "tokens"):
-        x, y = _read_all(a, table), _read_all(b, table)
+        x, y = a.read_every_column(table), b.read_every_column(table)
         only = sorted(set(x.columns) ^ set(y.columns))
-        cols = [c for c in x.columns if c in y.columns and not c.startswith(TIMINGS)]
+        cols = [c for c in x.columns if c in y.columns and not measures_the_machine(c)]
         differ = [c for c in cols if not x[c].equals(y[c])] if len(x) == len(y) else ["(row count)"]
         verdict = "identical" if not differ else "differ in " + ", ".join(differ)
         print(
@@ -33,11 +28,6 @@ def compare(a_dir: str, b_dir: str) -> bool:
         )
         same &= not differ and not only
     return same
-
-
-def _read_all(run, table: str) -> pd.DataFrame:
-    """Every column of every complete step's file of ``table`` (the reader's ``read`` keeps the schema's only)."""
-    return pd.concat([pq.read_table(f).to_pandas() for f in run.files(table)], ignore_index=True)
 
 
 if __name__ == "__main__":

@@ -349,6 +349,12 @@ def read_meta(run_dir: Path) -> dict[str, Any]:
     return meta
 
 
+def measures_the_machine(column: str) -> bool:
+    """Whether a logged column measures the machine, not the run (wall times ``time_*``, throughput, memory): two
+    runs of one seed and code may differ there and nowhere else."""
+    return column.startswith("time_") or column in ("tokens_per_s", "max_rss_mb")
+
+
 @dataclass(frozen=True)
 class StepFilesRead:
     """What ``Run.read_files`` read: the table, the steps whose files it read, and each file's row count when
@@ -441,6 +447,12 @@ class Run:
         whole = pa.concat_tables(parts, promote_options="permissive")
         uniform = all(t.schema.equals(whole.schema) for t in parts)
         return StepFilesRead(whole, read, [t.num_rows for t in parts] if uniform else None)
+
+    def read_every_column(self, table: str, steps: Iterable[int] | None = None) -> pd.DataFrame:
+        """Every column of complete ``steps``' ``table`` files as written, the writer's extra ones too (``read``
+        keeps the schema's), without the reader's checks: for comparing two runs' logs."""
+        frames = [pq.read_table(f).to_pandas() for f in self.files(table, steps)]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def metrics(self, columns: list[str] | None = None) -> pd.DataFrame:
         return self.read("metrics", columns=columns).to_pandas()

@@ -30,12 +30,9 @@ import pytest
 
 from tests.reliability.conftest import report
 from tests.reliability.writer_loop import step_tables
-from tests.training.conftest import ROOT, SMALL, cli_flags, run_cli
+from tests.training.conftest import ROOT, SMALL, assert_same_logs, cli_flags, machine_column, run_cli
 from workbench.runlog import TABLES, open_run, to_table
 
-# Columns that measure the machine, not the run.
-MACHINE = {"time_sample", "time_grade", "time_update", "time_log", "time_step", "time_logp", "time_val",
-           "tokens_per_s", "max_rss_mb", "grader_cache_hits"}  # fmt: skip
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
@@ -63,8 +60,8 @@ def check_after_kill(run_dir: Path) -> dict:
     for table in TABLES:
         for step in steps:
             run.read(table, [step])  # the reader's checks: schema, nulls, finiteness, UTF-8
-            df = pd.read_parquet(run_dir / table / f"step_{step:06d}.parquet")  # every column, extras too
-            logs[(table, step)] = df.drop(columns=[c for c in df.columns if c in MACHINE])
+            df = run.read_every_column(table, [step])
+            logs[(table, step)] = df.drop(columns=[c for c in df.columns if machine_column(c)])
     events = run_dir / "events.jsonl"
     if events.exists():
         for line in events.read_text().splitlines():
@@ -243,11 +240,7 @@ def test_trainer_killed_eight_times_and_resumed_logs_what_an_uninterrupted_run_l
     a, b = open_run(whole), open_run(killed)
     assert a.steps() == b.steps() == list(range(1, 13))
     assert b.status()["state"] == "finished"
-    for table in TABLES:
-        fa = pd.concat([pd.read_parquet(f) for f in a.files(table)], ignore_index=True)
-        fb = pd.concat([pd.read_parquet(f) for f in b.files(table)], ignore_index=True)
-        drop = [c for c in fa.columns if c in MACHINE]
-        pd.testing.assert_frame_equal(fa.drop(columns=drop), fb.drop(columns=drop), check_exact=True)
+    assert_same_logs(whole, killed)  # every table, every column but the machine's measurements
     events = [json.loads(line)["event"] for line in (killed / "events.jsonl").read_text().splitlines()]
     figures["resumes_logged"] = events.count("resume")
     assert 1 <= events.count("resume") <= figures["launches"] - 1

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
 from workbench.methods import SPECS
@@ -37,7 +36,7 @@ def logged_tables(root: Path) -> dict[str, pd.DataFrame]:
     for method in SPECS:
         run = open_run(write_synthetic_run(root / method, method=method, **SIZES))
         for table in TABLES:
-            frame = pd.concat([pq.read_table(f).to_pandas() for f in run.files(table)], ignore_index=True)
+            frame = run.read_every_column(table)
             out[table].append(frame.assign(method=method))
     return {t: pd.concat(parts, ignore_index=True) for t, parts in out.items()}
 
