@@ -10,7 +10,7 @@ import torch
 
 from training.grading_stream import StreamedGrading
 from training.rewards import OK, Grader
-from training.tokenizer import build_tokenizer
+from training.tokenizer import build_tokenizer, response_texts
 
 TOK = build_tokenizer()
 
@@ -20,7 +20,7 @@ def _ids(text: str) -> torch.Tensor:
 
 
 def _decode(responses: list[torch.Tensor]) -> list[str]:
-    return TOK.batch_decode([r.tolist() for r in responses], skip_special_tokens=True)
+    return response_texts(TOK, responses)  # as the trainer decodes
 
 
 # Rollouts of a step: repeats of one (response, answer) pair in different batches, a pair cached before the step,
