@@ -207,13 +207,13 @@ def test_statistics_and_figures_name_the_bad_file(edge_suite, tmp_path, case, ca
 
 
 def _logs(run_dir: Path, steps: list[int]) -> dict:
-    from tests.reliability.test_killed_runs import MACHINE
+    from tests.training.conftest import machine_column
 
     out = {}
     for table in ("metrics", "rollouts", "tokens"):
         for step in steps:
-            df = pd.read_parquet(step_file(run_dir, table, step))
-            out[(table, step)] = df.drop(columns=[c for c in df.columns if c in MACHINE])
+            df = open_run(run_dir).read_every_column(table, [step])
+            out[(table, step)] = df.drop(columns=[c for c in df.columns if machine_column(c)])
     return out
 
 
